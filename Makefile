@@ -1,0 +1,59 @@
+# `make serve` and `make test` do all set-up on a fresh machine: they create .venv/ and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint typecheck proto proto-check models bench clean help
+
+help:
+	@echo "make serve   serve the example models in models/ (REST :8000, gRPC :8001, metrics :8002)"
+	@echo "make test    install everything and run lint, type checks and the test suite"
+	@echo "make models  retrain the examples and convert them into models/"
+	@echo "make proto   regenerate the gRPC code from proto/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Serving needs no torch and no TensorFlow.
+$(VENV)/.serve.stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.all.stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[all]'
+	@touch $@ $(VENV)/.serve.stamp
+
+serve: $(VENV)/.serve.stamp
+	$(BIN)/modelport serve --repository models
+
+# mypy does not follow setuptools' editable finder, so it reads the packages through a small link tree that
+# mirrors their import names (modelport.server -> server/).
+.mypy-src/modelport:
+	mkdir -p $@
+	ln -sfn ../../server $@/server
+	ln -sfn ../../converters $@/converters
+
+lint: $(VENV)/.all.stamp
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.all.stamp .mypy-src/modelport
+	MYPYPATH=.mypy-src $(BIN)/mypy -p modelport.server -p modelport.converters tests examples benchmarks
+
+proto: $(VENV)/.all.stamp
+	$(BIN)/python proto/generate.py
+
+proto-check: $(VENV)/.all.stamp
+	$(BIN)/python proto/generate.py --check
+
+test: $(VENV)/.all.stamp lint typecheck proto-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+models: $(VENV)/.all.stamp
+	$(BIN)/python examples/build_models.py
+
+clean:
+	rm -rf $(VENV) .mypy-src .pytest_cache .mypy_cache .ruff_cache build *.egg-info

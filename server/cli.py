@@ -1,0 +1,58 @@
+"""The ``modelport`` command.
+
+``serve`` lives with the server; ``convert``, ``quantize`` and ``export-mobile`` live in
+``modelport.converters`` and are imported only when invoked, so the server's environment needs neither torch
+nor TensorFlow and ``modelport serve`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+__all__ = ["main"]
+
+# command name -> ("module:attribute" of a click command, imported on first use; one-line help).
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("modelport.server.serve_cli:serve", "Serve a model repository over REST and gRPC."),
+    "convert": ("modelport.converters.cli:convert", "Convert a Keras, TensorFlow or PyTorch model to ONNX."),
+    "quantize": ("modelport.converters.quantize_cli:quantize", "Quantize a model to INT8 or FP16."),
+    "export-mobile": (
+        "modelport.converters.quantize_cli:export_mobile",
+        "Export a model in ONNX Runtime's mobile .ort format.",
+    ),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _LAZY_COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attribute = entry[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise click.ClickException(
+                f"'modelport {cmd_name}' needs packages that are not installed ({error.name}); "
+                "install the extras: pip install 'modelport[torch,tensorflow]'"
+            ) from error
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing the commands must not import them (and with them torch or TensorFlow).
+        rows = [(name, help_text) for name, (_, help_text) in sorted(_LAZY_COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelport")
+def main() -> None:
+    """Convert trained models to ONNX and serve them over REST and gRPC."""

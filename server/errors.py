@@ -1,0 +1,93 @@
+"""One transport-neutral exception tree for everything the server refuses or fails at.
+
+Each adapter (REST, gRPC, management) owns exactly one table from :class:`ErrorCode` to its status codes.
+Messages are written for the client: they name the model, the tensor or the key, and say what was expected.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "DeadlineExceeded",
+    "ErrorCode",
+    "InvalidInput",
+    "ModelNotFound",
+    "ModelNotReady",
+    "ModelportError",
+    "PayloadTooLarge",
+    "QueueFull",
+    "ServerUnavailable",
+    "Unsupported",
+]
+
+
+class ErrorCode(enum.Enum):
+    """Triton's status codes, plus the two a serving queue needs (deadline, payload size)."""
+
+    INVALID_ARG = "INVALID_ARG"
+    NOT_FOUND = "NOT_FOUND"
+    UNAVAILABLE = "UNAVAILABLE"
+    UNSUPPORTED = "UNSUPPORTED"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    INTERNAL = "INTERNAL"
+
+
+class ModelportError(Exception):
+    """Base of every error the server reports to a client."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ModelportError):
+    """The request is malformed or does not match the model's signature."""
+
+    code = ErrorCode.INVALID_ARG
+
+
+class ModelNotFound(ModelportError):
+    """Unknown model or version. Triton answers this with INVALID_ARG (HTTP 400), and so do we."""
+
+    code = ErrorCode.INVALID_ARG
+
+
+class ModelNotReady(ModelportError):
+    """The model exists but no version is ready (loading, failed, unloading)."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class QueueFull(ModelportError):
+    """The model's queue is at its bound; the request was refused at once."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class ServerUnavailable(ModelportError):
+    """The server is shutting down or cannot take work."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ModelportError):
+    """The request's timeout expired before it ran."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class PayloadTooLarge(ModelportError):
+    """The body or a declared tensor exceeds a configured bound."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Unsupported(ModelportError):
+    """The request asks for something this server does not implement."""
+
+    code = ErrorCode.UNSUPPORTED

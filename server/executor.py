@@ -1,0 +1,47 @@
+"""The one interface the data plane calls to run a model version.
+
+An executor owns how a batch gets computed: in this process (a thread running an ONNX Runtime session), or
+through the dynamic batcher and a pool of worker processes. The data plane validates inputs against the
+signature before calling it and never knows which executor it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .inference import Tensors
+
+__all__ = ["ExecutionResult", "Executor"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """Outputs of one request and where its time went (nanoseconds, measured with ``time.monotonic_ns``)."""
+
+    outputs: Tensors
+    queue_ns: int  # waiting in a queue or for a free worker
+    compute_input_ns: int  # copying/concatenating inputs into the batch
+    compute_infer_ns: int  # the ONNX Runtime run itself
+    compute_output_ns: int  # splitting and copying outputs back
+    batch_size: int  # rows in the batch this request ran in
+
+
+class Executor(Protocol):
+    """Runs one loaded model version."""
+
+    async def start(self) -> None:
+        """Acquire resources (sessions, worker processes); the version is ready when this returns."""
+
+    async def infer(
+        self, inputs: Tensors, *, output_names: Sequence[str], deadline: float | None
+    ) -> ExecutionResult:
+        """Run one already validated request.
+
+        ``deadline`` is a ``time.monotonic()`` instant; a request still queued at its deadline raises
+        :class:`~modelport.server.errors.DeadlineExceeded` without running.
+        """
+
+    async def close(self, *, drain_timeout: float) -> None:
+        """Finish in-flight work (at most ``drain_timeout`` seconds), then release everything."""

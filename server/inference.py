@@ -1,0 +1,56 @@
+"""The internal currency of one inference: named numpy arrays in small dataclasses.
+
+Wire types (JSON, protobuf) stop at the adapters; everything behind them speaks these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["InferRequest", "InferResponse", "Parameter", "Protocol", "TensorSpec", "Tensors"]
+
+Tensors = dict[str, npt.NDArray[np.generic]]
+Parameter = bool | int | float | str
+Protocol = Literal["http", "grpc"]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output of a model signature.
+
+    ``shape`` is the full tensor shape with -1 for a dynamic dimension; for a batching model
+    (``max_batch_size > 0``) the first dimension is the batch and is -1.
+    """
+
+    name: str
+    datatype: str  # Open Inference Protocol name, e.g. "FP32"
+    shape: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded inference request, as the data plane receives it from either adapter."""
+
+    model_name: str
+    model_version: str  # "" = the server's choice (highest ready version)
+    inputs: Tensors
+    id: str = ""
+    requested_outputs: list[str] | None = None  # None = all outputs, in signature order
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    output_parameters: dict[str, dict[str, Parameter]] = field(default_factory=dict)
+    protocol: Protocol = "http"
+
+
+@dataclass(slots=True)
+class InferResponse:
+    """The answer to one :class:`InferRequest`; ``outputs`` keeps the requested order."""
+
+    model_name: str
+    model_version: str
+    outputs: Tensors
+    id: str = ""
+    parameters: dict[str, Parameter] = field(default_factory=dict)
