@@ -1,0 +1,325 @@
+"""The server's Prometheus metrics: one dedicated registry, recorded in the server process only.
+
+Worker processes never touch a metric: they send their timings back with each result and the server process
+records them, so no multiprocess collector is needed. Worker CPU time and resident memory are read by the
+server process from the worker pids (with psutil) at scrape time.
+
+Every name is ``modelport_*`` in base units (seconds, bytes); counters end in ``_total``. Label values:
+``model`` and ``version`` name a model version the server has (``version`` is the version that ran, never the
+client's empty "latest"); requests for a model the server does not know are counted with ``model=""`` and
+``version=""``, so client-chosen names cannot create series. ``protocol`` is ``http`` or ``grpc``; ``outcome``
+is one of :class:`Outcome`. The names and labels are an interface, documented in README.md ("Operations").
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .errors import DeadlineExceeded, ErrorCode, ModelportError, QueueFull
+from .executor import ExecutionResult
+from .inference import Protocol
+
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "LATENCY_BUCKETS",
+    "LOAD_BUCKETS",
+    "Outcome",
+    "ServerMetrics",
+    "WorkerProcess",
+    "outcome_of",
+]
+
+# Inference latencies: from a tiny model on CPU (~100 us) to a large batch or a long queue (seconds).
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Rows per executed batch: powers of two up to the largest max_batch_size anybody configures.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Loading a model version: session creation plus worker start-up, well under a second up to minutes.
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_MODEL = ("model", "version")
+
+
+class Outcome(enum.Enum):
+    """How a request ended, as the ``outcome`` label says it."""
+
+    SUCCESS = "success"
+    INVALID_INPUT = "invalid_input"  # malformed, wrong signature, unknown model, too large, unsupported
+    QUEUE_FULL = "queue_full"  # refused at once: the model's queue was at its bound
+    TIMEOUT = "timeout"  # the request's deadline passed before it ran
+    SERVER_ERROR = "server_error"  # everything else: not ready, shutting down, a failure inside the server
+
+
+_CLIENT_CODES = frozenset({ErrorCode.INVALID_ARG, ErrorCode.UNSUPPORTED, ErrorCode.RESOURCE_EXHAUSTED})
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    """The outcome of a request that raised ``error`` (``None``: it succeeded)."""
+    if error is None:
+        return Outcome.SUCCESS
+    if isinstance(error, QueueFull):
+        return Outcome.QUEUE_FULL
+    if isinstance(error, DeadlineExceeded):
+        return Outcome.TIMEOUT
+    if isinstance(error, ModelportError) and error.code in _CLIENT_CODES:
+        return Outcome.INVALID_INPUT
+    return Outcome.SERVER_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerProcess:
+    """A worker process of a model version: a ``worker`` id stable across restarts (its slot), and its pid."""
+
+    worker: str
+    pid: int
+
+
+class _WorkerProcessCollector(Collector):
+    """CPU seconds and resident memory of every worker process, read with psutil when scraped.
+
+    The scrape runs in the metrics listener's thread: it reads one immutable snapshot of the pids that the
+    pools publish (copy-on-write in :meth:`ServerMetrics.set_worker_processes`), never the pools' own state.
+    """
+
+    def __init__(self) -> None:
+        self.workers: Mapping[tuple[str, str], tuple[WorkerProcess, ...]] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["model", "version", "worker"]
+        cpu = CounterMetricFamily(
+            "modelport_worker_cpu_seconds", "User and system CPU time of a worker process.", labels=labels
+        )
+        rss = GaugeMetricFamily(
+            "modelport_worker_resident_memory_bytes", "Resident memory of a worker process.", labels=labels
+        )
+        for (model, version), processes in self.workers.items():
+            for process in processes:
+                try:
+                    with (handle := psutil.Process(process.pid)).oneshot():
+                        times = handle.cpu_times()
+                        resident = handle.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue  # exited between the pool's update and this scrape
+                cpu.add_metric([model, version, process.worker], times.user + times.system)
+                rss.add_metric([model, version, process.worker], resident)
+        yield cpu
+        yield rss
+
+
+class ServerMetrics:
+    """Every metric the server exports, in its own :class:`CollectorRegistry`, with one method per event.
+
+    The data plane calls :meth:`record_request` once per request and :meth:`in_flight` around it; executors
+    (the batcher, or the in-process executor) call :meth:`record_execution` once per batch they run and
+    :meth:`set_queue_depth`; worker pools call :meth:`set_workers`, :meth:`set_worker_processes`,
+    :meth:`record_worker_restart` and :meth:`record_autoscale`; the model manager calls
+    :meth:`record_model_load`. All methods are cheap, thread-safe and never raise on valid arguments.
+    """
+
+    def __init__(self, *, process_metrics: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._requests = Counter(
+            "modelport_requests",
+            "Inference requests by outcome.",
+            [*_MODEL, "protocol", "outcome"],
+            registry=reg,
+        )
+        self._request_duration = Histogram(
+            "modelport_request_duration_seconds",
+            "Time from a request entering the data plane to its answer (or error), all outcomes.",
+            [*_MODEL, "protocol", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._inferences = Counter(
+            "modelport_inferences",
+            "Rows inferred by successful requests (a batch of N counts N).",
+            _MODEL,
+            registry=reg,
+        )
+        self._executions = Counter(
+            "modelport_executions",
+            "Model executions (batches run; many requests can share one).",
+            _MODEL,
+            registry=reg,
+        )
+        self._queue_duration = Histogram(
+            "modelport_queue_duration_seconds",
+            "Time a successful request waited in the queue and for a free worker.",
+            _MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._compute_duration = Histogram(
+            "modelport_compute_duration_seconds",
+            "Compute time (input copy, inference, output copy) of the batch a successful request ran in.",
+            _MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._batch_size = Histogram(
+            "modelport_batch_size",
+            "Rows per executed batch.",
+            _MODEL,
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=reg,
+        )
+        self._queue_depth = Gauge(
+            "modelport_queue_depth", "Requests waiting in the model's queue.", _MODEL, registry=reg
+        )
+        self._in_flight = Gauge(
+            "modelport_requests_in_flight", "Requests inside the data plane right now.", _MODEL, registry=reg
+        )
+        self._workers = Gauge(
+            "modelport_workers", "Worker processes by state.", [*_MODEL, "state"], registry=reg
+        )
+        self._worker_restarts = Counter(
+            "modelport_worker_restarts", "Worker processes restarted after they died.", _MODEL, registry=reg
+        )
+        self._autoscale = Counter(
+            "modelport_autoscale_decisions",
+            "Autoscaling decisions carried out, by direction (up, down).",
+            [*_MODEL, "direction"],
+            registry=reg,
+        )
+        self._loads = Counter("modelport_model_loads", "Model versions loaded.", _MODEL, registry=reg)
+        self._load_failures = Counter(
+            "modelport_model_load_failures", "Model versions that failed to load.", _MODEL, registry=reg
+        )
+        self._load_duration = Histogram(
+            "modelport_model_load_duration_seconds",
+            "Time to load a model version (successful loads).",
+            _MODEL,
+            buckets=LOAD_BUCKETS,
+            registry=reg,
+        )
+        Info("modelport_build", "The modelport release serving.", registry=reg).info({"version": _release()})
+        self._worker_processes = _WorkerProcessCollector()
+        self._worker_states: dict[tuple[str, str], set[str]] = {}
+        # Label children resolved once; a lost race only resolves the same child twice (labels() is locked).
+        self._request_children: dict[tuple[str, str, str, Outcome], tuple[Counter, Histogram]] = {}
+        self._success_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._lock = threading.Lock()
+        if process_metrics:
+            ProcessCollector(namespace="modelport", registry=reg)
+            reg.register(self._worker_processes)
+
+    def record_request(
+        self,
+        *,
+        model: str,
+        version: str,
+        protocol: Protocol,
+        outcome: Outcome,
+        duration_s: float,
+        inferences: int = 0,
+        result: ExecutionResult | None = None,
+    ) -> None:
+        """Count one finished request; ``inferences`` (its rows) and ``result``'s timings count on success."""
+        key = (model, version, protocol, outcome)
+        children = self._request_children.get(key)
+        if children is None:  # labels() costs a lock and a few microseconds: resolve once per label set
+            label_values = (model, version, protocol, outcome.value)
+            children = (self._requests.labels(*label_values), self._request_duration.labels(*label_values))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
+        if outcome is not Outcome.SUCCESS:
+            return
+        success = self._success_children.get((model, version))
+        if success is None:
+            success = (
+                self._inferences.labels(model, version),
+                self._queue_duration.labels(model, version),
+                self._compute_duration.labels(model, version),
+            )
+            self._success_children[(model, version)] = success
+        success[0].inc(inferences)
+        if result is not None:
+            success[1].observe(result.queue_ns / 1e9)
+            compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns
+            success[2].observe(compute_ns / 1e9)
+
+    def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
+        """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs."""
+        return self._in_flight.labels(model, version).track_inprogress()
+
+    def record_execution(self, *, model: str, version: str, batch_size: int) -> None:
+        """Count one executed batch of ``batch_size`` rows."""
+        self._executions.labels(model, version).inc()
+        self._batch_size.labels(model, version).observe(batch_size)
+
+    def set_queue_depth(self, model: str, version: str, depth: int) -> None:
+        """Publish how many requests wait in the model version's queue."""
+        self._queue_depth.labels(model, version).set(depth)
+
+    def set_workers(self, model: str, version: str, counts: Mapping[str, int]) -> None:
+        """Publish the number of workers per state; a state seen before and absent now goes to 0."""
+        key = (model, version)
+        with self._lock:
+            states = self._worker_states.setdefault(key, set())
+            states.update(counts)
+            for state in states:
+                self._workers.labels(model, version, state).set(counts.get(state, 0))
+
+    def set_worker_processes(self, model: str, version: str, processes: Iterable[WorkerProcess]) -> None:
+        """Publish the version's live worker processes (an empty iterable when its pool closes)."""
+        snapshot = tuple(processes)
+        with self._lock:
+            workers = dict(self._worker_processes.workers)
+            if snapshot:
+                workers[(model, version)] = snapshot
+            else:
+                workers.pop((model, version), None)
+            self._worker_processes.workers = workers  # one reference swap: scrapes see old or new
+
+    def record_worker_restart(self, model: str, version: str) -> None:
+        """Count one worker restarted after it died."""
+        self._worker_restarts.labels(model, version).inc()
+
+    def record_autoscale(self, model: str, version: str, direction: Literal["up", "down"]) -> None:
+        """Count one autoscaling decision that added (``up``) or removed (``down``) a worker."""
+        self._autoscale.labels(model, version, direction).inc()
+
+    def record_model_load(self, model: str, version: str, *, duration_s: float, ok: bool) -> None:
+        """Count one load attempt of a model version; a successful one also observes its duration."""
+        if ok:
+            self._loads.labels(model, version).inc()
+            self._load_duration.labels(model, version).observe(duration_s)
+        else:
+            self._load_failures.labels(model, version).inc()
+
+
+def _release() -> str:
+    try:
+        return importlib.metadata.version("modelport")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
