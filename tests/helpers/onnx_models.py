@@ -1,0 +1,170 @@
+"""Tiny real ONNX models built with ``onnx.helper``, and a writer for Triton's repository layout.
+
+Names follow Triton's examples: ``INPUT0``/``OUTPUT0`` for the identity and add/sub models, so the tests read
+like Triton's client examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = [
+    "ALL_DATATYPES",
+    "NUMERIC_DATATYPES",
+    "add_sub_model",
+    "identity_model",
+    "mlp_model",
+    "mlp_reference",
+    "write_config",
+    "write_corrupt_model",
+    "write_model",
+]
+
+# Open Inference Protocol datatype -> ONNX element type.
+_ONNX_TYPES: dict[str, int] = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+ALL_DATATYPES: tuple[str, ...] = tuple(_ONNX_TYPES)
+NUMERIC_DATATYPES: tuple[str, ...] = tuple(d for d in ALL_DATATYPES if d not in ("BOOL", "BYTES"))
+
+_OPSET = 17
+_IR_VERSION = 9  # accepted by every onnxruntime >= 1.15
+
+Dims = Sequence[int | str | None]
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="modelport-tests"
+    )
+    model.ir_version = _IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def _dims(dims: Dims) -> list[int | str | None]:
+    return ["batch" if d == -1 else d for d in dims]
+
+
+def identity_model(datatype: str = "FP32", dims: Dims = (-1, 4)) -> onnx.ModelProto:
+    """``OUTPUT0 = INPUT0`` for any datatype; -1 in ``dims`` is a dynamic dimension."""
+    elem = _ONNX_TYPES[datatype]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        f"identity_{datatype.lower()}",
+        [helper.make_tensor_value_info("INPUT0", elem, _dims(dims))],
+        [helper.make_tensor_value_info("OUTPUT0", elem, _dims(dims))],
+    )
+    return _model(graph)
+
+
+def add_sub_model(datatype: str = "FP32", dims: Dims = (-1, 16)) -> onnx.ModelProto:
+    """Triton's ``simple`` model: ``OUTPUT0 = INPUT0 + INPUT1``, ``OUTPUT1 = INPUT0 - INPUT1``."""
+    elem = _ONNX_TYPES[datatype]
+    shape = _dims(dims)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        f"add_sub_{datatype.lower()}",
+        [
+            helper.make_tensor_value_info("INPUT0", elem, shape),
+            helper.make_tensor_value_info("INPUT1", elem, shape),
+        ],
+        [
+            helper.make_tensor_value_info("OUTPUT0", elem, shape),
+            helper.make_tensor_value_info("OUTPUT1", elem, shape),
+        ],
+    )
+    return _model(graph)
+
+
+def mlp_model(features: int = 16, hidden: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+    """A batching MLP: ``features`` FP32 [-1, features] -> ``probabilities`` FP32 [-1, classes] (softmax)."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "w1": rng.standard_normal((features, hidden)).astype(np.float32),
+        "b1": rng.standard_normal(hidden).astype(np.float32),
+        "w2": rng.standard_normal((hidden, classes)).astype(np.float32),
+        "b2": rng.standard_normal(classes).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["features", "w1", "b1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["a"]),
+            helper.make_node("Gemm", ["a", "w2", "b2"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    return _model(graph)
+
+
+def mlp_reference(model: onnx.ModelProto, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """What :func:`mlp_model` computes, in numpy (for checking the server's answers)."""
+    w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    hidden = np.maximum(features @ w["w1"] + w["b1"], 0)
+    logits = hidden @ w["w2"] + w["b2"]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: np.ndarray[Any, Any] = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
+def write_model(
+    repository: Path,
+    name: str,
+    model: onnx.ModelProto,
+    *,
+    version: int | str = 1,
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``REPO/name/version/model.onnx`` (and ``config.yaml`` when given); returns the model file."""
+    path = repository / name / str(version) / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside and renamed, so a polling server never sees half a file.
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(model.SerializeToString())
+    partial.replace(path)
+    if config is not None:
+        write_config(repository, name, config)
+    return path
+
+
+def write_config(repository: Path, name: str, config: Mapping[str, Any] | str) -> Path:
+    """Write ``REPO/name/config.yaml`` from a mapping, or verbatim from a string."""
+    path = repository / name / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = config if isinstance(config, str) else yaml.safe_dump(dict(config), sort_keys=False)
+    path.write_text(text)
+    return path
+
+
+def write_corrupt_model(repository: Path, name: str, *, version: int = 1) -> Path:
+    """Write a ``model.onnx`` that is not an ONNX model."""
+    path = repository / name / str(version) / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not an onnx model\x00\x01\x02")
+    return path
