@@ -1,0 +1,93 @@
+"""Puts a recipe's trained artefact into the model repository as version 1, replacing what was there.
+
+The artefact is converted with ``modelport.converters.convert`` into a staging repository; the output's
+labels file and any extra files (the sentiment model's ``vocabulary.json``) are added and ``config.yaml``
+points at the labels; only then is ``REPOSITORY/NAME`` replaced as a whole, so a failed recipe leaves the
+previous model in place and a rebuild leaves no stale files behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+__all__ = ["LABELS_FILE", "VERSION", "Built", "ModelSpec", "main_for", "publish"]
+
+VERSION = 1
+LABELS_FILE = "labels.txt"
+DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a recipe publishes: the framework's artefact and the files served beside it."""
+
+    name: str
+    source: Path  # .pt2, .keras or a SavedModel directory
+    labels: Sequence[str] = ()  # one per class of the (single) output; empty: no labels file
+    samples: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)  # input name -> real rows
+    extra_files: Sequence[Path] = ()  # copied beside config.yaml
+
+
+@dataclass(frozen=True)
+class Built:
+    """One published model and the recipe's validation figure."""
+
+    name: str
+    directory: Path
+    metric: str
+    value: float
+
+
+def _add_labels(config_path: Path, labels: Sequence[str]) -> None:
+    config: dict[str, Any] = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    outputs = config.get("outputs")
+    if not isinstance(outputs, list) or len(outputs) != 1:
+        raise ValueError(f"{config_path}: labels need exactly one output, found {outputs!r}")
+    outputs[0]["labels"] = LABELS_FILE
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> Built:
+    """Convert ``spec.source`` into ``repository/NAME/1`` with its labels; print one progress line."""
+    from modelport.converters import convert
+
+    with tempfile.TemporaryDirectory(prefix=f"modelport-{spec.name}-") as staging_name:
+        staging = Path(staging_name)
+        samples_file: Path | None = None
+        if spec.samples:
+            samples_file = staging / "samples.npz"
+            np.savez(samples_file, **spec.samples)  # type: ignore[arg-type]  # numpy's stub wants ArrayLike
+        convert(spec.source, repository=staging / "repository", name=spec.name, version=VERSION,
+                samples=samples_file)  # fmt: skip
+        staged = staging / "repository" / spec.name
+        if spec.labels:
+            (staged / LABELS_FILE).write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
+            _add_labels(staged / "config.yaml", spec.labels)
+        for extra in spec.extra_files:
+            shutil.copy2(extra, staged / extra.name)
+        target = repository / spec.name
+        if target.exists():
+            shutil.rmtree(target)
+        repository.mkdir(parents=True, exist_ok=True)
+        shutil.move(staged, target)
+    print(f"  {spec.name}: {metric} {value:.4f} -> {target}", flush=True)
+    return Built(spec.name, target, metric, value)
+
+
+def main_for(build: Callable[[Path, Path], Built]) -> None:
+    """Command line of a single recipe: ``python -m examples.RECIPE [--repository DIR]``."""
+    parser = argparse.ArgumentParser(description=build.__doc__)
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="model repository")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="modelport-build-") as workdir:
+        build(Path(workdir), arguments.repository)
