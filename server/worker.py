@@ -1,0 +1,203 @@
+"""The worker process: one ONNX Runtime session, fed batches through shared memory.
+
+:func:`worker_main` is the process entry point (started by :mod:`.pool` from a forkserver that has already
+imported this module, numpy and onnxruntime). It speaks a tiny request/response protocol over a Unix
+``SOCK_SEQPACKET`` socket; every message is one JSON object, tensor bytes stay in :class:`~.shm.Region` s:
+
+- worker -> server, once: ``{"op": "ready", "pid", "load_ns"}``, or ``{"op": "error", "message"}`` and exit 1
+- server -> worker: ``{"op": "run", "inputs": [layout...], "outputs": [name...], "region": size?}``, with the
+  input region's descriptor attached when ``region`` is present (a new, larger region);
+- worker -> server: ``{"op": "done", "outputs": [layout...], "infer_ns", "copy_ns", "region": size?}`` (the
+  worker's new output region attached when present) or ``{"op": "failed", "kind", "message"}``;
+- server -> worker: ``{"op": "stop"}``, or just closing the socket.
+
+The worker's stdout and stderr go to a log file the server reads the tail of when the worker dies. It records
+no metrics: timings travel back with each result and only the server records them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+from .inference import Tensors
+from .shm import Region, TensorLayout, read_tensors, region_size_for, write_tensors
+
+__all__ = ["MAX_FDS", "MAX_MESSAGE", "WorkerSpec", "recv_message", "send_message", "worker_main"]
+
+MAX_MESSAGE = 1 << 20
+MAX_FDS = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSpec:
+    """Everything a worker needs to build its session; sent once, when the process starts."""
+
+    model: str
+    version: str
+    path: str
+    log_path: str
+    intra_op_threads: int
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+
+
+def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    """Send one JSON control message, with descriptors attached (SCM_RIGHTS) when given."""
+    data = orjson.dumps(message)
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
+
+
+def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """Receive one message and its descriptors; ``(None, [])`` when the other side closed the socket."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    message: dict[str, Any] = orjson.loads(data)
+    return message, fds
+
+
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def _build_session(spec: WorkerSpec) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = spec.intra_op_threads
+    options.inter_op_num_threads = spec.inter_op_threads
+    options.graph_optimization_level = _LEVELS.get(spec.graph_optimization_level, _LEVELS["all"])
+    # Busy-spinning threads would burn the cores other workers need while this one waits for a batch.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    available = set(ort.get_available_providers())
+    providers = [p for p in spec.providers if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(spec.path, sess_options=options, providers=providers)
+
+
+def _onnx_inputs(tensors: Tensors) -> dict[str, Any]:
+    """Feeds for ONNX Runtime: its string tensors take (UTF-8) str; the protocol's BYTES are bytes."""
+    result: dict[str, Any] = {}
+    for name, array in tensors.items():
+        if array.dtype == np.object_:
+            try:
+                result[name] = np.array(
+                    [item.decode("utf-8") if isinstance(item, bytes) else item for item in array.ravel()],
+                    dtype=np.object_,
+                ).reshape(array.shape)
+            except UnicodeDecodeError as error:
+                raise _Invalid(
+                    f"tensor '{name}': ONNX Runtime string tensors must be UTF-8 ({error.reason} at byte "
+                    f"{error.start} of an element)"
+                ) from None
+        else:
+            result[name] = array
+    return result
+
+
+class _Invalid(Exception):
+    """A batch the model cannot take; reported to the server as an invalid input."""
+
+
+class _Serving:
+    """The worker's state between batches: its session and the two shared regions."""
+
+    def __init__(self, sock: socket.socket, session: ort.InferenceSession) -> None:
+        self.sock = sock
+        self.session = session
+        self.inputs: Region | None = None
+        self.outputs: Region | None = None
+        self.new_output_region: Region | None = None
+
+    def _output_region(self, nbytes: int) -> Region:
+        if self.outputs is None or self.outputs.size < nbytes:
+            if self.outputs is not None:
+                self.outputs.close()
+            self.outputs = self.new_output_region = Region.create(region_size_for(nbytes))
+        return self.outputs
+
+    def run(self, message: dict[str, Any], fds: list[int]) -> None:
+        if "region" in message:
+            if self.inputs is not None:
+                self.inputs.close()
+            self.inputs = Region(fds.pop(0), int(message["region"]))
+        for fd in fds:
+            os.close(fd)
+        if self.inputs is None:
+            raise RuntimeError("protocol error: a run message arrived before any input region")
+        layouts = [TensorLayout.from_wire(item) for item in message["inputs"]]
+        names: list[str] = list(message["outputs"])
+        started = time.monotonic_ns()
+        try:
+            results = self.session.run(names, _onnx_inputs(read_tensors(self.inputs, layouts)))
+        except _Invalid as error:
+            send_message(self.sock, {"op": "failed", "kind": "invalid", "message": str(error)})
+            return
+        except Exception as error:  # ONNX Runtime raises its own exception types; report, keep serving
+            kind = "invalid" if "INVALID_ARGUMENT" in str(error) or "InvalidArgument" in repr(error) else ""
+            send_message(self.sock, {"op": "failed", "kind": kind or "internal", "message": str(error)})
+            return
+        infer_ns = time.monotonic_ns() - started
+        started = time.monotonic_ns()
+        self.new_output_region = None
+        parts = {name: [np.asarray(value)] for name, value in zip(names, results, strict=True)}
+        region, out_layouts = write_tensors(parts, self._output_region)
+        reply: dict[str, Any] = {
+            "op": "done",
+            "outputs": [layout.to_wire() for layout in out_layouts],
+            "infer_ns": infer_ns,
+            "copy_ns": time.monotonic_ns() - started,
+        }
+        if self.new_output_region is not None:
+            reply["region"] = region.size
+            send_message(self.sock, reply, [region.fd])
+        else:
+            send_message(self.sock, reply)
+
+
+def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
+    """Process entry point: load the session, say ready, serve batches until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
+    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    print(
+        f"modelport worker {os.getpid()}: loading {spec.model} version {spec.version} "
+        f"(intra-op threads {spec.intra_op_threads})",
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.monotonic_ns()
+    try:
+        session = _build_session(spec)
+    except Exception as error:  # any load failure is reported to the server, which names the model
+        print(f"modelport worker {os.getpid()}: load failed: {error}", file=sys.stderr, flush=True)
+        send_message(sock, {"op": "error", "message": str(error)})
+        sys.exit(1)
+    send_message(sock, {"op": "ready", "pid": os.getpid(), "load_ns": time.monotonic_ns() - started})
+    serving = _Serving(sock, session)
+    while True:
+        message, fds = recv_message(sock)
+        if message is None or message.get("op") == "stop":
+            return
+        serving.run(message, fds)
