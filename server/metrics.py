@@ -13,22 +13,18 @@ is one of :class:`Outcome`. The names and labels are an interface, documented in
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import importlib.metadata
-import threading
-from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Literal
 
-import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from .errors import DeadlineExceeded, ErrorCode, ModelportError, QueueFull
 from .executor import ExecutionResult
 from .inference import Protocol
+from .live_metrics import LiveStateCollector, StateSource, VersionState, WorkerState
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -36,7 +32,8 @@ __all__ = [
     "LOAD_BUCKETS",
     "Outcome",
     "ServerMetrics",
-    "WorkerProcess",
+    "VersionState",
+    "WorkerState",
     "outcome_of",
 ]
 
@@ -93,54 +90,14 @@ def outcome_of(error: BaseException | None) -> Outcome:
     return Outcome.SERVER_ERROR
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerProcess:
-    """A worker process of a model version: a ``worker`` id stable across restarts (its slot), and its pid."""
-
-    worker: str
-    pid: int
-
-
-class _WorkerProcessCollector(Collector):
-    """CPU seconds and resident memory of every worker process, read with psutil when scraped.
-
-    The scrape runs in the metrics listener's thread: it reads one immutable snapshot of the pids that the
-    pools publish (copy-on-write in :meth:`ServerMetrics.set_worker_processes`), never the pools' own state.
-    """
-
-    def __init__(self) -> None:
-        self.workers: Mapping[tuple[str, str], tuple[WorkerProcess, ...]] = {}
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        labels = ["model", "version", "worker"]
-        cpu = CounterMetricFamily(
-            "modelport_worker_cpu_seconds", "User and system CPU time of a worker process.", labels=labels
-        )
-        rss = GaugeMetricFamily(
-            "modelport_worker_resident_memory_bytes", "Resident memory of a worker process.", labels=labels
-        )
-        for (model, version), processes in self.workers.items():
-            for process in processes:
-                try:
-                    with (handle := psutil.Process(process.pid)).oneshot():
-                        times = handle.cpu_times()
-                        resident = handle.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue  # exited between the pool's update and this scrape
-                cpu.add_metric([model, version, process.worker], times.user + times.system)
-                rss.add_metric([model, version, process.worker], resident)
-        yield cpu
-        yield rss
-
-
 class ServerMetrics:
     """Every metric the server exports, in its own :class:`CollectorRegistry`, with one method per event.
 
     The data plane calls :meth:`record_request` once per request and :meth:`in_flight` around it; executors
-    (the batcher, or the in-process executor) call :meth:`record_execution` once per batch they run and
-    :meth:`set_queue_depth`; worker pools call :meth:`set_workers`, :meth:`set_worker_processes`,
-    :meth:`record_worker_restart` and :meth:`record_autoscale`; the model manager calls
-    :meth:`record_model_load`. All methods are cheap, thread-safe and never raise on valid arguments.
+    (the batcher, or the in-process executor) call :meth:`record_execution` once per batch they run; worker
+    pools call :meth:`record_worker_restart` and :meth:`record_autoscale`; the model manager calls
+    :meth:`record_model_load`; ``app.py`` calls :meth:`watch` once, so that queue depths and workers are
+    read when scraped (see :mod:`.live_metrics`). All methods are cheap, thread-safe and never raise.
     """
 
     def __init__(self, *, process_metrics: bool = True) -> None:
@@ -192,14 +149,8 @@ class ServerMetrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=reg,
         )
-        self._queue_depth = Gauge(
-            "modelport_queue_depth", "Requests waiting in the model's queue.", _MODEL, registry=reg
-        )
         self._in_flight = Gauge(
             "modelport_requests_in_flight", "Requests inside the data plane right now.", _MODEL, registry=reg
-        )
-        self._workers = Gauge(
-            "modelport_workers", "Worker processes by state.", [*_MODEL, "state"], registry=reg
         )
         self._worker_restarts = Counter(
             "modelport_worker_restarts", "Worker processes restarted after they died.", _MODEL, registry=reg
@@ -222,15 +173,13 @@ class ServerMetrics:
             registry=reg,
         )
         Info("modelport_build", "The modelport release serving.", registry=reg).info({"version": _release()})
-        self._worker_processes = _WorkerProcessCollector()
-        self._worker_states: dict[tuple[str, str], set[str]] = {}
+        self.live = LiveStateCollector()
         # Label children resolved once; a lost race only resolves the same child twice (labels() is locked).
         self._request_children: dict[tuple[str, str, str, Outcome], tuple[Counter, Histogram]] = {}
         self._success_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
-        self._lock = threading.Lock()
+        reg.register(self.live)
         if process_metrics:
             ProcessCollector(namespace="modelport", registry=reg)
-            reg.register(self._worker_processes)
 
     def record_request(
         self,
@@ -277,29 +226,9 @@ class ServerMetrics:
         self._executions.labels(model, version).inc()
         self._batch_size.labels(model, version).observe(batch_size)
 
-    def set_queue_depth(self, model: str, version: str, depth: int) -> None:
-        """Publish how many requests wait in the model version's queue."""
-        self._queue_depth.labels(model, version).set(depth)
-
-    def set_workers(self, model: str, version: str, counts: Mapping[str, int]) -> None:
-        """Publish the number of workers per state; a state seen before and absent now goes to 0."""
-        key = (model, version)
-        with self._lock:
-            states = self._worker_states.setdefault(key, set())
-            states.update(counts)
-            for state in states:
-                self._workers.labels(model, version, state).set(counts.get(state, 0))
-
-    def set_worker_processes(self, model: str, version: str, processes: Iterable[WorkerProcess]) -> None:
-        """Publish the version's live worker processes (an empty iterable when its pool closes)."""
-        snapshot = tuple(processes)
-        with self._lock:
-            workers = dict(self._worker_processes.workers)
-            if snapshot:
-                workers[(model, version)] = snapshot
-            else:
-                workers.pop((model, version), None)
-            self._worker_processes.workers = workers  # one reference swap: scrapes see old or new
+    def watch(self, loop: asyncio.AbstractEventLoop, source: StateSource) -> None:
+        """Read queue depths and workers from ``source()``, called on ``loop`` at each scrape."""
+        self.live.watch(loop, source)
 
     def record_worker_restart(self, model: str, version: str) -> None:
         """Count one worker restarted after it died."""
