@@ -1,0 +1,274 @@
+"""The data plane: the one place both protocol adapters call, with no wire types in sight.
+
+It finds the model version, checks the request against the version's signature (names, datatypes, shapes,
+batch size) before anything runs, calls the version's executor, and records statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datatypes import by_numpy
+from .errors import InvalidInput, ModelportError, Unsupported
+from .inference import InferRequest, InferResponse, Tensors, TensorSpec
+from .model_config import ModelConfigError, parse_model_config
+from .model_manager import LoadedVersion, ModelIndexEntry, ModelManager
+from .settings import ServerSettings
+from .triton_config import triton_model_config
+
+__all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
+
+PLATFORM = "onnxruntime_onnx"
+SERVER_NAME = "modelport"
+EXTENSIONS = [
+    "binary_tensor_data",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+    "parameters",
+    "schedule_policy",
+]
+_FILE_KEY = re.compile(r"(?:file:)?([1-9][0-9]*/[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*)")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMetadata:
+    name: str
+    version: str
+    extensions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+def _server_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelport")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class DataPlane:
+    """Protocol-neutral server operations; errors are the classes of ``errors.py``."""
+
+    def __init__(self, *, manager: ModelManager, settings: ServerSettings) -> None:
+        self._manager = manager
+        self._settings = settings
+        self._ready = False
+        self._metadata = ServerMetadata(SERVER_NAME, _server_version(), list(EXTENSIONS))
+
+    # ----- health and metadata ---------------------------------------------------------------------------
+
+    def set_ready(self, ready: bool) -> None:
+        """Startup finished (True) or shutdown began (False)."""
+        self._ready = ready
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Startup loading finished and the server is not shutting down.
+
+        A model that failed to load does not make the server unready (it is listed in the repository index
+        with its reason); ``model_ready`` answers per model.
+        """
+        return self._ready
+
+    def server_metadata(self) -> ServerMetadata:
+        return self._metadata
+
+    def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
+        loaded = self._manager.get(name, version)
+        config = loaded.spec.config
+        return ModelMetadata(
+            name=name,
+            versions=[str(v) for v in self._manager.ready_versions(name)],
+            platform=PLATFORM,
+            inputs=list(config.inputs),
+            outputs=list(config.outputs),
+        )
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self._manager.get(name, version)
+        except ModelportError:
+            return False
+        return True
+
+    def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        """Triton's ModelConfig as JSON (what ``/config`` and gRPC ``ModelConfig`` return)."""
+        return triton_model_config(self._manager.get(name, version).spec)
+
+    # ----- inference ------------------------------------------------------------------------------------
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Validate ``request`` against the model's signature, run it, and record statistics."""
+        loaded = self._manager.get(request.model_name, request.model_version)
+        rows = self._check_inputs(loaded, request.inputs)
+        output_names = self._output_names(loaded, request.requested_outputs)
+        deadline = self._deadline(request)
+        statistics = loaded.statistics
+        started = time.monotonic_ns()
+        loaded.enter()
+        try:
+            result = await loaded.executor.infer(request.inputs, output_names=output_names, deadline=deadline)
+        except Exception:
+            statistics.record_failure(request_ns=time.monotonic_ns() - started)
+            raise
+        finally:
+            loaded.exit()
+        statistics.record_success(result, rows=rows, request_ns=time.monotonic_ns() - started)
+        return InferResponse(
+            model_name=request.model_name,
+            model_version=str(loaded.spec.version),
+            outputs={name: result.outputs[name] for name in output_names},
+            id=request.id,
+        )
+
+    @staticmethod
+    def _check_inputs(loaded: LoadedVersion, inputs: Tensors) -> int:
+        """Refuse anything that does not match the signature; returns the batch size (1 if not batching)."""
+        config = loaded.spec.config
+        model = config.name
+        batching = config.max_batch_size > 0
+        rows = -1
+        for spec in config.inputs:
+            array = inputs.get(spec.name)
+            if array is None:
+                expected = ", ".join(t.name for t in config.inputs)
+                raise InvalidInput(f"model '{model}': input '{spec.name}' is missing (inputs: {expected})")
+            datatype = _datatype_of(array)
+            if datatype != spec.datatype:
+                raise InvalidInput(
+                    f"model '{model}': input '{spec.name}' has datatype {datatype}, expected {spec.datatype}"
+                )
+            shape = array.shape
+            if len(shape) != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, shape, strict=False)
+            ):
+                batch_note = " (the first dimension is the batch)" if batching else ""
+                raise InvalidInput(
+                    f"model '{model}': input '{spec.name}' has shape {_shape_text(shape)}, expected "
+                    f"{_shape_text(spec.shape)}{batch_note}; -1 is any size"
+                )
+            if batching:
+                if shape[0] > config.max_batch_size:
+                    raise InvalidInput(
+                        f"model '{model}': input '{spec.name}' has batch size {shape[0]}, more than the "
+                        f"model's max_batch_size {config.max_batch_size}; split the request"
+                    )
+                if rows not in (-1, shape[0]):
+                    raise InvalidInput(
+                        f"model '{model}': input '{spec.name}' has batch size {shape[0]} but other inputs "
+                        f"have {rows}; every input must have the same first dimension"
+                    )
+                rows = shape[0]
+        if len(inputs) != len(config.inputs):
+            known = {t.name for t in config.inputs}
+            extra = ", ".join(sorted(n for n in inputs if n not in known))
+            expected = ", ".join(t.name for t in config.inputs)
+            raise InvalidInput(f"model '{model}' has no input(s) {extra} (inputs: {expected})")
+        return max(rows, 1) if batching else 1
+
+    @staticmethod
+    def _output_names(loaded: LoadedVersion, requested: list[str] | None) -> list[str]:
+        outputs = loaded.spec.config.outputs
+        if requested is None:
+            return [t.name for t in outputs]
+        known = {t.name for t in outputs}
+        for name in requested:
+            if name not in known:
+                expected = ", ".join(t.name for t in outputs)
+                raise InvalidInput(f"model '{loaded.spec.name}' has no output '{name}' (outputs: {expected})")
+        return requested
+
+    @staticmethod
+    def _deadline(request: InferRequest) -> float | None:
+        timeout = request.parameters.get("timeout")
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+            raise InvalidInput(f"parameter 'timeout': {timeout!r} is not a number of microseconds >= 0")
+        return time.monotonic() + timeout / 1e6 if timeout else None
+
+    # ----- statistics and repository ---------------------------------------------------------------------
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        return self._manager.statistics(name, version)
+
+    def repository_index(self, *, ready_only: bool = False) -> list[ModelIndexEntry]:
+        rows = self._manager.index()
+        return [r for r in rows if r.state == "READY"] if ready_only else rows
+
+    async def load_model(
+        self, name: str, *, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        """Explicit mode: (re)load ``name``; ``config_json`` is config.yaml's schema as JSON; ``files`` maps
+        ``"[file:]<version>/<name>"`` to contents and needs ``config_json`` (as in Triton)."""
+        self._require_explicit("load")
+        config = None
+        where = f"load request for '{name}': parameters.config"
+        if config_json is not None:
+            try:
+                data = json.loads(config_json)
+            except ValueError as error:
+                raise InvalidInput(f"{where}: not valid JSON ({error})") from None
+            try:
+                config = parse_model_config(data, source=where)
+            except ModelConfigError as error:
+                raise InvalidInput(str(error)) from None
+        if not files:
+            await self._manager.load(name, config=config)
+            return
+        if config is None:
+            raise InvalidInput(f"load request for '{name}': file overrides need parameters.config as well")
+        with tempfile.TemporaryDirectory(prefix="modelport-load-") as scratch:
+            for key, content in files.items():
+                match = _FILE_KEY.fullmatch(key)
+                if match is None or ".." in key.split("/"):
+                    raise InvalidInput(
+                        f"load request for '{name}': file key '{key}' must look like "
+                        "'file:<version>/model.onnx'"
+                    )
+                path = Path(scratch) / name / match.group(1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            await self._manager.load(name, config=config, root=Path(scratch))
+
+    async def unload_model(self, name: str) -> None:
+        self._require_explicit("unload")
+        await self._manager.unload(name)
+
+    def _require_explicit(self, action: str) -> None:
+        if self._settings.model_control != "explicit":
+            raise Unsupported(
+                f"explicit model {action} is not allowed with --model-control "
+                f"{self._settings.model_control}; start the server with --model-control explicit"
+            )
+
+
+def _datatype_of(array: np.ndarray[Any, Any]) -> str:
+    try:
+        return by_numpy(array.dtype).name
+    except ValueError:
+        return str(array.dtype)

@@ -1,0 +1,317 @@
+"""A model's ``config.yaml`` (optional) and the configuration resolved against its ONNX graph.
+
+Every key is optional and unknown keys are errors; every error names the file and the key path
+(``models/mlp/config.yaml: inputs[0].dims: ...``). Conventions follow Triton: with ``max_batch_size > 0`` the
+first dimension of every input and output is the batch and ``dims`` leave it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+
+from .datatypes import DATATYPES
+from .inference import TensorSpec
+
+__all__ = [
+    "DynamicBatchingConfig",
+    "ModelConfig",
+    "ModelConfigError",
+    "ResolvedConfig",
+    "SessionConfig",
+    "TensorConfig",
+    "VersionPolicy",
+    "WorkersConfig",
+    "load_model_config",
+    "parse_model_config",
+    "resolve_config",
+]
+
+_DATATYPE_NAMES = tuple(d.name for d in DATATYPES)
+ExecutionProviderName = Literal["tensorrt", "cuda", "rocm", "migraphx", "openvino", "dml", "coreml", "cpu"]
+
+
+class ModelConfigError(ValueError):
+    """A ``config.yaml`` that cannot be read or does not fit the model; the message names file and key."""
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorConfig(_Strict):
+    """One input or output as ``config.yaml`` declares it."""
+
+    name: str = pydantic.Field(min_length=1)
+    datatype: str | None = None
+    dims: tuple[int, ...] | None = None
+    labels: str | None = None  # outputs only: a file beside config.yaml, one label per line
+
+    @pydantic.field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str | None) -> str | None:
+        if value is not None and value not in _DATATYPE_NAMES:
+            raise ValueError(f"'{value}' is not one of {', '.join(_DATATYPE_NAMES)}")
+        return value
+
+    @pydantic.field_validator("dims")
+    @classmethod
+    def _valid_dims(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(d < -1 or d == 0 for d in value):
+            raise ValueError(f"{list(value)}: every dimension must be a positive size or -1 (dynamic)")
+        return value
+
+
+class VersionPolicy(_Strict):
+    """Which versions serve: the latest N (default 1), all, or specific ones. Exactly one key."""
+
+    latest: int | None = pydantic.Field(default=None, ge=1)
+    all: Literal[True] | None = None
+    specific: tuple[int, ...] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_choice(self) -> VersionPolicy:
+        chosen = [k for k in ("latest", "all", "specific") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give one of latest, all, specific (got {', '.join(chosen)})")
+        if self.specific is not None and (not self.specific or min(self.specific) < 1):
+            raise ValueError("specific: a non-empty list of version numbers >= 1")
+        return self
+
+    def select(self, available: Sequence[int]) -> list[int]:
+        """The versions this policy serves among ``available``, ascending."""
+        ordered = sorted(available)
+        if self.all:
+            return ordered
+        if self.specific is not None:
+            return [v for v in ordered if v in self.specific]
+        return ordered[-(self.latest or 1) :]
+
+
+class SessionConfig(_Strict):
+    """ONNX Runtime session options; 0 threads = ONNX Runtime's default."""
+
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: int = pydantic.Field(default=0, ge=0)
+    inter_op_threads: int = pydantic.Field(default=0, ge=0)
+
+
+class DynamicBatchingConfig(_Strict):
+    """How the dynamic batcher gathers requests (consumed by the batcher)."""
+
+    max_queue_delay_us: int = pydantic.Field(default=500, ge=0)
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = pydantic.Field(default=1024, ge=1)
+    default_timeout_us: int = pydantic.Field(default=0, ge=0)
+
+    @pydantic.field_validator("preferred_batch_sizes")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in value):
+            raise ValueError(f"{list(value)}: batch sizes must be >= 1")
+        return value
+
+
+class WorkersConfig(_Strict):
+    """Worker processes for this model (consumed by the worker pool)."""
+
+    min: int = pydantic.Field(default=1, ge=1)
+    max: int = pydantic.Field(default=1, ge=1)
+    threads: int = pydantic.Field(default=1, ge=0)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _max_defaults_to_min(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min" in data and "max" not in data:
+            return {**data, "max": data["min"]}
+        return data
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> WorkersConfig:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
+
+    max_batch_size: int | None = pydantic.Field(default=None, ge=0)
+    inputs: tuple[TensorConfig, ...] = ()
+    outputs: tuple[TensorConfig, ...] = ()
+    version_policy: VersionPolicy = VersionPolicy()
+    execution_providers: tuple[ExecutionProviderName, ...] = ("cpu",)
+    session: SessionConfig = SessionConfig()
+    dynamic_batching: DynamicBatchingConfig | None = None
+    workers: WorkersConfig = WorkersConfig()
+
+    @pydantic.field_validator("inputs", "outputs")
+    @classmethod
+    def _unique_names(cls, value: tuple[TensorConfig, ...]) -> tuple[TensorConfig, ...]:
+        names = [t.name for t in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tensor names must be unique (repeated: {', '.join(duplicates)})")
+        return value
+
+
+def _key_path(location: Sequence[int | str]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def parse_model_config(data: Any, *, source: str) -> ModelConfig:
+    """Validate already-parsed YAML/JSON; errors name ``source`` and every offending key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return ModelConfig.model_validate(data)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{_key_path(e['loc'])}: {_message(e)}" for e in error.errors(include_url=False))
+        raise ModelConfigError(f"{source}: {problems}") from None
+
+
+def load_model_config(path: Path) -> ModelConfig:
+    """Read ``config.yaml`` at ``path``; a missing file is the all-default config."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ModelConfig()
+    except OSError as error:
+        raise ModelConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ModelConfigError(f"{path}: not valid YAML ({error})") from None
+    return parse_model_config(data, source=str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConfig:
+    """A model version's configuration after merging ``config.yaml`` with its graph.
+
+    ``inputs``/``outputs`` carry full shapes: for a batching model the first dimension is -1 (the batch).
+    """
+
+    name: str
+    config: ModelConfig
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    labels: dict[str, tuple[str, ...]]  # output name -> labels
+
+
+def resolve_config(
+    name: str,
+    config: ModelConfig,
+    graph_inputs: Sequence[TensorSpec],
+    graph_outputs: Sequence[TensorSpec],
+    *,
+    source: str,
+    default_max_batch_size: int,
+) -> ResolvedConfig:
+    """Merge ``config`` into the graph's signature; a conflict raises :class:`ModelConfigError`.
+
+    A graph whose inputs and outputs all lead with a dynamic dimension batches, with
+    ``default_max_batch_size`` unless the config says otherwise. ``source`` (the config file) is named in
+    errors.
+    """
+    everything = [*graph_inputs, *graph_outputs]
+    leading_dynamic = all(len(t.shape) >= 1 and t.shape[0] == -1 for t in everything)
+    if config.max_batch_size is None:
+        max_batch_size = default_max_batch_size if leading_dynamic else 0
+    else:
+        max_batch_size = config.max_batch_size
+        if max_batch_size > 0 and not leading_dynamic:
+            fixed = [f"{t.name} {list(t.shape)}" for t in everything if not t.shape or t.shape[0] != -1]
+            raise ModelConfigError(
+                f"{source}: max_batch_size: {max_batch_size} needs the first dimension of every input and "
+                f"output to be dynamic in the graph, but these are not: {', '.join(fixed)}; set "
+                "max_batch_size: 0, or export the model with a dynamic batch dimension"
+            )
+    inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source)
+    outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source)
+    for index, tensor in enumerate(config.inputs):
+        if tensor.labels is not None:
+            raise ModelConfigError(f"{source}: inputs[{index}].labels: labels belong to outputs only")
+    labels = {
+        tensor.name: _read_labels(Path(source).parent / tensor.labels, f"{source}: outputs[{index}].labels")
+        for index, tensor in enumerate(config.outputs)
+        if tensor.labels is not None
+    }
+    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels)
+
+
+def _merge(
+    key: str,
+    declared: Sequence[TensorConfig],
+    graph: Sequence[TensorSpec],
+    max_batch_size: int,
+    source: str,
+) -> tuple[TensorSpec, ...]:
+    by_name = {t.name: (i, t) for i, t in enumerate(declared)}
+    graph_names = {t.name for t in graph}
+    for index, tensor in enumerate(declared):
+        if tensor.name not in graph_names:
+            raise ModelConfigError(
+                f"{source}: {key}[{index}].name: the graph has no {key[:-1]} '{tensor.name}' "
+                f"(it has: {', '.join(sorted(graph_names))})"
+            )
+    merged: list[TensorSpec] = []
+    for spec in graph:
+        if spec.name not in by_name:
+            merged.append(spec)
+            continue
+        index, tensor = by_name[spec.name]
+        where = f"{source}: {key}[{index}]"
+        if tensor.datatype is not None and tensor.datatype != spec.datatype:
+            raise ModelConfigError(
+                f"{where}.datatype: {tensor.datatype} does not match the graph's {spec.datatype} for "
+                f"'{spec.name}'"
+            )
+        merged.append(TensorSpec(spec.name, spec.datatype, _merge_dims(tensor, spec, max_batch_size, where)))
+    return tuple(merged)
+
+
+def _merge_dims(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, where: str) -> tuple[int, ...]:
+    if tensor.dims is None:
+        return spec.shape
+    graph_dims = spec.shape[1:] if max_batch_size > 0 else spec.shape
+    if len(tensor.dims) != len(graph_dims):
+        batch_note = " (without the batch dimension, as max_batch_size > 0)" if max_batch_size > 0 else ""
+        raise ModelConfigError(
+            f"{where}.dims: {list(tensor.dims)} has {len(tensor.dims)} dimensions but '{spec.name}' has "
+            f"{len(graph_dims)} in the graph: {list(graph_dims)}{batch_note}"
+        )
+    dims: list[int] = []
+    for declared, actual in zip(tensor.dims, graph_dims, strict=True):
+        if actual != -1 and declared not in (-1, actual):
+            raise ModelConfigError(
+                f"{where}.dims: {list(tensor.dims)} conflicts with the graph's {list(graph_dims)} "
+                f"for '{spec.name}'"
+            )
+        dims.append(actual if declared == -1 else declared)
+    return (-1, *dims) if max_batch_size > 0 else tuple(dims)
+
+
+def _read_labels(path: Path, where: str) -> tuple[str, ...]:
+    try:
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except OSError as error:
+        raise ModelConfigError(f"{where}: cannot read {path} ({error.strerror})") from None

@@ -1,0 +1,383 @@
+"""Which model versions are loaded, their states, and how they change (startup, poll, explicit load/unload).
+
+Changing a model never drops a request: the new versions are loaded first, then swapped in with one
+assignment on the event loop, and the replaced ones are closed only after their in-flight requests finished
+(bounded by the drain timeout). A version that fails to load leaves whatever served before still serving.
+Every executor comes from the single ``make_executor`` factory that ``app.py`` passes in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelNotFound, ModelNotReady
+from .executor import Executor
+from .model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
+from .repository import ModelSource, Repository, Stamp
+from .session import ModelLoadError, OpenSession, open_session
+from .settings import ServerSettings
+from .statistics import VersionStatistics
+
+__all__ = [
+    "ExecutorFactory",
+    "LoadedVersion",
+    "ModelIndexEntry",
+    "ModelManager",
+    "VersionSpec",
+]
+
+logger = logging.getLogger("modelport.server.models")
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSpec:
+    """Everything an executor needs to run one model version.
+
+    ``session`` is the version opened in this process with the configured providers and options (it gave the
+    signature and the active provider); an executor may run it or open its own copies elsewhere.
+    """
+
+    name: str
+    version: int
+    path: Path
+    config: ResolvedConfig
+    session: OpenSession
+
+
+ExecutorFactory = Callable[[VersionSpec], Executor]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelIndexEntry:
+    """One row of the repository index (Triton's states: READY, UNAVAILABLE, LOADING, UNLOADING)."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class LoadedVersion:
+    """A version that serves; the data plane brackets each request with :meth:`enter`/:meth:`exit`."""
+
+    def __init__(self, spec: VersionSpec, executor: Executor, stamp: tuple[Stamp, Stamp]) -> None:
+        self.spec = spec
+        self.executor = executor
+        self.stamp = stamp  # (model file, config file) when loaded
+        self.statistics = VersionStatistics(spec.name, str(spec.version))
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def exit(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def retire(self, drain_timeout: float) -> None:
+        """Wait for in-flight requests (at most ``drain_timeout`` s), then close the executor."""
+        deadline = time.monotonic() + drain_timeout
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            logger.warning(
+                "model %s version %s: %d request(s) still running after the %.1f s drain timeout",
+                self.spec.name,
+                self.spec.version,
+                self._in_flight,
+                drain_timeout,
+            )
+        await self.executor.close(drain_timeout=max(0.0, deadline - time.monotonic()))
+
+
+@dataclass(slots=True)
+class _Model:
+    versions: dict[int, LoadedVersion] = field(default_factory=dict)  # serving now
+    failed: dict[int, tuple[tuple[Stamp, Stamp], str]] = field(default_factory=dict)  # attempt, reason
+    loading: set[int] = field(default_factory=set)
+    reason: str = ""  # why the model as a whole does not serve (or did not reload)
+    fingerprint: object = None  # what was last applied from disk
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _fingerprint(source: ModelSource) -> object:
+    return (source.config_stamp, tuple(sorted((v, s.stamp) for v, s in source.versions.items())))
+
+
+class ModelManager:
+    """Holds the loaded versions of every model and changes them as the repository or an operator asks."""
+
+    def __init__(
+        self, *, repository: Repository, settings: ServerSettings, make_executor: ExecutorFactory
+    ) -> None:
+        self._repository = repository
+        self._settings = settings
+        self._make_executor = make_executor
+        self._models: dict[str, _Model] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    # ----- startup, polling, explicit control -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load what the model-control mode says to load at startup (concurrently)."""
+        names = self._repository.model_names()
+        if self._settings.model_control == "explicit":
+            wanted = set(self._settings.load_models)
+            for missing in sorted(wanted - set(names) - {"*"}):
+                logger.error("--load-model %s: no such model in %s", missing, self._repository.root)
+            names = names if "*" in wanted else [n for n in names if n in wanted]
+        await asyncio.gather(*(self._apply(name, self._read(name)) for name in names))
+
+    async def poll_forever(self, interval: float) -> None:
+        """Poll mode: rescan every ``interval`` seconds and apply what changed, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_once()
+            except Exception:
+                logger.exception("repository poll failed; trying again in %.1f s", interval)
+
+    async def poll_once(self) -> None:
+        """Apply every model whose files changed since the last scan; removed models are unloaded."""
+        sources = await asyncio.to_thread(self._repository.scan)
+        changed = [
+            (name, source)
+            for name, source in sources.items()
+            if name not in self._models or self._models[name].fingerprint != _fingerprint(source)
+        ]
+        removed = [(name, None) for name in self._models if name not in sources]
+        await asyncio.gather(*(self._apply(name, source) for name, source in [*changed, *removed]))
+
+    async def load(self, name: str, *, config: ModelConfig | None = None, root: Path | None = None) -> None:
+        """Explicit mode: (re)load ``name`` from the repository, or from ``root`` and/or with ``config``.
+
+        Raises :class:`ModelNotFound` for an unknown model and :class:`ModelNotReady` when no version ended
+        up serving (with the reasons).
+        """
+        repository = Repository(root) if root is not None else self._repository
+        source = await asyncio.to_thread(self._read_from, repository, name)
+        if source is None:
+            raise ModelNotFound(f"failed to load '{name}': no model directory {self._repository.root / name}")
+        if config is not None:
+            source = dataclasses.replace(source, config=config, config_error=None, config_stamp=(0, 0))
+        await self._apply(name, source, force=True)
+        model = self._models[name]
+        if not model.versions:
+            raise ModelNotReady(f"failed to load '{name}': {self._reasons(model)}")
+        if model.reason:
+            raise ModelNotReady(f"failed to load '{name}' (previous versions still serve): {model.reason}")
+
+    async def unload(self, name: str) -> None:
+        """Explicit mode: stop serving every version of ``name`` (in-flight requests finish first)."""
+        if name not in self._models and name not in self._repository.model_names():
+            raise ModelNotFound(f"failed to unload '{name}': no such model")
+        await self._apply(name, None)
+
+    async def close(self, *, drain_timeout: float) -> None:
+        """Retire every version (in-flight requests finish within ``drain_timeout``)."""
+        versions = [v for model in self._models.values() for v in model.versions.values()]
+        for model in self._models.values():
+            model.versions = {}
+        await asyncio.gather(*(v.retire(drain_timeout) for v in versions), *self._retiring)
+
+    # ----- lookups for the data plane --------------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> LoadedVersion:
+        """The serving version (``""`` = the highest).
+
+        Raises :class:`ModelNotFound` (unknown model or version) or :class:`ModelNotReady`.
+        """
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+        if not version:
+            if not model.versions:
+                raise ModelNotReady(f"model '{name}' has no ready version: {self._reasons(model)}")
+            return model.versions[max(model.versions)]
+        if not version.isdigit():
+            raise ModelNotFound(f"model '{name}': version '{version}' is not a version number")
+        loaded = model.versions.get(int(version))
+        if loaded is not None:
+            return loaded
+        if int(version) in model.failed or int(version) in model.loading:
+            raise ModelNotReady(f"model '{name}' version {version} is not ready: {self._reasons(model)}")
+        raise ModelNotFound(f"Request for unknown model: '{name}' version {version} is not found")
+
+    def ready_versions(self, name: str) -> list[int]:
+        """Versions of ``name`` serving now, ascending (empty for an unknown model)."""
+        model = self._models.get(name)
+        return sorted(model.versions) if model else []
+
+    def serving(self) -> list[LoadedVersion]:
+        """Every serving version, by model name then version."""
+        return [
+            model.versions[v] for name, model in sorted(self._models.items()) for v in sorted(model.versions)
+        ]
+
+    def index(self) -> list[ModelIndexEntry]:
+        """Every model in the repository or in memory, one row per known version."""
+        rows: list[ModelIndexEntry] = []
+        for name in sorted(set(self._repository.model_names()) | set(self._models)):
+            model = self._models.get(name)
+            if model is None:
+                rows.append(ModelIndexEntry(name, "", "UNAVAILABLE", "not loaded"))
+                continue
+            states: dict[int, tuple[str, str]] = {}
+            for version, (_, reason) in model.failed.items():
+                states[version] = ("UNAVAILABLE", reason)
+            for version in model.loading:
+                states[version] = ("LOADING", "")
+            for version in model.versions:
+                failed = model.failed.get(version)
+                note = f"still serving the previous load: {failed[1]}" if failed else model.reason
+                states[version] = ("READY", note)
+            if not states:
+                rows.append(ModelIndexEntry(name, "", "UNAVAILABLE", model.reason or "unloaded"))
+            rows.extend(ModelIndexEntry(name, str(v), *states[v]) for v in sorted(states))
+        return rows
+
+    # ----- applying changes -----------------------------------------------------------------------------
+
+    def _read(self, name: str) -> ModelSource | None:
+        return self._read_from(self._repository, name)
+
+    @staticmethod
+    def _read_from(repository: Repository, name: str) -> ModelSource | None:
+        try:
+            return repository.read_model(name)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _reasons(model: _Model) -> str:
+        reasons = [f"version {v}: {reason}" for v, (_, reason) in sorted(model.failed.items())]
+        return "; ".join(([model.reason] if model.reason else []) + reasons) or "unloaded"
+
+    async def _apply(self, name: str, source: ModelSource | None, *, force: bool = False) -> None:
+        model = self._models.setdefault(name, _Model())
+        async with model.lock:
+            if source is None:
+                self._swap(model, {})
+                model.failed.clear()
+                model.reason = "unloaded" if self._settings.model_control == "explicit" else "removed"
+                model.fingerprint = None
+                if self._settings.model_control != "explicit":
+                    del self._models[name]
+                logger.info("model %s: unloaded", name)
+                return
+            model.fingerprint = _fingerprint(source)
+            if source.config is None:
+                model.reason = source.config_error or "invalid config.yaml"
+                logger.error("model %s: %s", name, model.reason)
+                return
+            wanted = source.served_versions()
+            if not wanted:
+                model.reason = (
+                    f"no version directory with a {source.directory}/<version>/model.onnx"
+                    if not source.versions
+                    else f"the version policy selects none of the versions {sorted(source.versions)}"
+                )
+                logger.error("model %s: %s", name, model.reason)
+                return
+            todo = [v for v in wanted if force or self._needs_load(model, source, v)]
+            model.loading.update(todo)
+            try:
+                results = await asyncio.gather(*(self._load_version(source, v) for v in todo))
+            finally:
+                model.loading.difference_update(todo)
+            new = {v: loaded for v, loaded in model.versions.items() if v in wanted}
+            attempt_of = {v: (source.versions[v].stamp, source.config_stamp) for v in todo}
+            for version, outcome in zip(todo, results, strict=True):
+                if isinstance(outcome, LoadedVersion):
+                    new[version] = outcome
+                    model.failed.pop(version, None)
+                else:
+                    model.failed[version] = (attempt_of[version], outcome)
+            for version in [v for v in model.failed if v not in wanted]:
+                del model.failed[version]
+            if not any(isinstance(r, LoadedVersion) for r in results) and todo:
+                # Nothing new loaded: keep serving everything that served before.
+                new = {**model.versions, **new}
+            model.reason = ""
+            self._swap(model, new)
+
+    def _needs_load(self, model: _Model, source: ModelSource, version: int) -> bool:
+        attempt = (source.versions[version].stamp, source.config_stamp)
+        loaded = model.versions.get(version)
+        if loaded is not None:
+            return loaded.stamp != attempt
+        failed = model.failed.get(version)
+        return failed is None or failed[0] != attempt
+
+    def _swap(self, model: _Model, new: dict[int, LoadedVersion]) -> None:
+        old = model.versions
+        model.versions = new
+        for version, loaded in old.items():
+            if new.get(version) is not loaded:
+                task = asyncio.create_task(loaded.retire(self._settings.drain_timeout))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    async def _load_version(self, source: ModelSource, version: int) -> LoadedVersion | str:
+        """The loaded version, or the reason it failed (logged)."""
+        assert source.config is not None
+        where = source.versions[version].path
+        started = time.monotonic()
+        try:
+            opened = await asyncio.to_thread(
+                open_session,
+                where,
+                model=source.name,
+                config=source.config.session,
+                providers=source.config.execution_providers,
+            )
+            resolved = resolve_config(
+                source.name,
+                source.config,
+                opened.inputs,
+                opened.outputs,
+                source=str(source.config_file),
+                default_max_batch_size=self._settings.default_max_batch_size,
+            )
+            spec = VersionSpec(source.name, version, where, resolved, opened)
+            executor = self._make_executor(spec)
+            await executor.start()
+        except (ModelLoadError, ModelConfigError) as error:
+            logger.error("model %s version %d failed to load: %s", source.name, version, error)  # noqa: TRY400
+            return str(error)
+        except Exception as error:
+            logger.exception("model %s version %d failed to load", source.name, version)
+            return f"{type(error).__name__}: {error}"
+        logger.info(
+            "model %s version %d ready (%s, %.0f ms)",
+            source.name,
+            version,
+            opened.provider,
+            (time.monotonic() - started) * 1000,
+        )
+        return LoadedVersion(spec, executor, (source.versions[version].stamp, source.config_stamp))
+
+    def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        """Triton's ``model_stats`` entries for every serving version, or those of one model/version."""
+        if not name:
+            return [v.statistics.to_json() for v in self.serving()]
+        if version:
+            return [self.get(name, version).statistics.to_json()]
+        if name not in self._models:
+            raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
+        return [v.statistics.to_json() for v in self._versions_of(name)]
+
+    def _versions_of(self, name: str) -> Iterable[LoadedVersion]:
+        model = self._models[name]
+        return [model.versions[v] for v in sorted(model.versions)]

@@ -1,0 +1,99 @@
+"""The model repository on disk: Triton's layout ``REPO/MODEL/VERSION/model.onnx`` + optional ``config.yaml``.
+
+Scanning reads only directory entries, file stats and ``config.yaml``; ONNX files are opened by the model
+manager. Each model gets a fingerprint of what it depends on, so poll mode can tell what changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model_config import ModelConfig, ModelConfigError, load_model_config
+
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "ModelSource", "Repository", "VersionSource"]
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.onnx"
+# Triton's rule: version directories are numbers that do not start with 0.
+_VERSION_DIR = re.compile(r"[1-9][0-9]*")
+
+Stamp = tuple[int, int]  # (mtime_ns, size); (0, -1) when the file is missing
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSource:
+    """One version directory; ``stamp`` changes whenever ``model.onnx`` is replaced."""
+
+    version: int
+    path: Path  # .../MODEL/VERSION/model.onnx
+    stamp: Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """One model directory as found on disk.
+
+    ``config`` is None exactly when ``config_error`` says why ``config.yaml`` was refused.
+    """
+
+    name: str
+    directory: Path
+    config: ModelConfig | None
+    config_error: str | None
+    config_stamp: Stamp
+    versions: dict[int, VersionSource]
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / CONFIG_FILE
+
+    def served_versions(self) -> list[int]:
+        """The versions the version policy selects (none when the config is broken)."""
+        if self.config is None:
+            return []
+        return self.config.version_policy.select(list(self.versions))
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, -1)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class Repository:
+    """A directory of models; :meth:`scan` returns what it holds right now."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def model_names(self) -> list[str]:
+        """Names of the model directories (hidden ones skipped), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def scan(self) -> dict[str, ModelSource]:
+        """Every model in the repository, by name."""
+        return {name: self.read_model(name) for name in self.model_names()}
+
+    def read_model(self, name: str) -> ModelSource:
+        """One model's directory; raises ``FileNotFoundError`` if it does not exist."""
+        directory = self.root / name
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no model directory {directory}")
+        config_file = directory / CONFIG_FILE
+        config: ModelConfig | None
+        try:
+            config, error = load_model_config(config_file), None
+        except ModelConfigError as refused:
+            config, error = None, str(refused)
+        versions = {
+            int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
+            for entry in directory.iterdir()
+            if entry.is_dir() and _VERSION_DIR.fullmatch(entry.name)
+        }
+        return ModelSource(name, directory, config, error, _stamp(config_file), versions)
