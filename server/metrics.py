@@ -17,6 +17,7 @@ import asyncio
 import enum
 import importlib.metadata
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
@@ -32,6 +33,7 @@ __all__ = [
     "LOAD_BUCKETS",
     "Outcome",
     "ServerMetrics",
+    "VersionMetrics",
     "VersionState",
     "WorkerState",
     "outcome_of",
@@ -93,9 +95,9 @@ def outcome_of(error: BaseException | None) -> Outcome:
 class ServerMetrics:
     """Every metric the server exports, in its own :class:`CollectorRegistry`, with one method per event.
 
-    The data plane calls :meth:`record_request` once per request and :meth:`in_flight` around it; executors
-    (the batcher, or the in-process executor) call :meth:`record_execution` once per batch they run; worker
-    pools call :meth:`record_worker_restart` and :meth:`record_autoscale`; the model manager calls
+    The data plane calls :meth:`record_request` once per request and :meth:`in_flight` around it; each
+    version's executor and pool get a :class:`VersionMetrics` (:meth:`for_version`) for batches, worker
+    restarts and autoscaling decisions; the model manager calls
     :meth:`record_model_load`; ``app.py`` calls :meth:`watch` once, so that queue depths and workers are
     read when scraped (see :mod:`.live_metrics`). All methods are cheap, thread-safe and never raise.
     """
@@ -221,22 +223,19 @@ class ServerMetrics:
         """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs."""
         return self._in_flight.labels(model, version).track_inprogress()
 
-    def record_execution(self, *, model: str, version: str, batch_size: int) -> None:
-        """Count one executed batch of ``batch_size`` rows."""
-        self._executions.labels(model, version).inc()
-        self._batch_size.labels(model, version).observe(batch_size)
-
     def watch(self, loop: asyncio.AbstractEventLoop, source: StateSource) -> None:
         """Read queue depths and workers from ``source()``, called on ``loop`` at each scrape."""
         self.live.watch(loop, source)
 
-    def record_worker_restart(self, model: str, version: str) -> None:
-        """Count one worker restarted after it died."""
-        self._worker_restarts.labels(model, version).inc()
-
-    def record_autoscale(self, model: str, version: str, direction: Literal["up", "down"]) -> None:
-        """Count one autoscaling decision that added (``up``) or removed (``down``) a worker."""
-        self._autoscale.labels(model, version, direction).inc()
+    def for_version(self, model: str, version: str) -> VersionMetrics:
+        """The recorder an executor and its worker pool use for one model version."""
+        return VersionMetrics(
+            executions=self._executions.labels(model, version),
+            batch_size=self._batch_size.labels(model, version),
+            restarts=self._worker_restarts.labels(model, version),
+            scaled_up=self._autoscale.labels(model, version, "up"),
+            scaled_down=self._autoscale.labels(model, version, "down"),
+        )
 
     def record_model_load(self, model: str, version: str, *, duration_s: float, ok: bool) -> None:
         """Count one load attempt of a model version; a successful one also observes its duration."""
@@ -245,6 +244,30 @@ class ServerMetrics:
             self._load_duration.labels(model, version).observe(duration_s)
         else:
             self._load_failures.labels(model, version).inc()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionMetrics:
+    """The events of one model version's executor and pool, with the label values already bound."""
+
+    executions: Counter
+    batch_size: Histogram
+    restarts: Counter
+    scaled_up: Counter
+    scaled_down: Counter
+
+    def record_execution(self, batch_size: int) -> None:
+        """Count one successfully executed batch of ``batch_size`` rows."""
+        self.executions.inc()
+        self.batch_size.observe(batch_size)
+
+    def record_worker_restart(self) -> None:
+        """Count one worker restarted after it died."""
+        self.restarts.inc()
+
+    def record_autoscale(self, direction: Literal["up", "down"]) -> None:
+        """Count one autoscaling decision carried out: a worker added (``up``) or removed (``down``)."""
+        (self.scaled_up if direction == "up" else self.scaled_down).inc()
 
 
 def _release() -> str:
