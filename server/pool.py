@@ -59,7 +59,7 @@ class PoolSettings:
     threads: int = 0  # 0 = cores // max_workers
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    providers: tuple[str, ...] = ("cpu",)  # config.yaml's execution_providers
     start_timeout_s: float = 60.0
     restart_backoff_s: float = 0.05
     max_backoff_s: float = 5.0
@@ -284,6 +284,8 @@ class WorkerPool:
             await self._start_worker()
         except (WorkerDied, WorkerFailed) as error:
             log.warning("model %s: a new worker failed to start: %s", self.settings.model, error)
+        # Count from when it can take work: delays measured while it loaded do not reflect it.
+        self.last_change_at = time.monotonic()
 
     def remove_worker(self) -> None:
         """Retire one worker: an idle one at once, else the next to finish its batch."""

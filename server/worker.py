@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ import onnxruntime as ort
 import orjson
 
 from .inference import Tensors
+from .model_config import SessionConfig
+from .session import open_session
 from .shm import Region, TensorLayout, read_tensors, region_size_for, write_tensors
 
 __all__ = ["MAX_FDS", "MAX_MESSAGE", "WorkerSpec", "recv_message", "send_message", "worker_main"]
@@ -50,7 +53,9 @@ class WorkerSpec:
     intra_op_threads: int
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"
-    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    providers: list[str] = field(
+        default_factory=lambda: ["cpu"]
+    )  # config.yaml's short names, preferred first
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -73,25 +78,15 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
     return message, fds
 
 
-_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-
 def _build_session(spec: WorkerSpec) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec.intra_op_threads
-    options.inter_op_num_threads = spec.inter_op_threads
-    options.graph_optimization_level = _LEVELS.get(spec.graph_optimization_level, _LEVELS["all"])
-    # Busy-spinning threads would burn the cores other workers need while this one waits for a batch.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    available = set(ort.get_available_providers())
-    providers = [p for p in spec.providers if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(spec.path, sess_options=options, providers=providers)
+    config = SessionConfig(
+        graph_optimization_level=spec.graph_optimization_level,  # type: ignore[arg-type]  # validated by config.yaml
+        intra_op_threads=spec.intra_op_threads,
+        inter_op_threads=spec.inter_op_threads,
+    )
+    return open_session(
+        Path(spec.path), model=spec.model, config=config, providers=tuple(spec.providers)
+    ).session
 
 
 def _onnx_inputs(tensors: Tensors) -> dict[str, Any]:

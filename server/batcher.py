@@ -1,0 +1,255 @@
+"""The dynamic batcher: a bounded queue in front of a model version's worker pool.
+
+Contracts:
+
+- :meth:`Batcher.submit` refuses at once with :class:`~.errors.QueueFull` (naming the queue's size) when
+  ``max_queue_size`` requests are already waiting.
+- A batch is formed when a worker can take it: the oldest request plus every later one that fits (same
+  datatypes, same non-batch dimensions, same requested outputs), up to ``max_batch_size`` rows. It waits for
+  more rows until the oldest request has waited ``max_queue_delay_s``, unless it already holds
+  ``max_batch_size`` rows or one of the ``preferred_batch_sizes``. Inputs are concatenated on axis 0 straight
+  into the worker's shared memory and outputs are split back by row ranges.
+- A request still queued at its deadline (``time.monotonic()``; the request's ``timeout`` or the model's
+  ``default_timeout_s``) fails with :class:`~.errors.DeadlineExceeded` without running. In a batch, it runs.
+- Without dynamic batching (``batching=False``) or for a model with no batch axis (``max_batch_size == 0``)
+  every request runs alone, still through the bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .autoscale import DelayWindow
+from .errors import DeadlineExceeded, ModelNotReady, QueueFull
+from .executor import ExecutionResult
+from .inference import Tensors
+from .pool import WorkerPool
+
+__all__ = ["Batcher", "BatcherSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatcherSettings:
+    """One model version's batching (from ``max_batch_size`` and ``dynamic_batching`` in ``config.yaml``)."""
+
+    model: str
+    max_batch_size: int  # 0: no batch axis
+    batching: bool = True
+    max_queue_delay_s: float = 0.0005
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    default_timeout_s: float = 0.0  # 0: none
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    inputs: Tensors
+    output_names: tuple[str, ...]
+    key: tuple[Any, ...]
+    rows: int
+    deadline: float | None
+    enqueued: float
+    future: asyncio.Future[ExecutionResult]
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+def _key(inputs: Tensors, output_names: tuple[str, ...]) -> tuple[Any, ...]:
+    return (output_names, *((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items())))
+
+
+class Batcher:
+    """Queue, batch and dispatch one model version's requests to its pool."""
+
+    def __init__(self, settings: BatcherSettings, pool: WorkerPool, delays: DelayWindow) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._delays = delays
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._wake = asyncio.Event()
+        self._in_flight = 0
+        self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._merge = settings.batching and settings.max_batch_size > 0
+        self.last_busy_at = 0.0  # monotonic: when requests last waited because every worker was busy
+        self._preferred = frozenset(settings.preferred_batch_sizes)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting (not yet in a running batch)."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches running now."""
+        return self._in_flight
+
+    def start(self) -> None:
+        """Start dispatching (call on the event loop that will submit)."""
+        self._task = asyncio.get_running_loop().create_task(self._dispatch_loop())
+
+    async def submit(
+        self, inputs: Tensors, output_names: Sequence[str], deadline: float | None
+    ) -> ExecutionResult:
+        """Queue one validated request and wait for its share of a batch's outputs."""
+        if self._closed:
+            raise ModelNotReady(f"model '{self.settings.model}' is unloading")
+        limit = self.settings.max_queue_size
+        if len(self._queue) >= limit:
+            raise QueueFull(
+                f"model '{self.settings.model}': the queue is full ({len(self._queue)} requests waiting, "
+                f"max_queue_size {limit}); retry later or raise dynamic_batching.max_queue_size"
+            )
+        now = time.monotonic()
+        if deadline is None and self.settings.default_timeout_s > 0:
+            deadline = now + self.settings.default_timeout_s
+        names = tuple(output_names)
+        rows = int(next(iter(inputs.values())).shape[0]) if self._merge and inputs else 1
+        loop = asyncio.get_running_loop()
+        request = _Request(inputs, names, _key(inputs, names), rows, deadline, now, loop.create_future())
+        if deadline is not None:
+            request.timer = loop.call_at(deadline, self._expire, request)
+        self._queue.append(request)
+        self._wake.set()
+        return await request.future
+
+    def _expire(self, request: _Request) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(request)
+            if not request.future.done():
+                waited = (time.monotonic() - request.enqueued) * 1e6
+                request.future.set_exception(
+                    DeadlineExceeded(
+                        f"model '{self.settings.model}': the request's timeout expired after {waited:.0f} us "
+                        "in the queue, before it ran"
+                    )
+                )
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._drop_finished()
+            if not self._queue or self._in_flight >= max(1, self._pool.size):
+                if self._queue:
+                    self.last_busy_at = time.monotonic()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, rows = self._gather()
+            if not batch:
+                continue
+            first = batch[0]
+            if self._merge and not self._complete(rows):
+                remaining = first.enqueued + self.settings.max_queue_delay_s - time.monotonic()
+                if remaining > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    continue
+            for request in batch:
+                self._queue.remove(request)
+                if request.timer is not None:
+                    request.timer.cancel()
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    def _drop_finished(self) -> None:
+        # Requests whose caller went away (cancelled) leave the queue without running.
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+
+    def _complete(self, rows: int) -> bool:
+        return rows >= self.settings.max_batch_size or rows in self._preferred
+
+    def _gather(self) -> tuple[list[_Request], int]:
+        now = time.monotonic()
+        for request in [r for r in self._queue if r.deadline is not None and r.deadline <= now]:
+            self._expire(request)  # its timer may not have fired yet: never run a request past its deadline
+        if not self._queue:
+            return [], 0
+        first = self._queue[0]
+        if not self._merge:
+            return [first], first.rows
+        batch, rows = [first], first.rows
+        for request in list(self._queue)[1:]:
+            if request.future.done() or request.key != first.key:
+                continue
+            if rows + request.rows > self.settings.max_batch_size:
+                break
+            batch.append(request)
+            rows += request.rows
+            if rows == self.settings.max_batch_size:
+                break
+        return batch, rows
+
+    async def _run(self, batch: list[_Request], rows: int) -> None:
+        started = time.monotonic()
+        live = [r for r in batch if not r.future.done()]
+        try:
+            if not live:
+                return
+            for request in live:
+                self._delays.add(started, started - request.enqueued)
+            parts = {name: [r.inputs[name] for r in live] for name in live[0].inputs}
+            rows = sum(r.rows for r in live)
+            offsets = np.cumsum([0, *(r.rows for r in live)]).tolist()
+
+            def split(outputs: Tensors) -> list[Tensors]:
+                if not self._merge:
+                    return [{name: np.array(value, copy=True) for name, value in outputs.items()}]
+                return [
+                    {
+                        name: np.array(value[offsets[i] : offsets[i + 1]], copy=True)
+                        for name, value in outputs.items()
+                    }
+                    for i in range(len(live))
+                ]
+
+            try:
+                results, timings, waited_ns = await self._pool.run(parts, live[0].output_names, split)
+            except Exception as error:  # every request of the batch gets the batch's error
+                for request in live:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                return
+            for request, outputs in zip(live, results, strict=True):
+                if request.future.done():
+                    continue
+                queue_ns = int((started - request.enqueued) * 1e9) + waited_ns
+                request.future.set_result(
+                    ExecutionResult(
+                        outputs=outputs,
+                        queue_ns=queue_ns,
+                        compute_input_ns=timings.input_ns,
+                        compute_infer_ns=timings.infer_ns,
+                        compute_output_ns=timings.output_ns,
+                        batch_size=rows,
+                    )
+                )
+        finally:
+            self._in_flight -= 1
+            self._wake.set()
+
+    async def close(self, *, drain_timeout: float) -> None:
+        """Refuse new requests, let queued and running ones finish (up to ``drain_timeout``), then stop."""
+        self._closed = True
+        deadline = time.monotonic() + drain_timeout
+        while (self._queue or self._in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for request in self._queue:
+            if not request.future.done():
+                request.future.set_exception(ModelNotReady(f"model '{self.settings.model}' is unloading"))
+        self._queue.clear()
