@@ -31,6 +31,7 @@ from .autoscale import DelayWindow
 from .errors import DeadlineExceeded, ModelNotReady, QueueFull
 from .executor import ExecutionResult
 from .inference import Tensors
+from .metrics import VersionMetrics
 from .pool import WorkerPool
 
 __all__ = ["Batcher", "BatcherSettings"]
@@ -68,8 +69,15 @@ def _key(inputs: Tensors, output_names: tuple[str, ...]) -> tuple[Any, ...]:
 class Batcher:
     """Queue, batch and dispatch one model version's requests to its pool."""
 
-    def __init__(self, settings: BatcherSettings, pool: WorkerPool, delays: DelayWindow) -> None:
+    def __init__(
+        self,
+        settings: BatcherSettings,
+        pool: WorkerPool,
+        delays: DelayWindow,
+        metrics: VersionMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self._metrics = metrics
         self._pool = pool
         self._delays = delays
         self._queue: collections.deque[_Request] = collections.deque()
@@ -221,6 +229,8 @@ class Batcher:
                     if not request.future.done():
                         request.future.set_exception(error)
                 return
+            if self._metrics is not None:
+                self._metrics.record_execution(rows)
             for request, outputs in zip(live, results, strict=True):
                 if request.future.done():
                     continue

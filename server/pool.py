@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from .errors import InvalidInput, ModelNotReady, ModelportError
 from .inference import Tensors
+from .metrics import VersionMetrics
 from .shm import Parts
 from .worker import WorkerSpec
 from .worker_process import BatchTimings, WorkerDied, WorkerFailed, WorkerProcess
@@ -94,8 +95,9 @@ class _State:
 class WorkerPool:
     """The worker processes of one model version (see the module docstring for the contracts)."""
 
-    def __init__(self, settings: PoolSettings) -> None:
+    def __init__(self, settings: PoolSettings, metrics: VersionMetrics | None = None) -> None:
         self.settings = settings
+        self._metrics = metrics
         self.min_workers = settings.min_workers
         self.max_workers = settings.max_workers
         self.failure: str | None = None
@@ -250,6 +252,8 @@ class WorkerPool:
             return
         try:
             await self._start_worker()
+            if self._metrics is not None:
+                self._metrics.record_worker_restart()
         except (WorkerDied, WorkerFailed) as error:
             # A worker that dies while loading was reported through _on_exit already.
             if isinstance(error, WorkerFailed):

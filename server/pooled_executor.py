@@ -23,6 +23,7 @@ from .autoscale import Decision, DelayWindow, Observation, ScalingPolicy, decide
 from .batcher import Batcher, BatcherSettings
 from .executor import ExecutionResult
 from .inference import Tensors
+from .metrics import VersionMetrics
 from .model_config import ModelConfig
 from .pool import PoolSettings, WorkerPool, WorkerStatus
 
@@ -56,17 +57,19 @@ class PooledExecutor:
         pool: PoolSettings,
         batching: BatcherSettings,
         policy: ScalingPolicy,
+        metrics: VersionMetrics | None = None,
         interval_s: float = 0.1,
     ) -> None:
         self.policy = policy
-        self.pool = WorkerPool(pool)
+        self.pool = WorkerPool(pool, metrics)
         self._delays = DelayWindow(window_s=policy.window_s)
-        self.batcher = Batcher(batching, self.pool, self._delays)
+        self.batcher = Batcher(batching, self.pool, self._delays, metrics)
+        self._metrics = metrics
         self._interval_s = interval_s
         self._autoscaler: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_spec(cls, spec: VersionSpec) -> PooledExecutor:
+    def from_spec(cls, spec: VersionSpec, metrics: VersionMetrics | None = None) -> PooledExecutor:
         """Build from a model version as the model manager describes it."""
         config = spec.config.config
         dynamic = config.dynamic_batching
@@ -92,7 +95,8 @@ class PooledExecutor:
             max_queue_size=dynamic.max_queue_size if dynamic else 1024,
             default_timeout_s=dynamic.default_timeout_us / 1e6 if dynamic else 0.0,
         )
-        return cls(pool=pool, batching=batching, policy=ScalingPolicy(target_delay_s=max(0.005, 4 * delay_s)))
+        policy = ScalingPolicy(target_delay_s=max(0.005, 4 * delay_s))
+        return cls(pool=pool, batching=batching, policy=policy, metrics=metrics)
 
     async def start(self) -> None:
         await self.pool.start()
@@ -179,9 +183,13 @@ class PooledExecutor:
             if step is Decision.UP:
                 log.info("model %s: scaling up to %d workers", self.pool.settings.model, self.pool.size + 1)
                 await self.pool.add_worker()
+                if self._metrics is not None:
+                    self._metrics.record_autoscale("up")
             elif step is Decision.DOWN:
                 log.info("model %s: scaling down to %d workers", self.pool.settings.model, self.pool.size - 1)
                 self.pool.remove_worker()
+                if self._metrics is not None:
+                    self._metrics.record_autoscale("down")
 
 
 def _configured_threads(config: ModelConfig) -> int:
