@@ -7,6 +7,7 @@ batch size) before anything runs, calls the version's executor, and records stat
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 import time
@@ -16,15 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from .access_log import new_request_id
 from .datatypes import by_numpy
-from .errors import InvalidInput, ModelportError, Unsupported
-from .inference import InferRequest, InferResponse, Tensors, TensorSpec
+from .errors import InvalidInput, ModelNotFound, ModelportError, Unsupported
+from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
+from .metrics import ServerMetrics
 from .model_config import ModelConfigError, parse_model_config
 from .model_manager import LoadedVersion, ModelIndexEntry, ModelManager
+from .recording import RequestRecorder, internal_error, tag_with_request_id
 from .settings import ServerSettings
+from .statistics import VersionStatistics
 from .triton_config import triton_model_config
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
+
+logger = logging.getLogger(__name__)
 
 PLATFORM = "onnxruntime_onnx"
 SERVER_NAME = "modelport"
@@ -71,9 +78,12 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 class DataPlane:
     """Protocol-neutral server operations; errors are the classes of ``errors.py``."""
 
-    def __init__(self, *, manager: ModelManager, settings: ServerSettings) -> None:
+    def __init__(
+        self, *, manager: ModelManager, settings: ServerSettings, metrics: ServerMetrics | None = None
+    ) -> None:
         self._manager = manager
         self._settings = settings
+        self._recorder = RequestRecorder(metrics if metrics is not None else ServerMetrics())
         self._ready = False
         self._metadata = ServerMetadata(SERVER_NAME, _server_version(), list(EXTENSIONS))
 
@@ -122,28 +132,89 @@ class DataPlane:
     # ----- inference ------------------------------------------------------------------------------------
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Validate ``request`` against the model's signature, run it, and record statistics."""
-        loaded = self._manager.get(request.model_name, request.model_version)
-        rows = self._check_inputs(loaded, request.inputs)
-        output_names = self._output_names(loaded, request.requested_outputs)
-        deadline = self._deadline(request)
-        statistics = loaded.statistics
+        """Validate ``request`` against the model's signature, run it, and record it once (statistics,
+        metrics, access log). ``request.id`` is the client's id, else a generated one; the response echoes
+        it and every error message ends with it."""
+        request.id = request.id or new_request_id()
         started = time.monotonic_ns()
-        loaded.enter()
+        statistics: VersionStatistics | None = None
+        rows = 0
         try:
-            result = await loaded.executor.infer(request.inputs, output_names=output_names, deadline=deadline)
-        except Exception:
-            statistics.record_failure(request_ns=time.monotonic_ns() - started)
-            raise
-        finally:
-            loaded.exit()
-        statistics.record_success(result, rows=rows, request_ns=time.monotonic_ns() - started)
+            loaded = self._manager.get(request.model_name, request.model_version)
+            statistics = loaded.statistics
+            rows = self._check_inputs(loaded, request.inputs)
+            output_names = self._output_names(loaded, request.requested_outputs)
+            deadline = self._deadline(request)
+            loaded.enter()
+            try:
+                with self._recorder.in_flight(statistics.name, statistics.version):
+                    result = await loaded.executor.infer(
+                        request.inputs, output_names=output_names, deadline=deadline
+                    )
+            finally:
+                loaded.exit()
+        except Exception as error:
+            known = statistics is not None or not isinstance(error, ModelNotFound)
+            self._recorder.finish(
+                request_id=request.id,
+                model_name=request.model_name,
+                protocol=request.protocol,
+                started_ns=started,
+                statistics=statistics,
+                model_known=known,
+                rows=rows,
+                error=error,
+            )
+            if isinstance(error, ModelportError):
+                raise tag_with_request_id(error, request.id) from None
+            logger.exception("request %s to model '%s' failed unexpectedly", request.id, request.model_name)
+            raise tag_with_request_id(internal_error(), request.id) from error
+        self._recorder.finish(
+            request_id=request.id,
+            model_name=request.model_name,
+            protocol=request.protocol,
+            started_ns=started,
+            statistics=statistics,
+            rows=rows,
+            result=result,
+        )
         return InferResponse(
             model_name=request.model_name,
             model_version=str(loaded.spec.version),
             outputs={name: result.outputs[name] for name in output_names},
             id=request.id,
         )
+
+    def reject(
+        self,
+        error: ModelportError,
+        *,
+        model_name: str,
+        model_version: str,
+        request_id: str,
+        protocol: Protocol,
+    ) -> ModelportError:
+        """Record an inference request its adapter could not decode (as :meth:`infer` records a failure) and
+        return ``error`` tagged with the request id (``request_id``, else a generated one) for the client."""
+        request_id = request_id or new_request_id()
+        statistics: VersionStatistics | None = None
+        known = True
+        try:
+            statistics = self._manager.get(model_name, model_version).statistics
+        except ModelNotFound:
+            known = False
+        except ModelportError:
+            pass
+        self._recorder.finish(
+            request_id=request_id,
+            model_name=model_name,
+            protocol=protocol,
+            started_ns=time.monotonic_ns(),
+            statistics=statistics,
+            model_known=known,
+            error=error,
+        )
+        return tag_with_request_id(error, request_id)
 
     @staticmethod
     def _check_inputs(loaded: LoadedVersion, inputs: Tensors) -> int:
