@@ -1,0 +1,188 @@
+"""``convert()``: one source -> a verified ONNX model version in a model repository, and its report."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+
+from .errors import InvalidOption, SourceNotFound
+from .exported import ExportedModel
+from .onnx_checks import check_graph, graph_signature, opset_of
+from .options import (
+    FactoryOptions,
+    KerasOptions,
+    SavedModelOptions,
+    SourceOptions,
+    TorchExportOptions,
+    TorchScriptOptions,
+    VerifyOptions,
+)
+from .quiet import silenced
+from .report import ConversionReport
+from .repository_writer import config_document, plan_placement, publish
+from .sources import SourceKind, default_options, detect_kind, kind_of_options
+from .verify import verify
+
+__all__ = ["DEFAULT_MAX_BATCH_SIZE", "Progress", "convert"]
+
+DEFAULT_MAX_BATCH_SIZE = 64
+Progress = Callable[[str], None]
+
+
+def _sha256(path: Path | None) -> tuple[str, int]:
+    """Checksum and size of a file, or of a directory's files in path order (names included)."""
+    if path is None or not path.exists():
+        return "", 0
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    size = 0
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        data = file.read_bytes()
+        size += len(data)
+        digest.update(data)
+    return digest.hexdigest(), size
+
+
+def _export(source: str, options: SourceOptions) -> ExportedModel:
+    path = Path(source)
+    if isinstance(options, TorchExportOptions):
+        from .torch_export import export_program
+
+        return export_program(path, options)
+    if isinstance(options, TorchScriptOptions):
+        from .torch_export import export_torchscript
+
+        return export_torchscript(path, options)
+    if isinstance(options, KerasOptions):
+        from .keras_export import load_keras
+
+        return load_keras(path, options)
+    if isinstance(options, SavedModelOptions):
+        from .savedmodel_export import export_saved_model
+
+        return export_saved_model(path, options)
+    from .factory import export_factory
+
+    return export_factory(source, options)
+
+
+def _checksum_target(source: str, options: SourceOptions) -> Path | None:
+    if isinstance(options, FactoryOptions):
+        if options.weights is not None:
+            return options.weights
+        from .factory import factory_file
+
+        return factory_file(source)
+    return Path(source)
+
+
+def convert(
+    source: str | Path,
+    *,
+    repository: str | Path,
+    name: str,
+    version: int | None = None,
+    options: SourceOptions | None = None,
+    verification: VerifyOptions | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    progress: Progress | None = None,
+    quiet: bool = True,
+) -> ConversionReport:
+    """Convert ``source`` to ONNX, verify it against the framework, publish it as ``repository/name/version``.
+
+    ``source`` is a ``.pt2``, ``.pt``, ``.keras``/``.h5`` file, a SavedModel directory, or a
+    ``package.module:factory`` string. ``options`` selects and configures the converter (default: from the
+    source's kind, which then must carry its own input signature). ``version`` defaults to one above the
+    highest present. ``max_batch_size`` goes to a newly created ``config.yaml`` when the batch axis is dynamic
+    (0 when it is fixed). ``quiet`` hides the frameworks' own console output (it is logged at DEBUG instead).
+
+    Raises a :class:`~modelport.converters.errors.ConversionError` subclass; then nothing is written.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _step: None)
+    source = str(source)
+    verification = verification or VerifyOptions()
+    kind = detect_kind(source) if options is None else kind_of_options(options)
+    if options is None:
+        options = default_options(kind, source=source)
+    if kind is not SourceKind.FACTORY and not Path(source).exists():
+        raise SourceNotFound(f"{source}: no such file or directory; check the path")
+    if max_batch_size < 0:
+        raise InvalidOption(f"max_batch_size {max_batch_size}: must be 0 or more")
+    placement = plan_placement(Path(repository), name, version)
+    seconds: dict[str, float] = {}
+
+    say(f"Loading and exporting {kind.value} model")
+    mark = time.perf_counter()
+    with silenced(quiet):
+        exported = _export(source, options)
+    seconds["export"] = time.perf_counter() - mark
+
+    say("Checking the ONNX graph")
+    mark = time.perf_counter()
+    inferred = check_graph(exported.model, source)
+    inputs, outputs = graph_signature(inferred)
+    seconds["check"] = time.perf_counter() - mark
+
+    say("Comparing the framework with ONNX Runtime")
+    mark = time.perf_counter()
+    with silenced(quiet):
+        errors = verify(exported, inputs, outputs, verification, source=source)
+    seconds["verify"] = time.perf_counter() - mark
+
+    say(f"Writing {name}/{placement.version}")
+    import onnxruntime
+
+    batched = all(spec.batch_dynamic for spec in (*inputs, *outputs))
+    batch_limit = max_batch_size if batched else 0
+    model_bytes = exported.model.SerializeToString()
+    sha256, source_bytes = _sha256(_checksum_target(source, options))
+    seconds["total"] = time.perf_counter() - started
+    report = ConversionReport(
+        name=name,
+        version=placement.version,
+        repository=placement.repository,
+        model_path=placement.version_dir / "model.onnx",
+        config_path=placement.config_path,
+        config_created=False,
+        report_path=placement.version_dir / "conversion.json",
+        source=source,
+        source_kind=kind.value,
+        source_sha256=sha256,
+        source_bytes=source_bytes,
+        framework=exported.framework,
+        framework_version=exported.framework_version,
+        converter=exported.converter,
+        converter_version=exported.converter_version,
+        onnx_version=onnx.__version__,
+        onnxruntime_version=onnxruntime.__version__,
+        opset=opset_of(exported.model),
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=batch_limit,
+        samples=str(verification.samples) if verification.samples else "generated",
+        atol=verification.atol,
+        rtol=verification.rtol,
+        errors=errors,
+        onnx_bytes=len(model_bytes),
+        seconds={key: round(value, 3) for key, value in seconds.items()},
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    created = publish(
+        placement,
+        model_bytes=model_bytes,
+        report=report.to_json(),
+        config=config_document(inputs, outputs, batch_limit),
+    )
+    if created:
+        from dataclasses import replace
+
+        report = replace(report, config_created=True)
+    return report

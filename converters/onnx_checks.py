@@ -1,0 +1,102 @@
+"""Static checks of an exported ONNX graph, and what the rest of the conversion reads from it.
+
+The graph is the truth of what gets served: the signature written to ``config.yaml`` and ``conversion.json``
+is read from it, not from the framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+
+from .errors import UnsupportedOperator, VerificationFailed
+from .tensor_specs import DYNAMIC, TensorSpec
+
+__all__ = ["check_graph", "embedding_vocabulary", "graph_signature", "opset_of"]
+
+_STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node, including those of subgraphs (Loop and If bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    yield from _nodes(subgraph)
+
+
+def _layer(node: onnx.NodeProto) -> str:
+    """The layer a node came from: its name without the final op component (``model/dense_1/MatMul``)."""
+    parts = [part for part in node.name.replace("::", "/").split("/") if part]
+    return "/".join(parts[:-1]) or node.name or "unknown"
+
+
+def check_graph(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """Refuse operators ONNX does not define, run the checker and strict shape inference.
+
+    Returns the shape-inferred model. Raises :class:`UnsupportedOperator` naming the op and the layer, or
+    :class:`VerificationFailed` with the checker's message.
+    """
+    opset = opset_of(model)
+    for node in _nodes(model.graph):
+        if node.domain in _STANDARD_DOMAINS and not onnx.defs.has(node.op_type):
+            layer = _layer(node)
+            raise UnsupportedOperator(
+                f"{source}: operator '{node.op_type}' in layer '{layer}' has no ONNX translation; replace it "
+                "with supported operations",
+                operator=node.op_type,
+                layer=layer,
+            )
+    try:
+        onnx.checker.check_model(model)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VerificationFailed(
+            f"{source}: the exported ONNX graph (opset {opset}) is invalid: {first}"
+        ) from error
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset the model imports."""
+    for entry in model.opset_import:
+        if entry.domain in _STANDARD_DOMAINS:
+            return int(entry.version)
+    return 0
+
+
+def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    tensor_type = value.type.tensor_type
+    numpy_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    dims = tuple(
+        int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else DYNAMIC
+        for dim in tensor_type.shape.dim
+    )
+    return TensorSpec(name=value.name, dtype=np.dtype(numpy_dtype).name, dims=dims)
+
+
+def graph_signature(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """``(inputs, outputs)`` of the graph; initializers listed as inputs (old exporters) are left out."""
+    initializers = {initializer.name for initializer in model.graph.initializer}
+    inputs = tuple(_spec(value) for value in model.graph.input if value.name not in initializers)
+    return inputs, tuple(_spec(value) for value in model.graph.output)
+
+
+def embedding_vocabulary(model: onnx.ModelProto) -> int | None:
+    """The row count of the smallest embedding table: a rank-2 initializer read by a ``Gather``.
+
+    Generated integer inputs stay below it, so ids fed to an embedding are inside its vocabulary.
+    """
+    shapes = {initializer.name: tuple(initializer.dims) for initializer in model.graph.initializer}
+    rows = [
+        shapes[node.input[0]][0]
+        for node in _nodes(model.graph)
+        if node.op_type == "Gather" and node.input and len(shapes.get(node.input[0], ())) == 2
+    ]
+    return min(rows) if rows else None
