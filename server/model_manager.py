@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ModelNotFound, ModelNotReady
 from .executor import Executor
+from .metrics import ServerMetrics
 from .model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
 from .repository import ModelSource, Repository, Stamp
 from .session import ModelLoadError, OpenSession, open_session
@@ -119,11 +120,17 @@ class ModelManager:
     """Holds the loaded versions of every model and changes them as the repository or an operator asks."""
 
     def __init__(
-        self, *, repository: Repository, settings: ServerSettings, make_executor: ExecutorFactory
+        self,
+        *,
+        repository: Repository,
+        settings: ServerSettings,
+        make_executor: ExecutorFactory,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._repository = repository
         self._settings = settings
         self._make_executor = make_executor
+        self._metrics = metrics
         self._models: dict[str, _Model] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -330,7 +337,16 @@ class ModelManager:
                 task.add_done_callback(self._retiring.discard)
 
     async def _load_version(self, source: ModelSource, version: int) -> LoadedVersion | str:
-        """The loaded version, or the reason it failed (logged)."""
+        """The loaded version, or the reason it failed (logged, and counted in the metrics)."""
+        started = time.monotonic()
+        loaded = await self._open_version(source, version)
+        if self._metrics is not None:
+            ok = isinstance(loaded, LoadedVersion)
+            duration = time.monotonic() - started
+            self._metrics.record_model_load(source.name, str(version), duration_s=duration, ok=ok)
+        return loaded
+
+    async def _open_version(self, source: ModelSource, version: int) -> LoadedVersion | str:
         assert source.config is not None
         where = source.versions[version].path
         started = time.monotonic()
