@@ -14,12 +14,16 @@ import collections
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["LiveStateCollector", "VersionState", "WorkerState"]
+__all__ = ["LiveStateCollector", "VersionState", "WorkerState", "version_states"]
+
+if TYPE_CHECKING:
+    from .model_manager import ModelManager
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +111,23 @@ class LiveStateCollector(Collector):
                     cpu.add_metric([version.model, version.version, worker.worker], usage[0])
                     rss.add_metric([version.model, version.version, worker.worker], usage[1])
         yield from (queue, workers, cpu, rss)
+
+
+def version_states(manager: ModelManager) -> list[VersionState]:
+    """The state of every serving version: queue and workers of a pooled executor; an in-process executor
+    has neither (queue depth 0, no workers). Call on the event loop (it reads loop-owned objects)."""
+    from .pooled_executor import PooledExecutor  # pooled_executor imports metrics, which imports this
+
+    states = []
+    for loaded in manager.serving():
+        model, version = loaded.spec.name, str(loaded.spec.version)
+        if not isinstance(loaded.executor, PooledExecutor):
+            states.append(VersionState(model, version, 0))
+            continue
+        status = loaded.executor.status()
+        workers = [WorkerState(str(w.id), w.pid, w.state.lower()) for w in status.workers]
+        states.append(VersionState(model, version, status.queue_depth, workers))
+    return states
 
 
 def _usage(pid: int) -> tuple[float, int] | None:
