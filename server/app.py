@@ -1,0 +1,143 @@
+"""The composition root: settings -> repository -> model manager -> data plane -> servers.
+
+Everything is wired here and nowhere else. All listeners run in one asyncio event loop: uvicorn (REST) is
+driven programmatically, and the gRPC server (``grpc.aio``) joins the same loop. Ports given as 0 bind
+ephemeral ports; the ports actually bound are logged and written to the ready file once every listener is up
+and the startup models are loaded. SIGTERM/SIGINT: readiness goes false, listeners stop accepting, in-flight
+requests finish within the drain timeout, executors close, exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .dataplane import DataPlane
+from .executor import Executor
+from .local_executor import LocalExecutor
+from .model_manager import ModelManager, VersionSpec
+from .repository import Repository
+from .rest_api import create_rest_app
+from .settings import ServerSettings
+
+__all__ = ["make_executor", "run", "serve"]
+
+logger = logging.getLogger("modelport.server")
+
+
+def make_executor(spec: VersionSpec) -> Executor:
+    """The one factory of executors: every loaded model version runs behind what this returns."""
+    return LocalExecutor(spec.session, name=spec.name, batching=spec.config.max_batch_size > 0)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns SIGTERM/SIGINT for every listener."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _write_ready_file(path: Path, ports: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(ports))
+    partial.replace(path)  # atomic: a reader never sees half a file
+
+
+async def serve(settings: ServerSettings) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status."""
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    repository = Repository(settings.repository)
+    manager = ModelManager(repository=repository, settings=settings, make_executor=make_executor)
+    dataplane = DataPlane(manager=manager, settings=settings)
+    ports: dict[str, Any] = {"pid": os.getpid()}
+
+    # REST
+    http_socket = _bind(settings.host, settings.http_port)
+    ports["http_port"] = http_socket.getsockname()[1]
+    http = _UvicornServer(
+        uvicorn.Config(
+            create_rest_app(dataplane, settings),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=int(settings.drain_timeout) or 1,
+        )
+    )
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+    listeners: list[asyncio.Task[Any]] = [http_task]
+
+    # gRPC: the gRPC adapter (grpc_api.py) joins here, in this loop, with its port in ports["grpc_port"].
+    # Metrics listener (metrics.py) and management API (management_api.py) join here the same way.
+
+    await manager.start()
+    while not http.started and not http_task.done():
+        await asyncio.sleep(0.005)
+    if http_task.done():
+        http_task.result()  # the listener failed to start: raise its error
+    poller = (
+        asyncio.create_task(manager.poll_forever(settings.poll_interval))
+        if settings.model_control == "poll"
+        else None
+    )
+    dataplane.set_ready(True)
+    if settings.ready_file is not None:
+        _write_ready_file(settings.ready_file, ports)
+    logger.info(
+        "modelport ready in %.2f s: %s (repository %s, model control %s)",
+        time.monotonic() - started,
+        ", ".join(f"{k} {v}" for k, v in ports.items() if k != "pid"),
+        settings.repository,
+        settings.model_control,
+    )
+
+    await asyncio.wait([asyncio.create_task(stop.wait()), *listeners], return_when=asyncio.FIRST_COMPLETED)
+    logger.info("shutting down: finishing in-flight requests (at most %.1f s)", settings.drain_timeout)
+    dataplane.set_ready(False)
+    if poller is not None:
+        poller.cancel()
+    http.should_exit = True
+    await asyncio.gather(*listeners, return_exceptions=True)
+    await manager.close(drain_timeout=settings.drain_timeout)
+    logger.info("stopped")
+    return 0
+
+
+def run(settings: ServerSettings) -> int:
+    """Run :func:`serve` on uvloop when it is installed (plain asyncio otherwise)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(settings))
