@@ -170,7 +170,16 @@ class InferenceServicer:
         return await self._infer(request)
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        decoded = decode_infer_request(request, max_bytes=self._max_tensor_bytes)
+        try:
+            decoded = decode_infer_request(request, max_bytes=self._max_tensor_bytes)
+        except ModelportError as error:  # counted and access-logged like any failed request
+            raise self._dataplane.reject(
+                error,
+                model_name=request.model_name,
+                model_version=request.model_version,
+                request_id=request.id,
+                protocol="grpc",
+            ) from None
         return encode_infer_response(await self._dataplane.infer(decoded))
 
     async def model_stream_infer(
