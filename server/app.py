@@ -25,11 +25,13 @@ import uvicorn
 
 from .dataplane import DataPlane
 from .executor import Executor
-from .local_executor import LocalExecutor
+from .management_api import create_management_app
 from .model_manager import ModelManager, VersionSpec
+from .pooled_executor import PooledExecutor
 from .repository import Repository
 from .rest_api import create_rest_app
 from .settings import ServerSettings
+from .worker_process import prestart
 
 __all__ = ["make_executor", "run", "serve"]
 
@@ -37,8 +39,11 @@ logger = logging.getLogger("modelport.server")
 
 
 def make_executor(spec: VersionSpec) -> Executor:
-    """The one factory of executors: every loaded model version runs behind what this returns."""
-    return LocalExecutor(spec.session, name=spec.name, batching=spec.config.max_batch_size > 0)
+    """The one factory of executors: every loaded model version runs behind what this returns.
+
+    A dynamic batcher in front of worker processes (``dynamic_batching`` and ``workers`` in config.yaml).
+    """
+    return PooledExecutor.from_spec(spec)
 
 
 class _UvicornServer(uvicorn.Server):
@@ -98,13 +103,32 @@ async def serve(settings: ServerSettings) -> int:
     listeners: list[asyncio.Task[Any]] = [http_task]
 
     # gRPC: the gRPC adapter (grpc_api.py) joins here, in this loop, with its port in ports["grpc_port"].
-    # Metrics listener (metrics.py) and management API (management_api.py) join here the same way.
+    # Metrics listener (metrics.py) joins here the same way.
+
+    # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
+    management_socket = _bind(settings.management_host, settings.management_port)
+    ports["management_port"] = management_socket.getsockname()[1]
+    management = _UvicornServer(
+        uvicorn.Config(
+            create_management_app(manager, token=settings.management_token),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    )
+    management_task = asyncio.create_task(management.serve(sockets=[management_socket]))
+    listeners.append(management_task)
 
     await manager.start()
     while not http.started and not http_task.done():
         await asyncio.sleep(0.005)
     if http_task.done():
         http_task.result()  # the listener failed to start: raise its error
+    while not management.started and not management_task.done():
+        await asyncio.sleep(0.005)
+    if management_task.done():
+        management_task.result()
     poller = (
         asyncio.create_task(manager.poll_forever(settings.poll_interval))
         if settings.model_control == "poll"
@@ -127,6 +151,7 @@ async def serve(settings: ServerSettings) -> int:
     if poller is not None:
         poller.cancel()
     http.should_exit = True
+    management.should_exit = True
     await asyncio.gather(*listeners, return_exceptions=True)
     await manager.close(drain_timeout=settings.drain_timeout)
     logger.info("stopped")
@@ -135,6 +160,9 @@ async def serve(settings: ServerSettings) -> int:
 
 def run(settings: ServerSettings) -> int:
     """Run :func:`serve` on uvloop when it is installed (plain asyncio otherwise)."""
+    # Workers start from a forkserver: launch it before any gRPC thread exists; it imports ONNX Runtime
+    # while this process binds its listeners.
+    prestart()
     try:
         import uvloop
     except ImportError:
