@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .dataplane import DataPlane, ModelMetadata
 from .errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
-from .inference import TensorSpec
-from .rest_codec import decode_infer_request, decompress_body, encode_infer_response
+from .inference import InferRequest, TensorSpec
+from .rest_codec import OutputFormat, decode_infer_request, decompress_body, encode_infer_response
 from .settings import ServerSettings
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
@@ -167,23 +167,12 @@ class _Endpoints:
 
     async def infer(self, request: Request, model_name: str, model_version: str = "") -> Response:
         headers = request.headers
-        body = await _read_body(request, self.limit)
-        encoding = headers.get("content-encoding")
-        if encoding:
-            body = decompress_body(body, encoding, limit=self.limit)
-        header_length: int | None = None
-        declared = headers.get("inference-header-content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                raise InvalidInput(f"Inference-Header-Content-Length '{declared}' is not a byte count")
-            header_length = int(declared)
-        infer_request, output_format = decode_infer_request(
-            body,
-            header_length,
-            model_name=model_name,
-            model_version=model_version,
-            max_bytes=self.max_tensor_bytes,
-        )
+        try:
+            infer_request, output_format = await self._decode(request, model_name, model_version)
+        except ModelportError as error:
+            raise self.dataplane.reject(
+                error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
+            ) from None
         response = await self.dataplane.infer(infer_request)
         content, json_length = encode_infer_response(response, output_format)
         response_headers: dict[str, str] = {}
@@ -196,6 +185,28 @@ class _Endpoints:
                 response_headers["Content-Encoding"] = applied
         media_type = _JSON if json_length is None else "application/octet-stream"
         return Response(content, media_type=media_type, headers=response_headers)
+
+    async def _decode(
+        self, request: Request, model_name: str, model_version: str
+    ) -> tuple[InferRequest, OutputFormat]:
+        headers = request.headers
+        body = await _read_body(request, self.limit)
+        encoding = headers.get("content-encoding")
+        if encoding:
+            body = decompress_body(body, encoding, limit=self.limit)
+        header_length: int | None = None
+        declared = headers.get("inference-header-content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise InvalidInput(f"Inference-Header-Content-Length '{declared}' is not a byte count")
+            header_length = int(declared)
+        return decode_infer_request(
+            body,
+            header_length,
+            model_name=model_name,
+            model_version=model_version,
+            max_bytes=self.max_tensor_bytes,
+        )
 
     async def repository_index(self, request: Request) -> Response:
         body = await _json_body(request, self.limit)
