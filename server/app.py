@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,11 @@ import uvicorn
 
 from .dataplane import DataPlane
 from .executor import Executor
+from .grpc_api import build_grpc_server
+from .live_metrics import version_states
 from .management_api import create_management_app
+from .metrics import ServerMetrics
+from .metrics_listener import MetricsListener
 from .model_manager import ModelManager, VersionSpec
 from .pooled_executor import PooledExecutor
 from .repository import Repository
@@ -38,12 +43,14 @@ __all__ = ["make_executor", "run", "serve"]
 logger = logging.getLogger("modelport.server")
 
 
-def make_executor(spec: VersionSpec) -> Executor:
+def make_executor(spec: VersionSpec, metrics: ServerMetrics | None = None) -> Executor:
     """The one factory of executors: every loaded model version runs behind what this returns.
 
-    A dynamic batcher in front of worker processes (``dynamic_batching`` and ``workers`` in config.yaml).
+    A dynamic batcher in front of worker processes (``dynamic_batching`` and ``workers`` in config.yaml);
+    its batches, worker restarts and autoscaling go to ``metrics``.
     """
-    return PooledExecutor.from_spec(spec)
+    version_metrics = metrics.for_version(spec.name, str(spec.version)) if metrics is not None else None
+    return PooledExecutor.from_spec(spec, version_metrics)
 
 
 class _UvicornServer(uvicorn.Server):
@@ -82,8 +89,14 @@ async def serve(settings: ServerSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     repository = Repository(settings.repository)
-    manager = ModelManager(repository=repository, settings=settings, make_executor=make_executor)
-    dataplane = DataPlane(manager=manager, settings=settings)
+    metrics = ServerMetrics()
+    manager = ModelManager(
+        repository=repository,
+        settings=settings,
+        make_executor=functools.partial(make_executor, metrics=metrics),
+        metrics=metrics,
+    )
+    dataplane = DataPlane(manager=manager, settings=settings, metrics=metrics)
     ports: dict[str, Any] = {"pid": os.getpid()}
 
     # REST
@@ -102,8 +115,15 @@ async def serve(settings: ServerSettings) -> int:
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     listeners: list[asyncio.Task[Any]] = [http_task]
 
-    # gRPC: the gRPC adapter (grpc_api.py) joins here, in this loop, with its port in ports["grpc_port"].
-    # Metrics listener (metrics.py) joins here the same way.
+    # gRPC (grpc.aio) in this loop; started now, it answers ServerReady false until the models are loaded.
+    grpc_server = build_grpc_server(dataplane, settings)
+    ports["grpc_port"] = grpc_server.port
+    await grpc_server.start()
+
+    # Metrics: a thread of its own (see metrics_listener.py); queue depths and workers are read on this loop.
+    metrics.watch(loop, lambda: version_states(manager))
+    metrics_listener = MetricsListener(metrics.registry, host=settings.host, port=settings.metrics_port)
+    ports["metrics_port"] = metrics_listener.start()
 
     # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
     management_socket = _bind(settings.management_host, settings.management_port)
@@ -148,12 +168,14 @@ async def serve(settings: ServerSettings) -> int:
     await asyncio.wait([asyncio.create_task(stop.wait()), *listeners], return_when=asyncio.FIRST_COMPLETED)
     logger.info("shutting down: finishing in-flight requests (at most %.1f s)", settings.drain_timeout)
     dataplane.set_ready(False)
+    await grpc_server.drain()
     if poller is not None:
         poller.cancel()
     http.should_exit = True
     management.should_exit = True
-    await asyncio.gather(*listeners, return_exceptions=True)
+    await asyncio.gather(grpc_server.stop(settings.drain_timeout), *listeners, return_exceptions=True)
     await manager.close(drain_timeout=settings.drain_timeout)
+    metrics_listener.stop()
     logger.info("stopped")
     return 0
 

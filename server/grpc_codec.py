@@ -61,9 +61,12 @@ def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> In
     inputs: Tensors = {}
     for index, tensor in enumerate(message.inputs):
         if tensor.name in inputs:
-            raise InvalidInput(f"tensor '{tensor.name}' appears more than once in 'inputs'")
+            raise InvalidInput(f"input '{tensor.name}' is given twice")
         inputs[tensor.name] = _decode_input(tensor, raw[index] if raw else None, max_bytes)
     requested = [output.name for output in message.outputs]
+    for output in message.outputs:
+        if "classification" in output.parameters:
+            raise InvalidInput(f"output '{output.name}': the classification extension is not supported")
     return InferRequest(
         model_name=message.model_name,
         model_version=message.model_version,
