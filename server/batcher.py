@@ -120,7 +120,9 @@ class Batcher:
         if deadline is None and self.settings.default_timeout_s > 0:
             deadline = now + self.settings.default_timeout_s
         names = tuple(output_names)
-        rows = int(next(iter(inputs.values())).shape[0]) if self._merge and inputs else 1
+        # Rows of the batch axis whether or not requests are merged: a batch's size is what ran in it.
+        batch_axis = self.settings.max_batch_size > 0
+        rows = int(next(iter(inputs.values())).shape[0]) if batch_axis and inputs else 1
         loop = asyncio.get_running_loop()
         request = _Request(inputs, names, _key(inputs, names), rows, deadline, now, loop.create_future())
         if deadline is not None:
