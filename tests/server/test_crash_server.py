@@ -70,7 +70,7 @@ def test_sigkill_of_a_worker_under_load_fails_no_request(server: ServerProcess) 
                 await asyncio.sleep(0.3)  # in the middle of the load
                 os.kill(victim, signal.SIGKILL)
 
-            results = await asyncio.gather(
+            results: list[Any] = await asyncio.gather(
                 killer(), *(infer(client, "mlp") for _ in range(1500)), return_exceptions=True
             )
             return results[1:]
