@@ -74,6 +74,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _start_metrics(
+    metrics: ServerMetrics,
+    manager: ModelManager,
+    settings: ServerSettings,
+    loop: asyncio.AbstractEventLoop,
+    ports: dict[str, Any],
+) -> MetricsListener:
+    """The metrics port (into ``ports``), served from a thread of its own (see metrics_listener.py); queue
+    depths and workers are read on ``loop`` when scraped."""
+    metrics.watch(loop, lambda: version_states(manager))
+    listener = MetricsListener(metrics.registry, host=settings.host, port=settings.metrics_port)
+    ports["metrics_port"] = listener.start()
+    return listener
+
+
 def _write_ready_file(path: Path, ports: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(ports))
@@ -120,10 +135,7 @@ async def serve(settings: ServerSettings) -> int:
     ports["grpc_port"] = grpc_server.port
     await grpc_server.start()
 
-    # Metrics: a thread of its own (see metrics_listener.py); queue depths and workers are read on this loop.
-    metrics.watch(loop, lambda: version_states(manager))
-    metrics_listener = MetricsListener(metrics.registry, host=settings.host, port=settings.metrics_port)
-    ports["metrics_port"] = metrics_listener.start()
+    metrics_listener = _start_metrics(metrics, manager, settings, loop, ports)
 
     # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
     management_socket = _bind(settings.management_host, settings.management_port)
