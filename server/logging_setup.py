@@ -20,6 +20,7 @@ import sys
 import time
 from typing import TextIO
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from .settings import LogFormat
@@ -30,6 +31,8 @@ _listener: logging.handlers.QueueListener | None = None
 
 # uvicorn's own access log would repeat ours (and log every health probe): only its warnings pass.
 _QUIET_LOGGERS = ("uvicorn.access",)
+# Extra record fields meant for terminals (uvicorn's ANSI-coloured copy of the message): not JSON fields.
+_TERMINAL_ONLY = ("color_message",)
 
 
 class _UtcTextFormatter(logging.Formatter):
@@ -44,6 +47,7 @@ def make_formatter(log_format: LogFormat) -> logging.Formatter:
         formatter: logging.Formatter = OrjsonFormatter(
             ["levelname", "name", "message"],
             rename_fields={"levelname": "level", "name": "logger"},
+            reserved_attrs=[*RESERVED_ATTRS, *_TERMINAL_ONLY],
             timestamp=True,
         )
         return formatter
