@@ -3,6 +3,8 @@ the statistics extension agreeing with them, load counters, worker gauges and Op
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +17,12 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import identity_model, write_corrupt_model, write_model
+from tests.helpers.onnx_models import identity_model, write_config, write_corrupt_model, write_model
 from tests.helpers.scrape import Scrape, scrape
 from tests.helpers.server_process import ServerProcess, start_server
 
 MODEL = "identity"
+SLOW = "slow_batching"
 LABELS = {"model": MODEL, "version": "1"}
 
 
@@ -28,6 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("repo")
     write_model(repository, MODEL, identity_model("FP32", (-1, 4)))
     write_corrupt_model(repository, "broken")
+    # Holds a lone request up to 1 s waiting for more rows, and queues at most one: timeouts and full queues
+    # happen on demand.
+    write_model(repository, SLOW, identity_model("FP32", (-1, 4)))
+    write_config(
+        repository,
+        SLOW,
+        {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 1_000_000, "max_queue_size": 1}},
+    )
     with start_server(repository) as process:
         yield process
 
@@ -48,8 +59,8 @@ def _delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     return after.value(name, **labels) - before.value(name, **labels)
 
 
-def _stats(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    (entry,) = [e for e in entries if e["name"] == MODEL and e["version"] == "1"]
+def _stats(entries: list[dict[str, Any]], model: str = MODEL) -> dict[str, Any]:
+    (entry,) = [e for e in entries if e["name"] == model and e["version"] == "1"]
     return entry
 
 
@@ -143,6 +154,36 @@ def test_known_traffic_gives_exact_counter_and_histogram_deltas(server: ServerPr
     assert stats_after["inference_count"] - stats_before["inference_count"] == 10
     assert stats_after["execution_count"] - stats_before["execution_count"] == 7
     assert stats_after["queue"] - stats_before["queue"] == 7
+
+
+def test_timeouts_and_full_queues_are_counted_by_outcome(server: ServerProcess) -> None:
+    http = httpclient.InferenceServerClient(server.http_url)
+    labels = {"model": SLOW, "version": "1", "protocol": "http"}
+    before = scrape(server.metrics_url)
+    with pytest.raises(InferenceServerException, match="timeout"):  # 20 ms in a queue that waits 1 s
+        http.infer(SLOW, _http_input(1), timeout=20_000)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(http_infer_fresh, server.http_url)  # sits in the queue for up to 1 s
+        deadline = time.monotonic() + 5
+        while scrape(server.metrics_url).value("modelport_queue_depth", model=SLOW) < 1:
+            assert time.monotonic() < deadline, "the first request never showed in modelport_queue_depth"
+            time.sleep(0.02)
+        with pytest.raises(InferenceServerException, match="queue is full"):
+            http.infer(SLOW, _http_input(1))
+        waiting.result(timeout=10)
+    after = scrape(server.metrics_url)
+    for outcome in ("timeout", "queue_full", "success"):
+        assert _delta(before, after, "modelport_requests_total", **labels, outcome=outcome) == 1, outcome
+    assert _delta(before, after, "modelport_request_duration_seconds_count", **labels) == 3
+    timed_out = _delta(before, after, "modelport_request_duration_seconds_sum", **labels, outcome="timeout")
+    assert 0.015 < timed_out < 1.0
+    stats = _stats(http.get_inference_statistics(SLOW)["model_stats"], SLOW)["inference_stats"]
+    assert (stats["success"]["count"], stats["fail"]["count"]) == (1, 2)
+
+
+def http_infer_fresh(url: str) -> None:
+    """One request on a client of its own (tritonclient's HTTP client is not shared across threads)."""
+    httpclient.InferenceServerClient(url).infer(SLOW, _http_input(1))
 
 
 def test_statistics_totals_equal_the_counters(server: ServerProcess) -> None:
