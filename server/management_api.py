@@ -235,7 +235,8 @@ def create_management_app(manager: ModelManager, *, token: str | None) -> FastAP
         try:
             response: Response = await call_next(request)
         except ModelportError as error:
-            status = MANAGEMENT_STATUS[error.code]
+            # TorchServe answers an unknown model with 404 (the inference API keeps Triton's 400).
+            status = 404 if isinstance(error, ModelNotFound) else MANAGEMENT_STATUS[error.code]
             return _error(status, type(error).__name__, error.message)
         except Exception:
             log.exception("management request %s %s failed", request.method, request.url.path)

@@ -89,7 +89,6 @@ class _State:
     slots: dict[int, _Slot] = field(default_factory=dict)
     idle: collections.deque[_Slot] = field(default_factory=collections.deque)
     waiters: collections.deque[asyncio.Future[_Slot]] = field(default_factory=collections.deque)
-    starting: int = 0
 
 
 class WorkerPool:
@@ -113,7 +112,7 @@ class WorkerPool:
     def size(self) -> int:
         """Workers running or starting (retiring ones excluded)."""
         live = sum(1 for s in self._state.slots.values() if not s.process.retiring)
-        return live + self._state.starting
+        return live
 
     @property
     def threads(self) -> int:
@@ -144,19 +143,16 @@ class WorkerPool:
             graph_optimization_level=self.settings.graph_optimization_level,
             providers=list(self.settings.providers),
         )
-        self._state.starting += 1
+        # Registered at once (no await before): a starting worker counts in ``size``.
+        process = WorkerProcess(spec, self._on_exit)
+        slot = _Slot(next(_ids), process)
+        self._state.slots[slot.id] = slot
         try:
-            process = WorkerProcess(spec, self._on_exit)
-            slot = _Slot(next(_ids), process)
-            self._state.slots[slot.id] = slot
-            try:
-                await process.wait_ready(self.settings.start_timeout_s)
-            except BaseException:
-                self._state.slots.pop(slot.id, None)
-                await process.stop(timeout=0.5)
-                raise
-        finally:
-            self._state.starting -= 1
+            await process.wait_ready(self.settings.start_timeout_s)
+        except BaseException:
+            self._state.slots.pop(slot.id, None)
+            await process.stop(timeout=0.5)
+            raise
         if self._closing:
             self._state.slots.pop(slot.id, None)
             await process.stop()
@@ -278,6 +274,10 @@ class WorkerPool:
             self.remove_worker()
         if self.size < min_workers:
             await asyncio.gather(*(self.add_worker() for _ in range(min_workers - self.size)))
+        # Workers started by someone else meanwhile (the autoscaler, a restart) count once they are ready.
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while any(not s.process.ready for s in self._state.slots.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def add_worker(self) -> None:
         """Start one more worker (bounded by ``max_workers``)."""
