@@ -232,6 +232,7 @@ class Container:
     env: dict[str, str]
     ports: dict[str, Any]
     log: Path
+    ready_s: float = 0.0
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -285,8 +286,9 @@ def container(serving_env: ServingEnvironment, tmp_path: Path) -> Iterator[Conta
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
     running = Container(process=process, env=env, ports={}, log=log)
+    started = time.monotonic()
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = started + READY_TIMEOUT_S
         while not ready_file.exists():
             assert process.poll() is None, (
                 f"exited with {process.returncode} before ready:\n{running.output()}"
@@ -294,6 +296,7 @@ def container(serving_env: ServingEnvironment, tmp_path: Path) -> Iterator[Conta
             assert time.monotonic() < deadline, f"not ready after {READY_TIMEOUT_S} s:\n{running.output()}"
             time.sleep(0.05)
         running.ports = json.loads(ready_file.read_text())
+        running.ready_s = time.monotonic() - started
         yield running
     finally:
         if process.poll() is None:
@@ -338,9 +341,13 @@ def _triton_inputs(module: Any, metadata: dict[str, Any], feeds: dict[str, npt.N
 
 
 def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
-    container: Container, serving_env: ServingEnvironment
+    container: Container, serving_env: ServingEnvironment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = stage_config(DOCKERFILE)
+    for port in ("http_port", "grpc_port", "metrics_port"):
+        assert container.ports.get(port), (
+            f"the ready file names no {port} (listener not running): {container.ports}"
+        )
     http_url = f"127.0.0.1:{container.ports['http_port']}"
     with httpx.Client(base_url=f"http://{http_url}", timeout=10) as rest:
         assert rest.get("/v2/health/live").status_code == 200
@@ -372,11 +379,18 @@ def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
     assert f'model="{name}"' in metrics.text
 
     container.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     drain = float(container.env.get("MODELPORT_DRAIN_TIMEOUT", ServerSettings().drain_timeout))
     try:
         code = container.process.wait(timeout=drain + 30)
     except subprocess.TimeoutExpired:
         pytest.fail(f"still running {drain + 30:.0f} s after SIGTERM:\n{container.output()}")
     assert code == 0, f"exit code {code} after SIGTERM:\n{container.output()}"
+    with capsys.disabled():
+        stopped_s = time.monotonic() - signalled
+        print(
+            f"\n[container] {' '.join(image.command)}: ready in {container.ready_s:.1f} s, model {name} "
+            f"answered over REST and gRPC, exit 0 {stopped_s:.1f} s after SIGTERM"
+        )
     # Once it is gone the health check fails, as Docker needs it to.
     assert _healthcheck(image, probe_env) != 0
