@@ -92,5 +92,9 @@ def convert_to_ort(
         ort_path = output_dir / f"model{suffix}"
         config_path = output_dir / config_name
         shutil.move(out_dir / f"model{suffix}", ort_path)
-        shutil.move(out_dir / config_name, config_path)
+        # The tool's header lists the scratch paths it read; name the exported file instead.
+        lines = (out_dir / config_name).read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if not line.startswith("# - ")]
+        kept.insert(1 if kept and kept[0].startswith("#") else 0, f"# - {ort_path.name}")
+        config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
     return OrtExport(ort_path, config_path, style)

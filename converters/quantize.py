@@ -65,12 +65,14 @@ class QuantizeOptions:
     calibration_method: str = "minmax"
     validation: Path | None = None
     max_accuracy_drop: float = 0.01
+    max_abs_error: float | None = None
     task: Task = "auto"
     labelled_outputs: tuple[str, ...] = ()
     keep_io_types: bool = True
     latency_runs: int = 50
     ort_style: OptimizationStyle | None = "fixed"  # None: no .ort (no size, latency or check for it)
     ort_target_platform: Literal["amd64", "arm"] | None = None
+    keep_debug_info: bool = False
     seed: int = 0
 
 
@@ -127,6 +129,25 @@ def _datasets(specs: list[InputSpec], options: QuantizeOptions) -> tuple[SampleS
             specs, max(16, given.count // 4), seed=options.seed + 1, purpose="validation"
         )
     return given.split(HELD_OUT_FRACTION)
+
+
+def _strip_debug_info(graph: onnx.GraphProto) -> int:
+    """Drop per-node doc strings and metadata (exporter stack traces, scopes), in subgraphs too; return the
+    bytes they took."""
+    import onnx
+
+    removed = len(graph.doc_string)
+    graph.doc_string = ""
+    for node in graph.node:
+        removed += len(node.doc_string) + sum(p.ByteSize() for p in node.metadata_props)
+        node.doc_string = ""
+        del node.metadata_props[:]
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                removed += _strip_debug_info(attribute.g)
+            for subgraph in attribute.graphs:
+                removed += _strip_debug_info(subgraph)
+    return removed
 
 
 def _preprocess(source: Path, target: Path) -> str:
@@ -199,6 +220,7 @@ class _How:
     reduce_range: bool | None = None
     reduce_range_reason: str | None = None
     preprocessing: str | None = None
+    debug_info_removed: int = 0
 
 
 def _convert(
@@ -236,6 +258,11 @@ def _convert(
             raise QuantizeError(
                 f"{source}: ONNX Runtime could not quantize it ({options.mode}): {error}"
             ) from error
+    if not options.keep_debug_info:
+        stripped = _load(target)
+        how.debug_info_removed = _strip_debug_info(stripped.graph)
+        if how.debug_info_removed:
+            onnx.save(stripped, str(target))
     return target, how
 
 
@@ -266,6 +293,7 @@ def quantize_model(
         candidate,
         samples=validation,
         max_accuracy_drop=options.max_accuracy_drop,
+        max_abs_error=options.max_abs_error,
         task=options.task,
         labelled=options.labelled_outputs,
     )
@@ -297,6 +325,11 @@ def quantize_model(
         )
 
     notes = []
+    if how.debug_info_removed:
+        notes.append(
+            f"removed {how.debug_info_removed:,} bytes of per-node debug metadata (exporter stack traces, "
+            "scopes) from the converted model; --keep-debug-info keeps it"
+        )
     if options.mode == "float16" and exported is not None:
         notes.append(
             "FP16 is meant for GPUs: the .ort is optimized for the CPU execution provider, which computes "

@@ -18,7 +18,6 @@ import click
 __all__ = ["export_mobile", "quantize"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_REPORT = "quantization.json"
 _MOBILE_REPORT = "mobile_export.json"
 
 
@@ -93,6 +92,12 @@ def _conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F],
             "std of the FP32 output (other outputs).",
         ),
         click.option(
+            "--max-abs-error",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Also refuse when any output's max abs error vs FP32 exceeds this.",
+        ),
+        click.option(
             "--task",
             type=click.Choice(["auto", "classifier", "regression"]),
             default="auto",
@@ -105,6 +110,11 @@ def _conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F],
             default=50,
             show_default=True,
             help="Runs per model for the median latency.",
+        ),
+        click.option(
+            "--keep-debug-info",
+            is_flag=True,
+            help="Keep per-node debug metadata (exporter stack traces) in the converted model.",
         ),
         click.option("--overwrite", is_flag=True, help="Replace files at --output."),
         click.option("--verbose", is_flag=True, help="Show tracebacks and ONNX Runtime's messages."),
@@ -173,10 +183,12 @@ def _convert(
         calibration_method=params["calibration_method"],
         validation=params["validation"],
         max_accuracy_drop=params["max_accuracy_drop"],
+        max_abs_error=params["max_abs_error"],
         task=params["task"],
         labelled_outputs=labelled_outputs(source.config_path),
         keep_io_types=params["keep_io_types"],
         latency_runs=params["runs"],
+        keep_debug_info=params["keep_debug_info"],
         ort_style=ort_style,  # type: ignore[arg-type]
         ort_target_platform=target_platform,  # type: ignore[arg-type]
     )
@@ -189,10 +201,7 @@ def _convert(
     print_report(result.report, Console())
     if not result.report.accuracy.passed:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise click.ClickException(
-            f"accuracy drop {result.report.accuracy.drop:.4g} exceeds --max-accuracy-drop "
-            f"{params['max_accuracy_drop']:g}; nothing was written"
-        )
+        raise click.ClickException(f"{'; '.join(result.report.accuracy.failures)}; nothing was written")
     return source, result, scratch
 
 
@@ -220,6 +229,7 @@ def quantize(**params: Any) -> None:
         from rich.console import Console
 
         from .quantize_report import save_report
+        from .quantize_repository import CONVERSION_REPORT as _REPORT
         from .quantize_repository import check_config, publish_version
 
         source, result, scratch = _convert(params, params["mode"], ort_style="fixed")

@@ -29,6 +29,7 @@ __all__ = [
     "DataError",
     "InputSpec",
     "SampleSet",
+    "cast_feed",
     "generate_samples",
     "load_npz",
     "model_inputs",
@@ -127,6 +128,13 @@ def model_inputs(model_path: Path, model: onnx.ModelProto) -> list[InputSpec]:
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
         specs.append(InputSpec(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape, bounds.get(arg.name)))
     return specs
+
+
+def cast_feed(session: Any, feed: Mapping[str, Array]) -> dict[str, Array]:
+    """``feed`` cast to the input types of ``session`` (an onnxruntime InferenceSession): a converted model
+    may take FP16 where the samples, made for the FP32 model, are FP32."""
+    wanted = {arg.name: _ORT_TYPES.get(arg.type) for arg in session.get_inputs()}
+    return {k: v if wanted.get(k) is None else v.astype(wanted[k], copy=False) for k, v in feed.items()}
 
 
 def _conform(path: Path, spec: InputSpec, array: Array) -> tuple[Array, bool]:

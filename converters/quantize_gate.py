@@ -4,7 +4,8 @@ For every output: the max and mean absolute error, and the normalized mean error
 For a classifier output also the top-1 agreement (the share of samples whose arg-max, or for one column the
 side of the threshold, is unchanged). The *accuracy drop* that ``--max-accuracy-drop`` bounds is, per output,
 the share of changed decisions for a classifier output and the normalized mean error for any other; the gate
-takes the worst output. Non-finite outputs fail the gate whatever the bound.
+takes the worst output. ``--max-abs-error`` optionally bounds every output's max abs error too. Non-finite
+outputs fail the gate whatever the bounds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .quantize_data import SampleSet
+from .quantize_data import SampleSet, cast_feed
 
 __all__ = ["AccuracyReport", "OutputAccuracy", "Task", "compare_outputs", "run_model"]
 
@@ -55,14 +56,33 @@ class AccuracyReport:
     samples: int
     validation_source: str
     max_accuracy_drop: float
+    max_abs_error: float | None = None  # optional second bound, on every output's max abs error
 
     @property
     def drop(self) -> float:
         return max((o.drop for o in self.outputs), default=0.0)
 
     @property
+    def worst_abs_error(self) -> float:
+        return max((o.max_abs_error for o in self.outputs), default=0.0)
+
+    @property
+    def failures(self) -> list[str]:
+        """Why the gate refuses, one phrase per bound exceeded (empty when it passes)."""
+        reasons = []
+        if not self.drop <= self.max_accuracy_drop:
+            reasons.append(
+                f"accuracy drop {self.drop:.4g} exceeds --max-accuracy-drop {self.max_accuracy_drop:g}"
+            )
+        if self.max_abs_error is not None and not self.worst_abs_error <= self.max_abs_error:
+            reasons.append(
+                f"max abs error {self.worst_abs_error:.4g} exceeds --max-abs-error {self.max_abs_error:g}"
+            )
+        return reasons
+
+    @property
     def passed(self) -> bool:
-        return self.drop <= self.max_accuracy_drop
+        return not self.failures
 
 
 def run_model(
@@ -78,7 +98,7 @@ def run_model(
     names = [o.name for o in session.get_outputs()]
     collected: dict[str, list[Array]] = {name: [] for name in names}
     for feed in samples.batches(_VALIDATION_BATCH):
-        for name, value in zip(names, session.run(names, feed), strict=True):
+        for name, value in zip(names, session.run(names, cast_feed(session, feed)), strict=True):
             collected[name].append(np.asarray(value))
     join = np.stack if samples.stacked else np.concatenate
     return {name: join(parts) for name, parts in collected.items()}
@@ -123,6 +143,7 @@ def compare_outputs(
     *,
     samples: SampleSet,
     max_accuracy_drop: float,
+    max_abs_error: float | None = None,
     task: Task = "auto",
     labelled: Collection[str] = (),
 ) -> AccuracyReport:
@@ -145,4 +166,4 @@ def compare_outputs(
         if _is_classifier(name, flat_ref, task, labelled):
             agreement = float(np.mean(_decisions(flat_cand, flat_ref) == _decisions(flat_ref, flat_ref)))
         results.append(OutputAccuracy(name, max_abs, mean_abs, relative, agreement))
-    return AccuracyReport(results, samples.count, samples.source, max_accuracy_drop)
+    return AccuracyReport(results, samples.count, samples.source, max_accuracy_drop, max_abs_error)

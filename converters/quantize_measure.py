@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
 
+from .quantize_data import cast_feed
+
 if TYPE_CHECKING:
     import onnx
 
@@ -52,7 +54,7 @@ def median_latency_ms(
     for key, value in (session_config or {}).items():
         options.add_session_config_entry(key, value)
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    inputs = dict(feed)
+    inputs = cast_feed(session, feed)
     for _ in range(_WARMUP_RUNS):
         session.run(None, inputs)
     times = []
@@ -63,14 +65,16 @@ def median_latency_ms(
     return statistics.median(times) * 1000.0
 
 
-def _quantized_op(node: onnx.NodeProto, produced_by: Mapping[str, str]) -> str | None:
+def _quantized_op(node: onnx.NodeProto, int8: set[str], qdq_outputs: set[str]) -> str | None:
     if node.op_type in _QDQ_OPS:
         return None
     if node.op_type in _QUANTIZED_OPS:
         return _QUANTIZED_OPS[node.op_type]
     if node.op_type.startswith("QLinear"):
         return node.op_type.removeprefix("QLinear")
-    if any(produced_by.get(name) == "DequantizeLinear" for name in node.input):  # QDQ: float op between Q/DQ
+    # An op reading 8-bit data (a quantized embedding table, a uint8 activation), or, in the QDQ format, a
+    # float op whose input passed through a Q/DQ pair or is a dequantized weight: ORT runs it on 8-bit data.
+    if any(name in int8 or name in qdq_outputs for name in node.input):
         return node.op_type
     return None
 
@@ -93,9 +97,25 @@ def count_converted_nodes(model: onnx.ModelProto, mode: str) -> dict[str, int]:
             if node.op_type != "Cast" and any(elem.get(o) == onnx.TensorProto.FLOAT16 for o in node.output):
                 counts[node.op_type] += 1
         return dict(sorted(counts.items()))
-    produced_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    int8 = {t.name for t in model.graph.initializer if t.data_type in eight_bit}
+    produced_by = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
-        op = _quantized_op(node, produced_by)
+        if node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear"):
+            int8.add(node.output[0])
+    initializers = {t.name for t in model.graph.initializer}
+
+    def dequantizes_quantized(dq: onnx.NodeProto) -> bool:
+        producer = produced_by.get(dq.input[0])
+        return producer.op_type == "QuantizeLinear" if producer else dq.input[0] in initializers
+
+    qdq_outputs = {
+        node.output[0]
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear" and dequantizes_quantized(node)
+    }
+    for node in model.graph.node:
+        op = _quantized_op(node, int8, qdq_outputs)
         if op is not None:
             counts[op] += 1
     return dict(sorted(counts.items()))

@@ -52,6 +52,7 @@ class QuantizationReport:
         data = asdict(self)
         data["accuracy"]["drop"] = _finite(self.accuracy.drop)
         data["accuracy"]["passed"] = self.accuracy.passed
+        data["accuracy"]["failures"] = self.accuracy.failures
         for output in data["accuracy"]["outputs"]:
             for key, value in output.items():
                 output[key] = _finite(value) if isinstance(value, float) else value
@@ -112,7 +113,10 @@ def print_report(report: QuantizationReport, console: Console) -> None:
         )
     console.print(accuracy)
     verdict = "[green]passed[/green]" if gate.passed else "[red]FAILED[/red]"
-    console.print(f"accuracy drop {gate.drop:.4g} (bound {gate.max_accuracy_drop:g}): {verdict}")
+    bounds = f"bound {gate.max_accuracy_drop:g}"
+    if gate.max_abs_error is not None:
+        bounds += f"; max abs error {gate.worst_abs_error:.4g}, bound {gate.max_abs_error:g}"
+    console.print(f"accuracy drop {gate.drop:.4g} ({bounds}): {verdict}")
     if report.nodes_converted:
         nodes = ", ".join(f"{op} {count}" for op, count in report.nodes_converted.items())
         console.print(f"nodes converted: {nodes}")

@@ -18,9 +18,17 @@ from typing import Any
 
 from .quantize_errors import QuantizeError
 
-__all__ = ["ModelVersion", "check_config", "labelled_outputs", "publish_version", "resolve_version"]
+__all__ = [
+    "CONVERSION_REPORT",
+    "ModelVersion",
+    "check_config",
+    "labelled_outputs",
+    "publish_version",
+    "resolve_version",
+]
 
 _MODEL_FILE = "model.onnx"
+CONVERSION_REPORT = "quantization.json"  # marks a version made by `modelport quantize`
 _CONFIG_FILE = "config.yaml"
 _ONNX_TO_DATATYPE = {
     "tensor(float)": "FP32",
@@ -54,7 +62,11 @@ def _versions(model_dir: Path) -> list[int]:
 
 
 def resolve_version(repository: Path, name: str, version: str | None) -> ModelVersion:
-    """Find ``name``'s ``version`` (default: the highest) in ``repository``; errors list what does exist."""
+    """Find ``name``'s ``version`` in ``repository``; errors list what does exist.
+
+    The default is the highest version that is not itself a conversion; an explicit conversion is refused
+    (quantizing a quantized model compounds the error and the gate would compare against the wrong model).
+    """
     if not repository.is_dir():
         raise QuantizeError(f"{repository}: the repository folder does not exist")
     model_dir = repository / name
@@ -64,17 +76,24 @@ def resolve_version(repository: Path, name: str, version: str | None) -> ModelVe
             f"{model_dir}: no model '{name}' in the repository (it has: {', '.join(models) or 'none'})"
         )
     versions = _versions(model_dir)
+    listed = ", ".join(map(str, versions)) or "none"
     if version is None:
-        if not versions:
+        originals = [v for v in versions if not (model_dir / str(v) / CONVERSION_REPORT).exists()]
+        if not originals:
             raise QuantizeError(
-                f"{model_dir}: the model has no numeric version folders (e.g. {model_dir}/1/)"
+                f"{model_dir}: no version to convert (versions with a {CONVERSION_REPORT} are conversions "
+                f"already; it has: {listed})"
             )
-        version = str(versions[-1])
+        version = str(originals[-1])
     elif not (version.isdigit() and int(version) in versions):
+        raise QuantizeError(f"{model_dir}: no version '{version}' (it has: {listed})")
+    version_dir = model_dir / str(int(version))
+    if (version_dir / CONVERSION_REPORT).exists():
         raise QuantizeError(
-            f"{model_dir}: no version '{version}' (it has: {', '.join(map(str, versions)) or 'none'})"
+            f"{version_dir}: this version is already a conversion (it has a {CONVERSION_REPORT}); "
+            "pick the FP32 version it came from with --version"
         )
-    model_path = model_dir / str(int(version)) / _MODEL_FILE
+    model_path = version_dir / _MODEL_FILE
     if not model_path.is_file():
         raise QuantizeError(f"{model_path}: the version has no {_MODEL_FILE}")
     return ModelVersion(model_dir, str(int(version)), model_path)
