@@ -240,6 +240,9 @@ class WorkerPool:
             )
             return
         delay = min(self.settings.max_backoff_s, self.settings.restart_backoff_s * 2 ** (self._crashes - 1))
+        # Counted here, when the replacement is decided: the autoscaler may start it before _restart does.
+        if self._metrics is not None:
+            self._metrics.record_worker_restart()
         self._spawn(self._restart(delay))
 
     async def _restart(self, delay: float) -> None:
@@ -248,8 +251,6 @@ class WorkerPool:
             return
         try:
             await self._start_worker()
-            if self._metrics is not None:
-                self._metrics.record_worker_restart()
         except (WorkerDied, WorkerFailed) as error:
             # A worker that dies while loading was reported through _on_exit already.
             if isinstance(error, WorkerFailed):
