@@ -4,8 +4,10 @@ the statistics extension agreeing with them, load counters, worker gauges and Op
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc as grpc_module
@@ -23,6 +25,7 @@ from tests.helpers.server_process import ServerProcess, start_server
 
 MODEL = "identity"
 SLOW = "slow_batching"
+CRASHY = "crashy"  # its workers get scaled and killed
 LABELS = {"model": MODEL, "version": "1"}
 
 
@@ -34,6 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # Holds a lone request up to 1 s waiting for more rows, and queues at most one: timeouts and full queues
     # happen on demand.
     write_model(repository, SLOW, identity_model("FP32", (-1, 4)))
+    write_model(repository, CRASHY, identity_model("FP32", (-1, 4)))
     write_config(
         repository,
         SLOW,
@@ -226,6 +230,52 @@ def test_model_loads_workers_and_processes_are_exported(server: ServerProcess) -
     assert metrics.value("modelport_queue_depth", **LABELS) == 0
     assert metrics.value("modelport_process_resident_memory_bytes") > 1e6
     assert metrics.value("modelport_process_cpu_seconds_total") > 0
+
+
+def _worker_samples(metrics: Scrape, name: str, model: str) -> dict[str, float]:
+    return {
+        s.labels["worker"]: s.value for s in metrics.samples if s.name == name and s.labels["model"] == model
+    }
+
+
+def _wait_scrape(server: ServerProcess, done: Callable[[Scrape], bool], timeout: float = 20.0) -> Scrape:
+    deadline = time.monotonic() + timeout
+    while not done(metrics := scrape(server.metrics_url)):
+        assert time.monotonic() < deadline, "the metrics did not reach the expected state"
+        time.sleep(0.05)
+    return metrics
+
+
+def test_worker_metrics_follow_scaling_and_restarts(server: ServerProcess) -> None:
+    management = f"http://{server.management_url}/models/{CRASHY}"
+
+    def workers() -> dict[str, int]:
+        (entry,) = httpx.get(management, timeout=10).json()
+        return {w["id"]: w["pid"] for w in entry["workers"]}
+
+    scaled = httpx.put(
+        management, params={"min_worker": 2, "max_worker": 2, "synchronous": "true"}, timeout=60
+    )
+    assert scaled.status_code == 200, scaled.text
+    metrics = _wait_scrape(server, lambda m: m.value("modelport_workers", model=CRASHY) == 2)
+    pids = workers()
+    assert set(_worker_samples(metrics, "modelport_worker_resident_memory_bytes", CRASHY)) == set(pids)
+    assert set(_worker_samples(metrics, "modelport_worker_cpu_seconds_total", CRASHY)) == set(pids)
+    assert metrics.value("modelport_worker_restarts_total", model=CRASHY, version="1") == 0
+
+    victim, pid = sorted(pids.items())[0]
+    os.kill(pid, signal.SIGKILL)
+    metrics = _wait_scrape(
+        server,
+        lambda m: (
+            m.value("modelport_worker_restarts_total", model=CRASHY, version="1") == 1
+            and m.value("modelport_workers", model=CRASHY) == 2
+            and len(_worker_samples(m, "modelport_worker_resident_memory_bytes", CRASHY)) == 2
+        ),
+    )
+    survivors = _worker_samples(metrics, "modelport_worker_resident_memory_bytes", CRASHY)
+    assert victim not in survivors
+    assert set(survivors) == set(workers())
 
 
 def test_openmetrics_when_the_accept_header_asks_for_it(server: ServerProcess) -> None:
