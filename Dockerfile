@@ -66,7 +66,7 @@ ENV PATH=/opt/modelport/bin:$PATH \
 RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
     python -m pip install --no-cache-dir -r "/dist/requirements-${VARIANT}.txt" \
     && python -m pip install --no-cache-dir --no-deps /dist/modelport-*.whl \
-    && python -c "import importlib.util as u, sys; sys.exit([m for m in ('torch', 'tensorflow') if u.find_spec(m)])"
+    && python -c "import importlib.util as u, sys; found = [m for m in ('torch', 'tensorflow') if u.find_spec(m)]; sys.exit(f'frameworks in a serving image: {found}' if found else 0)"
 
 # A fixed numeric uid/gid, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 RUN groupadd --system --gid 10001 modelport \
