@@ -14,6 +14,7 @@ number, ``batch_size`` a number or null).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -25,7 +26,7 @@ __all__ = ["ACCESS_LOGGER", "log_access", "new_request_id"]
 ACCESS_LOGGER = "modelport.access"
 _log = logging.getLogger(ACCESS_LOGGER)
 _MAX_VALUE_CHARS = 256  # a client-chosen id or message longer than this is cut in the log line
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@+")
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # written as is; anything else is quoted and escaped
 
 
 def new_request_id() -> str:
@@ -71,7 +72,7 @@ def _logfmt(value: object) -> str:
     if value is None:
         return "-"
     text = str(value)
-    if text and all(char in _PLAIN for char in text):
+    if _PLAIN.fullmatch(text):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     escaped = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in escaped)
