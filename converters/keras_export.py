@@ -103,9 +103,22 @@ def export_keras_model(
         for s in specs
     ]
     try:
-        model_proto, _ = tf2onnx.convert.from_keras(
-            model, input_signature=signature, opset=opset or DEFAULT_TF_OPSET
-        )
+        if inputs:
+            # A model built by calling it has no input layers for tf2onnx's Keras front end to follow: trace a
+            # function instead, returning a dict so that tf2onnx names the outputs after its keys.
+            names_out = list(output_names)
+
+            def traced(*tensors: Any) -> dict[str, Any]:
+                outputs = _as_list(model(tensors[0] if len(tensors) == 1 else list(tensors), training=False))
+                return dict(zip(names_out, outputs, strict=True))
+
+            model_proto, _ = tf2onnx.convert.from_function(
+                tf.function(traced), input_signature=signature, opset=opset or DEFAULT_TF_OPSET
+            )
+        else:
+            model_proto, _ = tf2onnx.convert.from_keras(
+                model, input_signature=signature, opset=opset or DEFAULT_TF_OPSET
+            )
     except Exception as error:
         detail = str(error).splitlines()[0] if str(error) else ""
         raise ExportFailed(
