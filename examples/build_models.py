@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from examples.publish import DEFAULT_REPOSITORY, Built  # noqa: E402  (needs the path set above)
+from examples.publish import DEFAULT_REPOSITORY, Built, workdir_for  # noqa: E402  (needs the path set above)
 
 __all__ = ["RECIPES", "build_all", "main"]
 
@@ -40,15 +39,12 @@ RECIPES: dict[str, str] = {
 def build_all(repository: Path, names: list[str]) -> list[tuple[Built, float]]:
     """Build the named models in order; returns each result with the seconds it took."""
     results: list[tuple[Built, float]] = []
-    with tempfile.TemporaryDirectory(prefix="modelport-build-") as workdir_name:
-        for position, name in enumerate(names, start=1):
-            print(f"[{position}/{len(names)}] {name} ({RECIPES[name]})", flush=True)
-            started = time.monotonic()
-            workdir = Path(workdir_name) / name
-            workdir.mkdir()
-            recipe = importlib.import_module(RECIPES[name])
-            built: Built = recipe.build(workdir, repository)
-            results.append((built, time.monotonic() - started))
+    for position, name in enumerate(names, start=1):
+        print(f"[{position}/{len(names)}] {name} ({RECIPES[name]})", flush=True)
+        started = time.monotonic()
+        recipe = importlib.import_module(RECIPES[name])
+        built: Built = recipe.build(workdir_for(name), repository)
+        results.append((built, time.monotonic() - started))
     return results
 
 

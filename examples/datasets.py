@@ -13,8 +13,12 @@ import numpy.typing as npt
 
 __all__ = [
     "DIGIT_LABELS",
+    "NOISE_SEED",
     "WAVEFORM_LABELS",
     "WAVEFORM_LENGTH",
+    "WAVEFORM_TRAIN_SEED",
+    "WAVEFORM_VALIDATION_SEED",
+    "WAVEFORM_VALIDATION_SIZE",
     "Split",
     "add_noise",
     "digits",
@@ -24,6 +28,10 @@ __all__ = [
 DIGIT_LABELS: tuple[str, ...] = tuple(str(digit) for digit in range(10))
 WAVEFORM_LABELS: tuple[str, ...] = ("sine", "square", "triangle", "sawtooth")
 WAVEFORM_LENGTH = 40
+WAVEFORM_TRAIN_SEED = 10
+WAVEFORM_VALIDATION_SEED = 11
+WAVEFORM_VALIDATION_SIZE = 1000
+NOISE_SEED = 7  # the noise on the held-out digits the denoiser is judged on
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -82,5 +90,5 @@ def waveforms(count: int, *, seed: int, length: int = WAVEFORM_LENGTH) -> tuple[
     signal = shapes[labels, np.arange(count)]
     amplitude = rng.uniform(0.5, 1.5, size=(count, 1))
     offset = rng.uniform(-0.3, 0.3, size=(count, 1))
-    noisy = amplitude * signal + offset + rng.normal(0.0, 0.15, size=(count, length))
+    noisy = amplitude * signal + offset + rng.normal(0.0, 0.1, size=(count, length))
     return noisy.astype(np.float32)[:, :, None], labels.astype(np.int64)

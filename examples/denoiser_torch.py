@@ -19,11 +19,10 @@ from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
 from examples.torch_training import fit, predict
 
-__all__ = ["NAME", "NOISE_SEED", "DenoisingAutoencoder", "build"]
+__all__ = ["NAME", "DenoisingAutoencoder", "build"]
 
 NAME = "denoiser"
 SEED = 0
-NOISE_SEED = 7  # the held-out noise; training draws fresh noise from SEED
 
 
 class DenoisingAutoencoder(nn.Module):
@@ -45,9 +44,14 @@ class DenoisingAutoencoder(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+    def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The cleaned images, same shape as ``noisy``."""
         result: torch.Tensor = self.decoder(self.encoder(noisy))
         return result
+
+    def forward(self, noisy: torch.Tensor) -> dict[str, torch.Tensor]:
+        # A dict names the ONNX output: "denoised" rather than a positional "output".
+        return {"denoised": self.denoise(noisy)}
 
 
 def build(workdir: Path, repository: Path) -> Built:
@@ -59,10 +63,10 @@ def build(workdir: Path, repository: Path) -> Built:
     torch.manual_seed(SEED)
     model = DenoisingAutoencoder()
     loss = nn.MSELoss()
-    fit(model, lambda x, y: loss(model(x), y), noisy, clean, epochs=15, seed=SEED)
+    fit(model, lambda x, y: loss(model.denoise(x), y), noisy, clean, epochs=15, seed=SEED)
 
-    validation_noisy = datasets.add_noise(split.validation_x, seed=NOISE_SEED)
-    error = float(np.mean((predict(model, validation_noisy) - split.validation_x) ** 2))
+    validation_noisy = datasets.add_noise(split.validation_x, seed=datasets.NOISE_SEED)
+    error = float(np.mean((predict(model, validation_noisy)["denoised"] - split.validation_x) ** 2))
     noisy_error = float(np.mean((validation_noisy - split.validation_x) ** 2))
 
     example = (torch.from_numpy(noisy[:2]),)
@@ -76,4 +80,4 @@ def build(workdir: Path, repository: Path) -> Built:
 
 
 if __name__ == "__main__":
-    main_for(build)
+    main_for(NAME, build)

@@ -47,8 +47,9 @@ class DigitsCNN(nn.Module):
         result: torch.Tensor = self.classifier(self.features(images))
         return result
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.scores(images), dim=-1)
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        # A dict names the ONNX output: "probabilities" rather than a positional "output".
+        return {"probabilities": torch.softmax(self.scores(images), dim=-1)}
 
 
 def build(workdir: Path, repository: Path) -> Built:
@@ -58,7 +59,9 @@ def build(workdir: Path, repository: Path) -> Built:
     model = DigitsCNN()
     loss = nn.CrossEntropyLoss()
     fit(model, lambda x, y: loss(model.scores(x), y), split.train_x, split.train_y, epochs=30, seed=SEED)
-    accuracy = float(np.mean(predict(model, split.validation_x).argmax(axis=1) == split.validation_y))
+    accuracy = float(
+        np.mean(predict(model, split.validation_x)["probabilities"].argmax(axis=1) == split.validation_y)
+    )
 
     example = (torch.from_numpy(split.train_x[:2]),)
     program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -71,4 +74,4 @@ def build(workdir: Path, repository: Path) -> Built:
 
 
 if __name__ == "__main__":
-    main_for(build)
+    main_for(NAME, build)

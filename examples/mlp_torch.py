@@ -46,8 +46,9 @@ class DigitsMLP(nn.Module):
         result: torch.Tensor = self.layers(features)
         return result
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.scores(features), dim=-1)
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        # A dict names the ONNX output: "probabilities" rather than a positional "output".
+        return {"probabilities": torch.softmax(self.scores(features), dim=-1)}
 
 
 def build(workdir: Path, repository: Path) -> Built:
@@ -59,7 +60,9 @@ def build(workdir: Path, repository: Path) -> Built:
     model = DigitsMLP()
     loss = nn.CrossEntropyLoss()
     fit(model, lambda x, y: loss(model.scores(x), y), train_x, split.train_y, epochs=20, seed=SEED)
-    accuracy = float(np.mean(predict(model, validation_x).argmax(axis=1) == split.validation_y))
+    accuracy = float(
+        np.mean(predict(model, validation_x)["probabilities"].argmax(axis=1) == split.validation_y)
+    )
 
     example = (torch.from_numpy(train_x[:2]),)
     program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -72,4 +75,4 @@ def build(workdir: Path, repository: Path) -> Built:
 
 
 if __name__ == "__main__":
-    main_for(build)
+    main_for(NAME, build)

@@ -1,9 +1,11 @@
 """Puts a recipe's trained artefact into the model repository as version 1, replacing what was there.
 
-The artefact is converted with ``modelport.converters.convert`` into a staging repository; the output's
-labels file and any extra files (the sentiment model's ``vocabulary.json``) are added and ``config.yaml``
-points at the labels; only then is ``REPOSITORY/NAME`` replaced as a whole, so a failed recipe leaves the
-previous model in place and a rebuild leaves no stale files behind.
+Recipes work in ``build/examples/NAME/`` (ignored by git; emptied at the start of each build). The
+framework's own artefact and the verification samples stay there, so the model can be re-converted by hand
+with ``modelport convert``. The artefact is converted with ``modelport.converters.convert`` into a staging
+repository; the labels file and any extra files (the sentiment model's ``vocabulary.json``) are added there
+and ``config.yaml`` points at the labels; only then is ``REPOSITORY/NAME`` replaced as a whole, so a failed
+recipe leaves the previous model in place and a rebuild leaves no stale files behind.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-__all__ = ["LABELS_FILE", "VERSION", "Built", "ModelSpec", "main_for", "publish"]
+__all__ = [
+    "BUILD_DIR",
+    "DEFAULT_REPOSITORY",
+    "LABELS_FILE",
+    "VERSION",
+    "Built",
+    "ModelSpec",
+    "main_for",
+    "publish",
+    "workdir_for",
+]
 
 VERSION = 1
 LABELS_FILE = "labels.txt"
-DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPOSITORY = ROOT / "models"
+BUILD_DIR = ROOT / "build" / "examples"
 
 
 @dataclass(frozen=True)
@@ -54,21 +68,48 @@ def _add_labels(config_path: Path, labels: Sequence[str]) -> None:
     if not isinstance(outputs, list) or len(outputs) != 1:
         raise ValueError(f"{config_path}: labels need exactly one output, found {outputs!r}")
     outputs[0]["labels"] = LABELS_FILE
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), encoding="utf-8")
+
+
+def workdir_for(name: str) -> Path:
+    """An empty ``build/examples/NAME/`` for one recipe's artefacts."""
+    workdir = BUILD_DIR / name
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the current directory when inside it: what ``conversion.json`` records."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> Built:
     """Convert ``spec.source`` into ``repository/NAME/1`` with its labels; print one progress line."""
-    from modelport.converters import convert
+    from modelport.converters import VerifyOptions, convert
 
     with tempfile.TemporaryDirectory(prefix=f"modelport-{spec.name}-") as staging_name:
         staging = Path(staging_name)
         samples_file: Path | None = None
         if spec.samples:
-            samples_file = staging / "samples.npz"
+            samples_file = _shown(spec.source.parent / "samples.npz")
             np.savez(samples_file, **spec.samples)  # type: ignore[arg-type]  # numpy's stub wants ArrayLike
-        convert(spec.source, repository=staging / "repository", name=spec.name, version=VERSION,
-                samples=samples_file)  # fmt: skip
+        report = convert(
+            _shown(spec.source),
+            repository=staging / "repository",
+            name=spec.name,
+            version=VERSION,
+            verification=VerifyOptions(samples=samples_file),
+            progress=lambda step: print(f"    {step}", flush=True),
+        )
+        print(
+            f"    verified: max abs error {report.max_abs_error:.1e}, {report.onnx_bytes / 1024:.0f} KB",
+            flush=True,
+        )
         staged = staging / "repository" / spec.name
         if spec.labels:
             (staged / LABELS_FILE).write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
@@ -84,10 +125,9 @@ def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> 
     return Built(spec.name, target, metric, value)
 
 
-def main_for(build: Callable[[Path, Path], Built]) -> None:
+def main_for(name: str, build: Callable[[Path, Path], Built]) -> None:
     """Command line of a single recipe: ``python -m examples.RECIPE [--repository DIR]``."""
     parser = argparse.ArgumentParser(description=build.__doc__)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="model repository")
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="modelport-build-") as workdir:
-        build(Path(workdir), arguments.repository)
+    build(workdir_for(name), arguments.repository)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LABELS", "TRAIN_SEED", "VALIDATION_SEED", "Corpus", "generate"]
+__all__ = ["LABELS", "TRAIN_SEED", "VALIDATION_SEED", "VALIDATION_SIZE", "Corpus", "generate"]
 
 LABELS: tuple[str, ...] = ("negative", "positive")
 TRAIN_SEED = 0
 VALIDATION_SEED = 1
+VALIDATION_SIZE = 1000
 
 _SUBJECTS = (
     "the movie", "this film", "the acting", "the plot", "the soundtrack", "the ending", "this phone",

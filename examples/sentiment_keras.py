@@ -19,13 +19,12 @@ from examples import sentences
 from examples.publish import Built, ModelSpec, main_for, publish
 from examples.vocabulary import Vocabulary
 
-__all__ = ["NAME", "SEQUENCE_LENGTH", "TRAIN_SENTENCES", "VALIDATION_SENTENCES", "build", "build_model"]
+__all__ = ["NAME", "SEQUENCE_LENGTH", "TRAIN_SENTENCES", "build", "build_model"]
 
 NAME = "sentiment"
 SEED = 0
 SEQUENCE_LENGTH = 20
 TRAIN_SENTENCES = 6000
-VALIDATION_SENTENCES = 1000
 
 
 def build_model(vocabulary_size: int) -> keras.Model:
@@ -35,7 +34,7 @@ def build_model(vocabulary_size: int) -> keras.Model:
     x = keras.layers.Conv1D(64, 3, padding="same", activation="relu")(x)
     x = keras.layers.GlobalMaxPooling1D()(x)
     x = keras.layers.Dropout(0.3)(x)
-    probabilities = keras.layers.Dense(len(sentences.LABELS), activation="softmax", name="sentiment")(x)
+    probabilities = keras.layers.Dense(len(sentences.LABELS), activation="softmax", name="probabilities")(x)
     return keras.Model(tokens, probabilities, name="sentiment")
 
 
@@ -43,7 +42,7 @@ def build(workdir: Path, repository: Path) -> Built:
     """Train on generated sentences, save ``sentiment.keras`` and convert it into ``repository``."""
     keras.utils.set_random_seed(SEED)
     train = sentences.generate(TRAIN_SENTENCES, seed=sentences.TRAIN_SEED)
-    validation = sentences.generate(VALIDATION_SENTENCES, seed=sentences.VALIDATION_SEED)
+    validation = sentences.generate(sentences.VALIDATION_SIZE, seed=sentences.VALIDATION_SEED)
     vocabulary = Vocabulary.build(train.sentences, sequence_length=SEQUENCE_LENGTH)
     train_x, validation_x = vocabulary.encode(train.sentences), vocabulary.encode(validation.sentences)
 
@@ -68,4 +67,4 @@ def build(workdir: Path, repository: Path) -> Built:
 
 
 if __name__ == "__main__":
-    main_for(build)
+    main_for(NAME, build)

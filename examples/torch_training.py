@@ -47,10 +47,10 @@ def fit(
     return mean_loss
 
 
-def predict(model: torch.nn.Module, inputs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``model(inputs)`` in evaluation mode, as a float32 numpy array."""
+def predict(model: torch.nn.Module, inputs: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+    """``model(inputs)`` in evaluation mode for a model whose ``forward()`` returns named tensors."""
     model.eval()
     with torch.no_grad():
-        output = model(torch.from_numpy(inputs))
-    assert isinstance(output, torch.Tensor)
-    return output.numpy().astype(np.float32)
+        outputs = model(torch.from_numpy(inputs))
+    assert isinstance(outputs, dict), "the recipes' models return {output name: tensor}"
+    return {name: tensor.numpy().astype(np.float32) for name, tensor in outputs.items()}

@@ -22,14 +22,11 @@ import tensorflow as tf
 from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
 
-__all__ = ["NAME", "TRAIN_SEED", "VALIDATION_SEED", "WaveformServing", "build"]
+__all__ = ["NAME", "WaveformServing", "build"]
 
 NAME = "waveform"
 SEED = 0
-TRAIN_SEED = 10
-VALIDATION_SEED = 11
 TRAIN_SIGNALS = 4000
-VALIDATION_SIGNALS = 1000
 
 
 class WaveformServing(tf.Module):  # type: ignore[misc]  # tensorflow ships no type information
@@ -56,11 +53,13 @@ def _model() -> keras.Model:
 def build(workdir: Path, repository: Path) -> Built:
     """Train on generated signals, save a SavedModel in ``workdir`` and convert it into ``repository``."""
     keras.utils.set_random_seed(SEED)
-    train_x, train_y = datasets.waveforms(TRAIN_SIGNALS, seed=TRAIN_SEED)
-    validation_x, validation_y = datasets.waveforms(VALIDATION_SIGNALS, seed=VALIDATION_SEED)
+    train_x, train_y = datasets.waveforms(TRAIN_SIGNALS, seed=datasets.WAVEFORM_TRAIN_SEED)
+    validation_x, validation_y = datasets.waveforms(
+        datasets.WAVEFORM_VALIDATION_SIZE, seed=datasets.WAVEFORM_VALIDATION_SEED
+    )
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train_x, train_y, epochs=12, batch_size=64, verbose=0)
+    model.fit(train_x, train_y, epochs=16, batch_size=64, verbose=0)
     predicted = np.asarray(model.predict(validation_x, verbose=0)).argmax(axis=1)
     accuracy = float(np.mean(predicted == validation_y))
 
@@ -74,4 +73,4 @@ def build(workdir: Path, repository: Path) -> Built:
 
 
 if __name__ == "__main__":
-    main_for(build)
+    main_for(NAME, build)
