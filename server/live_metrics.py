@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,12 +72,21 @@ class LiveStateCollector(Collector):
         if loop is None or source is None:
             return []
 
-        async def take() -> list[VersionState]:
-            return list(source())
+        answer: concurrent.futures.Future[list[VersionState]] = concurrent.futures.Future()
+
+        def take() -> None:  # runs on the loop
+            if not answer.set_running_or_notify_cancel():
+                return  # the scrape gave up waiting
+            try:
+                answer.set_result(list(source()))
+            except Exception as error:
+                answer.set_exception(error)
 
         try:
-            return asyncio.run_coroutine_threadsafe(take(), loop).result(self._timeout)
+            loop.call_soon_threadsafe(take)
+            return answer.result(self._timeout)
         except Exception:  # a stuck or closed loop, or a failing source: leave these series out
+            answer.cancel()
             _log.warning("metrics: no live state from the event loop for this scrape", exc_info=True)
             return []
 
