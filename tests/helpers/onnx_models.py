@@ -19,9 +19,11 @@ __all__ = [
     "ALL_DATATYPES",
     "NUMERIC_DATATYPES",
     "add_sub_model",
+    "identity_all_model",
     "identity_model",
     "mlp_model",
     "mlp_reference",
+    "slow_model",
     "write_config",
     "write_corrupt_model",
     "write_model",
@@ -73,6 +75,21 @@ def identity_model(datatype: str = "FP32", dims: Dims = (-1, 4)) -> onnx.ModelPr
         f"identity_{datatype.lower()}",
         [helper.make_tensor_value_info("INPUT0", elem, _dims(dims))],
         [helper.make_tensor_value_info("OUTPUT0", elem, _dims(dims))],
+    )
+    return _model(graph)
+
+
+def identity_all_model(dims: Dims = (-1, 4)) -> onnx.ModelProto:
+    """One identity per datatype in one graph: ``OUTPUT_<DT> = INPUT_<DT>`` for every datatype.
+
+    One model (one worker process) covers every datatype end to end.
+    """
+    shape = _dims(dims)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [f"INPUT_{d}"], [f"OUTPUT_{d}"]) for d in ALL_DATATYPES],
+        "identity_all",
+        [helper.make_tensor_value_info(f"INPUT_{d}", _ONNX_TYPES[d], shape) for d in ALL_DATATYPES],
+        [helper.make_tensor_value_info(f"OUTPUT_{d}", _ONNX_TYPES[d], shape) for d in ALL_DATATYPES],
     )
     return _model(graph)
 
@@ -131,6 +148,48 @@ def mlp_reference(model: onnx.ModelProto, features: np.ndarray[Any, Any]) -> np.
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     result: np.ndarray[Any, Any] = exp / exp.sum(axis=1, keepdims=True)
     return result
+
+
+def slow_model(size: int = 128) -> onnx.ModelProto:
+    """Work proportional to the request: ``ITERATIONS`` INT64 [1] runs that many ``tanh(x @ W)`` steps.
+
+    ``OUTPUT0`` FP32 [size, size]; for tests that need a request to stay in flight for a while.
+    """
+    rng = np.random.default_rng(1)
+    weight = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    start = np.ones((size, size), dtype=np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["state_in", "W"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+        ],
+        "step",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Squeeze", ["ITERATIONS"], ["trips"]),
+            helper.make_node("Loop", ["trips", "keep_going", "start"], ["OUTPUT0"], body=body),
+        ],
+        "slow",
+        [helper.make_tensor_value_info("ITERATIONS", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, [size, size])],
+        initializer=[
+            numpy_helper.from_array(weight, "W"),
+            numpy_helper.from_array(start, "start"),
+            numpy_helper.from_array(np.array(True), "keep_going"),
+        ],
+    )
+    return _model(graph)
 
 
 def write_model(
