@@ -35,7 +35,8 @@ def sample(datatype: str, rows: int) -> np.ndarray[Any, Any]:
         return np.array(flat, dtype=np.object_).reshape(rows, 4)
     dtype: np.dtype[Any] = np.dtype(_NUMPY[datatype])
     if datatype == "BOOL":
-        return (np.arange(rows * 4).reshape(rows, 4) % 3 == 0).astype(dtype)
+        flags: np.ndarray[Any, Any] = np.arange(rows * 4).reshape(rows, 4) % 3 == 0
+        return flags
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         extremes = np.array([info.min, info.max, 0, 1], dtype=dtype)
