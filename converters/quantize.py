@@ -11,18 +11,18 @@ CPU (see :mod:`.quantize_cpu`). FP16 uses ``onnxruntime.transformers.float16``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .quantize_cpu import decide_reduce_range, read_cpu_features
-from .quantize_data import InputSpec, SampleSet, generate_samples, load_npz, model_inputs
+from .quantize_data import SampleSet, model_inputs, select_samples
 from .quantize_errors import QuantizeError
 from .quantize_gate import Task, compare_outputs, run_model
+from .quantize_int8 import preprocess, quantize_int8
 from .quantize_measure import LATENCY_THREADS, count_converted_nodes, median_latency_ms
+from .quantize_minify import minify
 from .quantize_report import QuantizationReport
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from .mobile import OptimizationStyle, OrtExport
 
 __all__ = [
-    "DEFAULT_VALIDATION_SAMPLES",
-    "HELD_OUT_FRACTION",
     "Mode",
     "QuantizeOptions",
     "QuantizeResult",
@@ -40,20 +38,15 @@ __all__ = [
 ]
 
 Mode = Literal["dynamic", "static", "float16", "none"]
-DEFAULT_VALIDATION_SAMPLES = 64
-HELD_OUT_FRACTION = 0.2
-_CALIBRATION_BATCH = 16
-_CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True, kw_only=True)
 class QuantizeOptions:
     """What to do. ``mode="none"`` keeps FP32 (an ORT export of the model as it is).
 
-    ``calibration``: an ``.npz`` of samples; ``calibration_samples``: use that many of them, or generate that
-    many when no file is given. ``validation``: a separate ``.npz`` for the gate; without it the gate uses the
-    last :data:`HELD_OUT_FRACTION` of the calibration samples (static) or all of them (dynamic, float16).
-    ``reduce_range``: ``None`` decides from the CPU. ``keep_io_types``: FP16 mode keeps FP32 inputs/outputs.
+    ``calibration``, ``calibration_samples``, ``validation``: the samples, as
+    :func:`.quantize_data.select_samples` reads them. ``reduce_range``: ``None`` decides from the CPU.
+    ``keep_io_types``: FP16 mode keeps FP32 inputs/outputs. ``max_abs_error``: an optional second gate bound.
     """
 
     mode: Mode
@@ -96,122 +89,6 @@ def _load(path: Path) -> onnx.ModelProto:
         raise QuantizeError(f"{path}: not a readable ONNX model ({error})") from error
 
 
-def _datasets(specs: list[InputSpec], options: QuantizeOptions) -> tuple[SampleSet | None, SampleSet]:
-    """(calibration samples or None, validation samples)."""
-    count = options.calibration_samples
-    if count is not None and count < 1:
-        raise QuantizeError(f"--calibration-samples must be at least 1, not {count}")
-    given: SampleSet | None = None
-    if options.calibration is not None:
-        given = load_npz(options.calibration, specs)
-        if count is not None:
-            given = given.take(0, count, f"{options.calibration}, first {min(count, given.count)} samples")
-    elif count is not None:
-        given = generate_samples(specs, count, seed=options.seed, purpose="calibration")
-    validation = load_npz(options.validation, specs) if options.validation is not None else None
-
-    if options.mode != "static":
-        if validation is None:
-            validation = given or generate_samples(
-                specs, DEFAULT_VALIDATION_SAMPLES, seed=options.seed, purpose="validation"
-            )
-        return None, validation
-    if given is None:
-        raise QuantizeError(
-            "static quantization needs calibration data: pass --calibration FILE.npz (one array per model "
-            "input, keyed by its name, samples on axis 0) or --calibration-samples N to generate N random "
-            "samples (real data calibrates far better); dynamic mode needs none"
-        )
-    if validation is not None:
-        return given, validation
-    if options.calibration is None:  # generated: validate on a fresh draw
-        return given, generate_samples(
-            specs, max(16, given.count // 4), seed=options.seed + 1, purpose="validation"
-        )
-    return given.split(HELD_OUT_FRACTION)
-
-
-def _strip_debug_info(graph: onnx.GraphProto) -> int:
-    """Drop per-node doc strings and metadata (exporter stack traces, scopes), in subgraphs too; return the
-    bytes they took."""
-    import onnx
-
-    removed = len(graph.doc_string)
-    graph.doc_string = ""
-    for node in graph.node:
-        removed += len(node.doc_string) + sum(p.ByteSize() for p in node.metadata_props)
-        node.doc_string = ""
-        del node.metadata_props[:]
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                removed += _strip_debug_info(attribute.g)
-            for subgraph in attribute.graphs:
-                removed += _strip_debug_info(subgraph)
-    return removed
-
-
-def _preprocess(source: Path, target: Path) -> str:
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    try:
-        quant_pre_process(str(source), str(target))
-    except Exception as first:  # symbolic shape inference fails on some graphs; ORT's advice is to skip it
-        try:
-            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
-        except Exception as error:
-            raise QuantizeError(
-                f"{source}: ONNX Runtime's quantization pre-processing failed: {error}"
-            ) from error
-        return f"quant_pre_process (symbolic shape inference skipped: {first})"
-    return "quant_pre_process (symbolic shape inference, ONNX shape inference, graph optimization)"
-
-
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a :class:`SampleSet`."""
-
-    def __init__(self, samples: SampleSet) -> None:
-        self._samples = samples
-        self._batches = samples.batches(_CALIBRATION_BATCH)
-
-    def get_next(self) -> dict[str, Any] | None:
-        return next(self._batches, None)
-
-    def rewind(self) -> None:
-        self._batches = self._samples.batches(_CALIBRATION_BATCH)
-
-
-def _quantize_int8(
-    pre: Path, target: Path, calibration: SampleSet | None, options: QuantizeOptions, rr: bool
-) -> None:
-    from onnxruntime import quantization as q
-
-    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints progress
-        if options.mode == "dynamic":
-            q.quantize_dynamic(
-                str(pre),
-                str(target),
-                per_channel=options.per_channel,
-                reduce_range=rr,
-                weight_type=q.QuantType.QInt8,
-            )
-            return
-        if options.calibration_method not in _CALIBRATION_METHODS:
-            raise QuantizeError(f"calibration method must be one of {_CALIBRATION_METHODS}")
-        method = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-        assert calibration is not None
-        q.quantize_static(
-            str(pre),
-            str(target),
-            _Reader(calibration),
-            quant_format=q.QuantFormat.QDQ if options.quant_format == "qdq" else q.QuantFormat.QOperator,
-            per_channel=options.per_channel,
-            reduce_range=rr,
-            activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
-            calibrate_method=q.CalibrationMethod[method[options.calibration_method]],
-        )
-
-
 @dataclass(slots=True)
 class _How:
     """How the conversion went, for the report."""
@@ -248,19 +125,21 @@ def _convert(
         decision = decide_reduce_range(cpu, options.reduce_range)
         how.reduce_range, how.reduce_range_reason = decision.value, decision.reason
         progress("pre-processing (quant_pre_process)")
-        how.preprocessing = _preprocess(source, work / "preprocessed.onnx")
+        how.preprocessing = preprocess(source, work / "preprocessed.onnx")
         progress(f"quantizing ({options.mode}{', calibrating' if calibration else ''})")
-        try:
-            _quantize_int8(work / "preprocessed.onnx", target, calibration, options, decision.value)
-        except QuantizeError:
-            raise
-        except Exception as error:  # onnxruntime's quantizer raises anything from ValueError to Fail
-            raise QuantizeError(
-                f"{source}: ONNX Runtime could not quantize it ({options.mode}): {error}"
-            ) from error
+        quantize_int8(
+            work / "preprocessed.onnx",
+            target,
+            mode=options.mode,
+            calibration=calibration,
+            quant_format=options.quant_format,
+            per_channel=options.per_channel,
+            reduce_range=decision.value,
+            calibration_method=options.calibration_method,
+        )
     if not options.keep_debug_info:
         stripped = _load(target)
-        how.debug_info_removed = _strip_debug_info(stripped.graph)
+        how.debug_info_removed = minify(stripped)
         if how.debug_info_removed:
             onnx.save(stripped, str(target))
     return target, how
@@ -277,7 +156,14 @@ def quantize_model(
 
     model = _load(source)
     specs = model_inputs(source, model)
-    calibration, validation = _datasets(specs, options)
+    calibration, validation = select_samples(
+        specs,
+        needs_calibration=options.mode == "static",
+        calibration=options.calibration,
+        calibration_samples=options.calibration_samples,
+        validation=options.validation,
+        seed=options.seed,
+    )
     target, how = _convert(source, work, calibration, options, progress)
 
     progress(f"comparing with FP32 on {validation.count} samples")
@@ -327,8 +213,8 @@ def quantize_model(
     notes = []
     if how.debug_info_removed:
         notes.append(
-            f"removed {how.debug_info_removed:,} bytes of per-node debug metadata (exporter stack traces, "
-            "scopes) from the converted model; --keep-debug-info keeps it"
+            f"saved {how.debug_info_removed:,} bytes of debug information (exporter metadata, long internal "
+            "tensor names) in the converted model; --keep-debug-info keeps it"
         )
     if options.mode == "float16" and exported is not None:
         notes.append(

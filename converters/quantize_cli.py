@@ -31,7 +31,12 @@ def _conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F],
             help="Model repository folder.",
         ),
         click.option("--name", required=True, help="Model name (its folder in the repository)."),
-        click.option("--version", "version", default=None, help="Version to convert (default: the highest)."),
+        click.option(
+            "--version",
+            "version",
+            default=None,
+            help="Version to convert (default: the highest that is not itself a conversion).",
+        ),
         click.option(
             mode_flag,
             "mode",
@@ -114,7 +119,7 @@ def _conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F],
         click.option(
             "--keep-debug-info",
             is_flag=True,
-            help="Keep per-node debug metadata (exporter stack traces) in the converted model.",
+            help="Keep exporter metadata and internal tensor names in the converted model.",
         ),
         click.option("--overwrite", is_flag=True, help="Replace files at --output."),
         click.option("--verbose", is_flag=True, help="Show tracebacks and ONNX Runtime's messages."),
@@ -230,7 +235,7 @@ def quantize(**params: Any) -> None:
 
         from .quantize_report import save_report
         from .quantize_repository import CONVERSION_REPORT as _REPORT
-        from .quantize_repository import check_config, publish_version
+        from .quantize_repository import check_config, publish_version, serving_note
 
         source, result, scratch = _convert(params, params["mode"], ort_style="fixed")
         try:
@@ -253,6 +258,10 @@ def quantize(**params: Any) -> None:
                 result.report.output = str(written / "model.onnx")
                 save_report(result.report, written / _REPORT)
             Console(stderr=True).print(f"[green]wrote {written}[/green] (report: {_REPORT} beside it)")
+            if output is None:
+                Console(stderr=True).print(
+                    serving_note(source.config_path, source.model_dir, int(written.name))
+                )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

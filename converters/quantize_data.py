@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "DEFAULT_VALIDATION_SAMPLES",
     "GENERATED_DYNAMIC_DIM",
+    "HELD_OUT_FRACTION",
     "DataError",
     "InputSpec",
     "SampleSet",
@@ -33,9 +35,12 @@ __all__ = [
     "generate_samples",
     "load_npz",
     "model_inputs",
+    "select_samples",
 ]
 
 GENERATED_DYNAMIC_DIM = 8
+DEFAULT_VALIDATION_SAMPLES = 64  # generated for the gate when no data is given (dynamic, float16)
+HELD_OUT_FRACTION = 0.2  # of the calibration samples, kept back for the gate when no validation file is given
 _ORT_TYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -214,3 +219,51 @@ def generate_samples(specs: list[InputSpec], count: int, *, seed: int, purpose: 
         else:
             arrays[spec.name] = rng.integers(0, spec.int_bound or 2, shape).astype(spec.dtype)
     return SampleSet(arrays, f"{count} generated samples ({purpose}, seed {seed})", stacked=fixed_batch)
+
+
+def select_samples(
+    specs: list[InputSpec],
+    *,
+    needs_calibration: bool,
+    calibration: Path | None,
+    calibration_samples: int | None,
+    validation: Path | None,
+    seed: int,
+) -> tuple[SampleSet | None, SampleSet]:
+    """(calibration samples, or None when not needed; validation samples for the gate).
+
+    ``calibration``: an ``.npz``; ``calibration_samples``: use that many of it, or generate that many
+    without it. ``validation``: a separate ``.npz``; without it the gate uses the last
+    :data:`HELD_OUT_FRACTION` of the calibration file (static), a fresh generated draw (static, generated),
+    or the whole calibration data or :data:`DEFAULT_VALIDATION_SAMPLES` generated ones (modes that need no
+    calibration).
+    """
+    count = calibration_samples
+    if count is not None and count < 1:
+        raise DataError(f"--calibration-samples must be at least 1, not {count}")
+    given: SampleSet | None = None
+    if calibration is not None:
+        given = load_npz(calibration, specs)
+        if count is not None:
+            given = given.take(0, count, f"{calibration}, first {min(count, given.count)} samples")
+    elif count is not None:
+        given = generate_samples(specs, count, seed=seed, purpose="calibration")
+    held_out = load_npz(validation, specs) if validation is not None else None
+
+    if not needs_calibration:
+        if held_out is None:
+            held_out = given or generate_samples(
+                specs, DEFAULT_VALIDATION_SAMPLES, seed=seed, purpose="validation"
+            )
+        return None, held_out
+    if given is None:
+        raise DataError(
+            "static quantization needs calibration data: pass --calibration FILE.npz (one array per model "
+            "input, keyed by its name, samples on axis 0) or --calibration-samples N to generate N random "
+            "samples (real data calibrates far better); dynamic mode needs none"
+        )
+    if held_out is not None:
+        return given, held_out
+    if calibration is None:  # generated: validate on a fresh draw
+        return given, generate_samples(specs, max(16, given.count // 4), seed=seed + 1, purpose="validation")
+    return given.split(HELD_OUT_FRACTION)

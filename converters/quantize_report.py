@@ -73,6 +73,10 @@ def _kib(size: int) -> str:
     return f"{size / 1024:,.1f} KiB"
 
 
+def _duration(milliseconds: float) -> str:
+    return f"{milliseconds * 1000:.1f} µs" if milliseconds < 1 else f"{milliseconds:.2f} ms"
+
+
 def print_report(report: QuantizationReport, console: Console) -> None:
     """Print the report as tables: models (size, latency), accuracy per output, converted nodes, decisions."""
     from rich.table import Table
@@ -92,7 +96,7 @@ def print_report(report: QuantizationReport, console: Console) -> None:
             label,
             _kib(report.sizes[key]),
             f"{ratio:.0%}",
-            "-" if latency is None else f"{latency:.3f} ms",
+            "-" if latency is None else _duration(latency),
         )
     console.print(models)
 

@@ -172,3 +172,30 @@ def publish_version(model_dir: Path, files: dict[str, Path]) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _served(policy: dict[str, Any], versions: list[int]) -> list[int]:
+    if policy.get("all"):
+        return versions
+    if policy.get("specific") is not None:
+        return [v for v in versions if v in set(policy["specific"])]
+    return versions[-int(policy.get("latest") or 1) :]
+
+
+def serving_note(config_path: Path, model_dir: Path, new_version: int) -> str:
+    """What ``config.yaml``'s ``version_policy`` (default: the latest 1) means for the new version."""
+    policy = _read_config(config_path).get("version_policy") or {"latest": 1}
+    if not isinstance(policy, dict):
+        return f"{config_path}: version_policy is not a mapping; the server will say what it makes of it"
+    versions = _versions(model_dir)
+    served = _served(policy, versions)
+    if new_version not in served:
+        return (
+            f"version_policy {policy} ({config_path}) leaves out version {new_version}: the server serves "
+            f"{served} until the policy names it"
+        )
+    dropped = sorted(set(_served(policy, [v for v in versions if v != new_version])) - set(served))
+    note = f"version_policy {policy}: the server serves versions {served} once it (re)loads the model"
+    if dropped:
+        note += f"; {dropped} no longer (version_policy: {{all: true}} in {config_path} serves both)"
+    return note
