@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import onnx
+import yaml
 
 from .errors import InvalidOption, SourceNotFound
 from .exported import ExportedModel
@@ -26,6 +27,7 @@ from .quiet import silenced
 from .report import ConversionReport
 from .repository_writer import config_document, plan_placement, publish
 from .sources import SourceKind, default_options, detect_kind, kind_of_options
+from .tensor_specs import TensorSpec
 from .verify import verify
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "Progress", "convert"]
@@ -71,6 +73,43 @@ def _export(source: str, options: SourceOptions) -> ExportedModel:
     from .factory import export_factory
 
     return export_factory(source, options)
+
+
+def _requested_inputs(options: SourceOptions) -> tuple[TensorSpec, ...]:
+    if isinstance(options, (TorchScriptOptions, FactoryOptions, KerasOptions)):
+        return options.inputs
+    return ()
+
+
+def _notes(
+    options: SourceOptions, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], config: Path
+) -> list[str]:
+    """What the user should know although the conversion succeeded."""
+    notes = []
+    graph = {spec.name: spec for spec in inputs}
+    for wanted in _requested_inputs(options):
+        got = graph.get(wanted.name)
+        if got is None or len(got.dims) != len(wanted.dims):
+            continue
+        fixed = [axis for axis, (w, g) in enumerate(zip(wanted.dims, got.dims, strict=True)) if w < 0 <= g]
+        if fixed:
+            notes.append(
+                f"input '{wanted.name}': axes {fixed} were asked dynamic but the exporter fixed them "
+                f"({got.describe()}): the model's code specialises them"
+            )
+    if config.is_file():
+        try:
+            document = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            document = {}
+        for key, specs in (("inputs", inputs), ("outputs", outputs)):
+            listed = [t.get("name") for t in document.get(key) or [] if isinstance(t, dict)]
+            if listed and listed != [spec.name for spec in specs]:
+                notes.append(
+                    f"{config}: kept, but its {key} ({', '.join(map(str, listed))}) differ from this"
+                    f" version's ({', '.join(spec.name for spec in specs)}); update or remove it"
+                )
+    return notes
 
 
 def _checksum_target(source: str, options: SourceOptions) -> Path | None:
@@ -174,6 +213,7 @@ def convert(
         onnx_bytes=len(model_bytes),
         seconds={key: round(value, 3) for key, value in seconds.items()},
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        notes=tuple(_notes(options, inputs, outputs, placement.config_path)),
     )
     created = publish(
         placement,

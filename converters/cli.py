@@ -229,3 +229,5 @@ def convert(
     except Exception as error:
         _fail(console, error, verbose, source)
     out.print(_summary(report))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)

@@ -62,6 +62,7 @@ class ConversionReport:
     onnx_bytes: int
     seconds: dict[str, float]
     created: str
+    notes: tuple[str, ...] = ()
 
     @property
     def max_abs_error(self) -> float:
@@ -116,4 +117,5 @@ class ConversionReport:
             },
             "sizes": {"source_bytes": self.source_bytes, "onnx_bytes": self.onnx_bytes},
             "seconds": self.seconds,
+            "notes": list(self.notes),
         }

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
-from .errors import OutputMismatch, VerificationFailed
+from .errors import InvalidOption, OutputMismatch, VerificationFailed
 from .exported import Arrays, ExportedModel
 from .onnx_checks import embedding_vocabulary
 from .options import VerifyOptions
@@ -96,7 +96,13 @@ def verify(
         raise VerificationFailed(f"{source}: ONNX Runtime cannot load the exported graph: {error}") from error
     rng = np.random.default_rng(options.seed)
     results: list[OutputError] = []
-    for batch in batch_sizes_for(inputs, options, rows):
+    batch_sizes = batch_sizes_for(inputs, options, rows)
+    if rows is not None and rows < max(batch_sizes):
+        raise InvalidOption(
+            f"{options.samples}: has {rows} rows, fewer than the model's fixed batch of {max(batch_sizes)}; "
+            "give at least that many"
+        )
+    for batch in batch_sizes:
         feeds = (
             take_rows(samples, batch)
             if samples

@@ -209,3 +209,21 @@ def test_failed_verification_writes_nothing(tmp_path: Path) -> None:
     )
     assert report.version == 2
     assert sorted(p.name for p in (repository / "noisy").iterdir()) == ["1", "2", "config.yaml"]
+
+
+def test_legacy_h5_file_and_a_kept_config_that_no_longer_matches(tmp_path: Path) -> None:
+    from tests.converters.keras_models import KERAS_ARCHITECTURES
+
+    source = tmp_path / "cnn.h5"
+    KERAS_ARCHITECTURES["cnn"]().save(source)
+    first = convert(source, repository=tmp_path / "r", name="m")
+    assert first.source_kind == "keras"
+    assert [s.name for s in first.inputs] == ["image"]
+    assert first.max_abs_error <= 1e-5
+    assert first.notes == ()
+
+    second = convert("tests.converters.factories:keras_mlp", repository=tmp_path / "r", name="m")
+    assert second.version == 2
+    assert not second.config_created
+    assert any("config.yaml: kept, but its inputs (image)" in note for note in second.notes)
+    assert json.loads(second.report_path.read_text())["notes"] == list(second.notes)

@@ -110,3 +110,18 @@ def test_batch_sizes_follow_the_batch_axis() -> None:
     assert batch_sizes_for(dynamic, VerifyOptions(), None) == (1, 7)
     assert batch_sizes_for(dynamic, VerifyOptions(), 3) == (1, 3)
     assert batch_sizes_for((TensorSpec("x", "float32", (5, 4)),), VerifyOptions(), None) == (5,)
+
+
+def test_importing_the_converters_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, modelport.converters, modelport.converters.cli; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'tf2onnx', 'modelport.server.app') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
