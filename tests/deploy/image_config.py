@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from dockerfile_parse import DockerfileParser
 
-__all__ = ["Copy", "ImageConfig", "Stage", "read_stages", "stage_config"]
+__all__ = ["Copy", "ImageConfig", "Stage", "env_pairs", "global_args", "read_stages", "stage_config"]
 
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
@@ -38,7 +38,7 @@ def _exec_form(value: str, instruction: str) -> list[str]:
     return list(words)
 
 
-def _env_pairs(value: str, env: dict[str, str]) -> dict[str, str]:
+def env_pairs(value: str, env: dict[str, str]) -> dict[str, str]:
     """``ENV K=V K2=V2`` (values may use earlier variables) or the legacy ``ENV K V``."""
     words = shlex.split(value)
     if words and "=" not in words[0]:
@@ -108,27 +108,38 @@ class Stage:
         return [value for instruction, value in self.instructions if instruction == "RUN"]
 
 
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    parser = DockerfileParser(path=str(dockerfile), env_replace=False)
+    return [(item["instruction"].upper(), item["value"]) for item in parser.structure]
+
+
+def global_args(dockerfile: Path) -> dict[str, str]:
+    """The ``ARG`` defaults declared before the first ``FROM`` (a stage's bare ``ARG NAME`` inherits them)."""
+    found: dict[str, str] = {}
+    for instruction, value in _instructions(dockerfile):
+        if instruction == "FROM":
+            break
+        if instruction == "ARG":
+            key, _, default = value.partition("=")
+            found[key.strip()] = default.strip()
+        elif instruction != "COMMENT":
+            raise ValueError(f"{dockerfile}: {instruction} before the first FROM")
+    return found
+
+
 def read_stages(dockerfile: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
     """The Dockerfile's stages in order, with global ``ARG`` defaults (overridden by *build_args*) expanded in
     ``FROM``. Unnamed stages are named by their index, as Docker does."""
-    parser = DockerfileParser(path=str(dockerfile), env_replace=False)
-    global_args: dict[str, str] = {}
+    arguments = {**global_args(dockerfile), **(build_args or {})}
     stages: list[Stage] = []
-    for item in parser.structure:
-        instruction, value = item["instruction"].upper(), item["value"]
+    for instruction, value in _instructions(dockerfile):
         if instruction == "COMMENT":
             continue
         if instruction == "FROM":
             words = value.split()
-            base = _expand(words[0], {**global_args, **(build_args or {})})
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
-            stages.append(Stage(name=name, base=base))
-        elif not stages:
-            if instruction != "ARG":
-                raise ValueError(f"{dockerfile}: {instruction} before the first FROM")
-            key, _, default = value.partition("=")
-            global_args[key.strip()] = default.strip()
-        else:
+            stages.append(Stage(name=name, base=_expand(words[0], arguments)))
+        elif stages:
             stages[-1].instructions.append((instruction, value))
     if not stages:
         raise ValueError(f"{dockerfile}: no FROM")
@@ -137,7 +148,7 @@ def read_stages(dockerfile: Path, build_args: dict[str, str] | None = None) -> l
 
 def _apply(config: ImageConfig, instruction: str, value: str) -> ImageConfig:
     if instruction == "ENV":
-        return replace(config, env={**config.env, **_env_pairs(value, config.env)})
+        return replace(config, env={**config.env, **env_pairs(value, config.env)})
     if instruction == "USER":
         return replace(config, user=_expand(value.strip(), config.env))
     if instruction == "WORKDIR":

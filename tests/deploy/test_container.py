@@ -1,11 +1,12 @@
 """The serving image's behaviour, without a Docker engine (none runs on the project's machines).
 
-The wheel is built from what the Dockerfile's builder stage copies, installed into a fresh virtual environment
-through the same requirements script and steps as the image, and then the Dockerfile's own ENTRYPOINT + CMD
-run with its ENV (read from the Dockerfile, so they cannot drift) against ``models/``, the image's default
-repository. Only what a container cannot have here is changed, and each change is named: the image's venv
-path becomes the test venv, ``/models`` becomes ``models/``, and the listeners move to 127.0.0.1 ephemeral
-ports through the same ``MODELPORT_*`` variables the image sets.
+``image_build`` replays the Dockerfile's own build of the CPU image into a scratch folder standing for the
+image's filesystem: the builder stage's COPYs and ``pip wheel``, the requirements script, the fresh venv at
+``/opt/modelport``, the image's ``pip install`` lines and its framework guard (only the user creation is not
+replayed: it changes the machine). Then the Dockerfile's own ENTRYPOINT + CMD run with its ENV against the
+image's ``/models`` (the copy of ``models/``), all read from the Dockerfile so they cannot drift. Only what a
+container cannot have here is changed, through the variables the image itself sets: the listeners move to
+127.0.0.1 ephemeral ports.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,11 +33,11 @@ import tritonclient.http as httpclient
 from modelport.server.settings import ServerSettings
 from tritonclient.utils import triton_to_np_dtype
 
-from tests.deploy.image_config import ImageConfig, Stage, read_stages, stage_config
+from tests.deploy.image_build import ReplayedBuild, map_path, replay_build
+from tests.deploy.image_config import ImageConfig, read_stages, stage_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-REQUIREMENTS_SCRIPT = ROOT / "deploy" / "docker" / "serving_requirements.py"
 # Distributions a serving environment must never contain (the frameworks and what only converting needs).
 FRAMEWORKS = {
     "torch",
@@ -50,22 +51,25 @@ FRAMEWORKS = {
 }
 # ~250 MB expected (shared/reference/dependencies.md); a framework alone would be 0.75-1.3 GB.
 MAX_ENVIRONMENT_BYTES = 400 * 2**20
-INSTALL_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = 600
 READY_TIMEOUT_S = 120
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TIMEOUT_S + 300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 300)]
 
 
 @dataclass(frozen=True)
-class ServingEnvironment:
-    """A fresh venv holding the built wheel and its serving requirements, as the image's runtime stage has."""
+class ServingImage:
+    """The replayed CPU image: its filesystem, environment, venv, and what its venv holds."""
 
+    build: ReplayedBuild
     venv: Path
-    wheel: Path
-    requirements: dict[str, Path]  # variant ("cpu", "cuda") -> requirements file
     distributions: dict[str, str]  # normalized name -> version
     size_bytes: int
     seconds: float
+
+    @property
+    def dist(self) -> Path:
+        return self.build.root / "dist"
 
 
 def _normalized(name: str) -> str:
@@ -73,51 +77,12 @@ def _normalized(name: str) -> str:
 
 
 def _clean_env() -> dict[str, str]:
-    """The current environment minus what would tie a subprocess to the test's own virtual environment."""
+    """This machine's environment minus what would tie a process to the test's own virtual environment."""
     return {
         key: value
         for key, value in os.environ.items()
         if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
     }
-
-
-def _run(command: list[str], *, timeout: float, cwd: Path | None = None) -> str:
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_clean_env(), check=False
-    )
-    assert result.returncode == 0, (
-        f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def _builder_stage() -> Stage:
-    """The stage that builds the wheel (the one whose RUN calls ``pip wheel``)."""
-    stages = [stage for stage in read_stages(DOCKERFILE) if any("pip wheel" in run for run in stage.runs)]
-    assert len(stages) == 1, "the Dockerfile should build the wheel in exactly one stage"
-    return stages[0]
-
-
-def _stage_context(stage: Stage, workdir: Path) -> None:
-    """Copy what *stage*'s ``COPY`` instructions take from the build context into *workdir*, as Docker does
-    (a folder's contents into the destination; files into a destination ending in ``/``). Absolute
-    destinations, like the requirements script's, are not needed to build the wheel."""
-    for copy in stage.copies:
-        if copy.from_stage is not None or copy.destination.startswith("/"):
-            continue
-        target = workdir / copy.destination
-        for source in copy.sources:
-            origin = ROOT / source
-            assert origin.exists(), f"the Dockerfile copies {source}, which is not in the repository"
-            if origin.is_dir():
-                shutil.copytree(
-                    origin, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
-                )
-            elif copy.destination.endswith("/"):
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, target / origin.name)
-            else:
-                shutil.copy2(origin, target)
 
 
 def _tree_size(path: Path) -> int:
@@ -127,98 +92,122 @@ def _tree_size(path: Path) -> int:
 
 
 @pytest.fixture(scope="session")
-def serving_env(tmp_path_factory: pytest.TempPathFactory) -> ServingEnvironment:
-    """Build the wheel and install it the way the image does; once per test session."""
+def serving_image(tmp_path_factory: pytest.TempPathFactory) -> ServingImage:
+    """Replay the Dockerfile's build of the CPU image; once per test session."""
     started = time.monotonic()
-    work = tmp_path_factory.mktemp("container")
-    source = work / "src"
-    source.mkdir()
-    _stage_context(_builder_stage(), source)
-    dist = work / "dist"
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(source)],
-        timeout=INSTALL_TIMEOUT_S,
+    root = tmp_path_factory.mktemp("image")
+    build = replay_build(
+        DOCKERFILE,
+        context=ROOT,
+        root=root,
+        python=Path(sys.executable),
+        host_env=_clean_env(),
+        timeout=BUILD_TIMEOUT_S,
     )
-    (wheel,) = dist.glob("modelport-*.whl")
-    requirements = {}
-    for variant, extra in (("cpu", []), ("cuda", ["--onnxruntime", _onnxruntime_gpu_spec()])):
-        lines = _run([sys.executable, str(REQUIREMENTS_SCRIPT), str(wheel), *extra], timeout=60)
-        requirements[variant] = dist / f"requirements-{variant}.txt"
-        requirements[variant].write_text(lines)
-    venv = work / "venv"
-    # A truly fresh environment: no --system-site-packages, nothing from the test's own venv.
-    _run([sys.executable, "-m", "venv", str(venv)], timeout=120)
-    python = str(venv / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _run([*pip, "-r", str(requirements["cpu"])], timeout=INSTALL_TIMEOUT_S)
-    _run([*pip, "--no-deps", str(wheel)], timeout=INSTALL_TIMEOUT_S)
-    listing = _run(
+    image = stage_config(DOCKERFILE)
+    venv_bin = Path(map_path(image.env["PATH"].split(":")[0], root))
+    assert venv_bin.name == "bin" and (venv_bin.parent / "pyvenv.cfg").is_file(), (
+        f"the image's PATH should start with its virtual environment's bin folder: {image.env['PATH']}"
+    )
+    listing = subprocess.run(
         [
-            python,
+            str(venv_bin / "python"),
             "-c",
             "import importlib.metadata as m, json; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
         ],
+        capture_output=True,
+        text=True,
         timeout=60,
+        check=True,
+        env=build.env,
     )
-    distributions = {_normalized(name): version for name, version in json.loads(listing).items()}
-    return ServingEnvironment(
-        venv=venv,
-        wheel=wheel,
-        requirements=requirements,
-        distributions=distributions,
-        size_bytes=_tree_size(venv),
+    return ServingImage(
+        build=build,
+        venv=venv_bin.parent,
+        distributions={_normalized(name): version for name, version in json.loads(listing.stdout).items()},
+        size_bytes=_tree_size(venv_bin.parent),
         seconds=time.monotonic() - started,
     )
 
 
 def _onnxruntime_gpu_spec() -> str:
-    """The ``ONNXRUNTIME_GPU`` build argument's default in the builder stage."""
-    for instruction, value in _builder_stage().instructions:
-        if instruction == "ARG" and value.startswith("ONNXRUNTIME_GPU="):
-            return value.split("=", 1)[1]
-    raise AssertionError("the builder stage declares no ARG ONNXRUNTIME_GPU")
+    """The default of the ``ONNXRUNTIME_GPU`` build argument (the GPU wheel the CUDA variant installs)."""
+    for stage in read_stages(DOCKERFILE):
+        for instruction, value in stage.instructions:
+            if instruction == "ARG" and value.startswith("ONNXRUNTIME_GPU="):
+                return value.split("=", 1)[1]
+    raise AssertionError("the Dockerfile declares no ARG ONNXRUNTIME_GPU")
 
 
-def _requirement_names(path: Path) -> set[str]:
-    names = set()
+def _requirements(path: Path) -> dict[str, str]:
+    """normalized name -> the requirement line."""
+    found = {}
     for line in path.read_text().splitlines():
         name = line.split(";")[0]
         for separator in "[<>=!~ ":
             name = name.split(separator)[0]
-        names.add(_normalized(name))
-    return names
+        found[_normalized(name)] = line
+    return found
 
 
-# --- the environment ---------------------------------------------------------------------------------------
+# --- the build -------------------------------------------------------------------------------------------
+
+
+def test_the_build_replays_everything_but_the_user_creation(serving_image: ServingImage) -> None:
+    """A RUN that is not replayed here is not tested here: only the system account may be left out."""
+    for stage, command in serving_image.build.skipped:
+        assert {"groupadd", "useradd"} & set(command.split()), f"stage {stage}: RUN {command} is not replayed"
+    replayed = " ".join(command for _, command in serving_image.build.replayed)
+    assert "pip wheel" in replayed
+    assert "pip install" in replayed
 
 
 def test_the_serving_environment_holds_no_framework(
-    serving_env: ServingEnvironment, capsys: pytest.CaptureFixture[str]
+    serving_image: ServingImage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    size_mb = serving_env.size_bytes / 2**20
+    size_mb = serving_image.size_bytes / 2**20
+    (wheel,) = serving_image.dist.glob("modelport-*.whl")
     with capsys.disabled():
         print(
-            f"\n[container] serving venv: {size_mb:.0f} MiB, {len(serving_env.distributions)} distributions, "
-            f"built and installed in {serving_env.seconds:.1f} s; wheel {serving_env.wheel.name} "
-            f"({serving_env.wheel.stat().st_size / 1024:.0f} KiB)"
+            f"\n[container] serving venv: {size_mb:.0f} MiB, "
+            f"{len(serving_image.distributions)} distributions, "
+            f"built by the Dockerfile's steps in {serving_image.seconds:.1f} s; {wheel.name} "
+            f"({wheel.stat().st_size / 1024:.0f} KiB)"
         )
-    got_in = FRAMEWORKS & set(serving_env.distributions)
+    got_in = FRAMEWORKS & set(serving_image.distributions)
     assert not got_in, f"the serving environment contains {sorted(got_in)}"
-    assert "onnxruntime" in serving_env.distributions
-    assert "onnxruntime-gpu" not in serving_env.distributions, "onnxruntime and onnxruntime-gpu together"
-    assert serving_env.size_bytes < MAX_ENVIRONMENT_BYTES, f"serving environment grew to {size_mb:.0f} MiB"
+    assert "onnxruntime" in serving_image.distributions
+    assert "onnxruntime-gpu" not in serving_image.distributions, "onnxruntime and onnxruntime-gpu together"
+    assert serving_image.size_bytes < MAX_ENVIRONMENT_BYTES, f"serving environment grew to {size_mb:.0f} MiB"
 
 
-def test_the_cuda_variant_swaps_onnxruntime_for_onnxruntime_gpu(serving_env: ServingEnvironment) -> None:
-    cpu = _requirement_names(serving_env.requirements["cpu"])
-    cuda = _requirement_names(serving_env.requirements["cuda"])
+def test_the_cuda_variant_swaps_onnxruntime_for_onnxruntime_gpu(serving_image: ServingImage) -> None:
+    cpu = _requirements(serving_image.dist / "requirements-cpu.txt")
+    cuda = _requirements(serving_image.dist / "requirements-cuda.txt")
     assert "onnxruntime" in cpu
     assert "onnxruntime-gpu" not in cpu
-    assert cuda == (cpu - {"onnxruntime"}) | {"onnxruntime-gpu"}, (
-        "the variants differ in more than onnxruntime"
+    assert cuda.pop("onnxruntime-gpu") == _onnxruntime_gpu_spec()
+    assert "onnxruntime" not in cuda
+    del cpu["onnxruntime"]
+    assert cuda == cpu, "the variants differ in more than onnxruntime"
+    assert not FRAMEWORKS & set(cpu)
+
+
+def test_the_framework_guard_of_the_image_fails_where_a_framework_is_installed() -> None:
+    """The build's last check exits non-zero in an environment with torch/TensorFlow (the test's own)."""
+    guard = next(
+        command.split("&&")[-1].strip()
+        for stage in read_stages(DOCKERFILE)
+        for command in stage.runs
+        if "find_spec" in command
     )
-    assert not FRAMEWORKS & (cpu | cuda)
+    env = {**_clean_env(), "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run(
+        ["/bin/sh", "-c", guard], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert "torch" in result.stderr
 
 
 # --- the image's command ------------------------------------------------------------------------------------
@@ -238,28 +227,6 @@ class Container:
         return self.log.read_text(errors="replace")
 
 
-def _image_venv(image: ImageConfig) -> PurePosixPath:
-    """The image's virtual environment: the folder above the first PATH entry (``/opt/modelport/bin``)."""
-    first = image.env["PATH"].split(":")[0]
-    assert first.endswith("/bin"), f"the image's PATH should start with its venv's bin folder, not {first}"
-    return PurePosixPath(first).parent
-
-
-def _container_env(image: ImageConfig, venv: Path, overrides: dict[str, str]) -> dict[str, str]:
-    """The image's ENV on top of this machine's environment; the image venv's PATH entries point at *venv*."""
-    image_venv = str(_image_venv(image))
-    path = [entry.replace(image_venv, str(venv), 1) for entry in image.env["PATH"].split(":") if entry]
-    env = {**_clean_env(), **image.env, **overrides}
-    env["PATH"] = os.pathsep.join([*path, os.environ.get("PATH", "")])
-    return env
-
-
-def _container_command(image: ImageConfig, repository: Path) -> list[str]:
-    (volume,) = image.volumes
-    return [str(repository) + argument[len(volume) :] if argument.startswith(volume) else argument
-            for argument in image.command]  # fmt: skip
-
-
 def _healthcheck(image: ImageConfig, env: dict[str, str]) -> int:
     """Run the image's HEALTHCHECK command; its exit code (Docker: 0 healthy, 1 unhealthy)."""
     timeout = float(image.healthcheck_options.get("timeout", "30s").removesuffix("s"))
@@ -268,18 +235,27 @@ def _healthcheck(image: ImageConfig, env: dict[str, str]) -> int:
 
 
 @pytest.fixture
-def container(serving_env: ServingEnvironment, tmp_path: Path) -> Iterator[Container]:
+def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container]:
+    """The image's ENTRYPOINT + CMD with its environment, the image's paths mapped into its filesystem."""
     image = stage_config(DOCKERFILE)
     ready_file = tmp_path / "ready.json"
     # Loopback and ephemeral ports instead of 0.0.0.0:8000-8002, through the variables the image itself sets.
-    listeners = {"MODELPORT_HOST": "127.0.0.1", "MODELPORT_HTTP_PORT": "0", "MODELPORT_GRPC_PORT": "0",
-                 "MODELPORT_METRICS_PORT": "0"}  # fmt: skip
+    listeners = {
+        "MODELPORT_HOST": "127.0.0.1",
+        "MODELPORT_HTTP_PORT": "0",
+        "MODELPORT_GRPC_PORT": "0",
+        "MODELPORT_METRICS_PORT": "0",
+    }
     missing = set(listeners) - set(image.env)
     assert not missing, f"the image does not set {sorted(missing)}: its listeners would not be configurable"
-    overrides = {**listeners, "MODELPORT_MANAGEMENT_PORT": "0", "MODELPORT_READY_FILE": str(ready_file)}
-    env = _container_env(image, serving_env.venv, overrides)
-    command = _container_command(image, ROOT / "models")
-    assert shutil.which(command[0], path=env["PATH"]) == str(serving_env.venv / "bin" / command[0]), (
+    env = {
+        **serving_image.build.env,
+        **listeners,
+        "MODELPORT_MANAGEMENT_PORT": "0",
+        "MODELPORT_READY_FILE": str(ready_file),
+    }
+    command = [map_path(argument, serving_image.build.root) for argument in image.command]
+    assert shutil.which(command[0], path=env["PATH"]) == str(serving_image.venv / "bin" / command[0]), (
         f"the image's entrypoint {command[0]} does not resolve to the installed wheel's script"
     )
     log = tmp_path / "container.log"
@@ -341,7 +317,7 @@ def _triton_inputs(module: Any, metadata: dict[str, Any], feeds: dict[str, npt.N
 
 
 def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
-    container: Container, serving_env: ServingEnvironment, capsys: pytest.CaptureFixture[str]
+    container: Container, serving_image: ServingImage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = stage_config(DOCKERFILE)
     for port in ("http_port", "grpc_port", "metrics_port"):
@@ -359,7 +335,13 @@ def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
     client = httpclient.InferenceServerClient(http_url)
     name, version, metadata = _served_model(client)
     feeds = _inputs(metadata)
-    model_file = ROOT / "models" / name / (version or max(metadata["versions"], key=int)) / "model.onnx"
+    model_file = (
+        serving_image.build.root
+        / "models"
+        / name
+        / (version or max(metadata["versions"], key=int))
+        / "model.onnx"
+    )
     reference = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
     expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds), strict=True))
     rest_result = client.infer(name, _triton_inputs(httpclient, metadata, feeds), model_version=version)
