@@ -46,7 +46,7 @@ lint-docker: $(VENV)/.all.stamp
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(VENV)/.all.stamp .mypy-src/modelport
-	MYPYPATH=.mypy-src $(BIN)/mypy -p modelport.server -p modelport.converters tests examples benchmarks
+	MYPYPATH=.mypy-src $(BIN)/mypy .mypy-src/modelport tests examples benchmarks
 
 proto: $(VENV)/.all.stamp
 	$(BIN)/python proto/generate.py
