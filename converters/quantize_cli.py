@@ -11,126 +11,19 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from .quantize_cli_options import conversion_options
+
+if TYPE_CHECKING:
+    from .quantize import Mode, QuantizeResult
+    from .quantize_repository import ModelVersion
+
 __all__ = ["export_mobile", "quantize"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 _MOBILE_REPORT = "mobile_export.json"
-
-
-def _conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F], F]:
-    """The options both commands share, applied in one place."""
-    options = [
-        click.option(
-            "--repository",
-            type=click.Path(path_type=Path, file_okay=False),
-            required=True,
-            help="Model repository folder.",
-        ),
-        click.option("--name", required=True, help="Model name (its folder in the repository)."),
-        click.option(
-            "--version",
-            "version",
-            default=None,
-            help="Version to convert (default: the highest that is not itself a conversion).",
-        ),
-        click.option(
-            mode_flag,
-            "mode",
-            type=click.Choice(modes),
-            required=mode_flag == "--mode",
-            help="dynamic / static INT8, or FP16 weights and activations.",
-        ),
-        click.option(
-            "--calibration",
-            type=click.Path(path_type=Path, dir_okay=False),
-            default=None,
-            help="Samples .npz: one array per model input, keyed by its name, samples on axis 0.",
-        ),
-        click.option(
-            "--calibration-samples",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Use N samples of --calibration, or generate N random ones without it.",
-        ),
-        click.option(
-            "--validation",
-            type=click.Path(path_type=Path, dir_okay=False),
-            default=None,
-            help="Samples .npz for the accuracy gate (default: held-out calibration samples).",
-        ),
-        click.option(
-            "--calibration-method",
-            type=click.Choice(["minmax", "entropy", "percentile"]),
-            default="minmax",
-            show_default=True,
-            help="Static mode: how activation ranges are chosen.",
-        ),
-        click.option("--per-channel", is_flag=True, help="One scale per output channel of each weight."),
-        click.option(
-            "--format",
-            "quant_format",
-            type=click.Choice(["qdq", "qoperator"]),
-            default=None,
-            help="Static mode: QuantizeLinear/DequantizeLinear pairs (default) or quantized operators.",
-        ),
-        click.option(
-            "--reduce-range/--no-reduce-range",
-            default=None,
-            help="7-bit weights; default: decided from the CPU's VNNI support.",
-        ),
-        click.option(
-            "--keep-io-types/--no-keep-io-types",
-            default=True,
-            show_default=True,
-            help="FP16 mode: keep FP32 model inputs and outputs.",
-        ),
-        click.option(
-            "--max-accuracy-drop",
-            type=click.FloatRange(min=0),
-            default=0.01,
-            show_default=True,
-            help="Bound on the share of changed top-1 decisions (classifiers) or on mean abs error / "
-            "std of the FP32 output (other outputs).",
-        ),
-        click.option(
-            "--max-abs-error",
-            type=click.FloatRange(min=0),
-            default=None,
-            help="Also refuse when any output's max abs error vs FP32 exceeds this.",
-        ),
-        click.option(
-            "--task",
-            type=click.Choice(["auto", "classifier", "regression"]),
-            default="auto",
-            show_default=True,
-            help="How outputs are judged; auto: labels, output name, softmax rows.",
-        ),
-        click.option(
-            "--runs",
-            type=click.IntRange(min=1),
-            default=50,
-            show_default=True,
-            help="Runs per model for the median latency.",
-        ),
-        click.option(
-            "--keep-debug-info",
-            is_flag=True,
-            help="Keep exporter metadata and internal tensor names in the converted model.",
-        ),
-        click.option("--overwrite", is_flag=True, help="Replace files at --output."),
-        click.option("--verbose", is_flag=True, help="Show tracebacks and ONNX Runtime's messages."),
-    ]
-
-    def apply(function: F) -> F:
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return apply
 
 
 def _run(verbose: bool, body: Callable[[], None]) -> None:
@@ -163,9 +56,9 @@ def _run(verbose: bool, body: Callable[[], None]) -> None:
 
 
 def _convert(
-    params: dict[str, Any], mode: str, *, ort_style: str | None, target_platform: str | None = None
-) -> Any:
-    """Resolve the version, convert it in a scratch folder, print the report; (version, result, scratch)."""
+    params: dict[str, Any], mode: str, scratch: Path, *, ort_style: str, target_platform: str | None = None
+) -> tuple[ModelVersion, QuantizeResult]:
+    """Resolve the version, convert it in ``scratch``, print the report, and stop unless the gate passed."""
     from rich.console import Console
 
     from .quantize import QuantizeOptions, quantize_model
@@ -179,7 +72,7 @@ def _convert(
         )
     source = resolve_version(params["repository"], params["name"], params["version"])
     options = QuantizeOptions(
-        mode=mode,  # type: ignore[arg-type]  # click.Choice guarantees the literal
+        mode=cast("Mode", mode),  # click.Choice guarantees the literal
         quant_format=params["quant_format"] or "qdq",
         per_channel=params["per_channel"],
         reduce_range=params["reduce_range"],
@@ -194,33 +87,33 @@ def _convert(
         keep_io_types=params["keep_io_types"],
         latency_runs=params["runs"],
         keep_debug_info=params["keep_debug_info"],
-        ort_style=ort_style,  # type: ignore[arg-type]
-        ort_target_platform=target_platform,  # type: ignore[arg-type]
+        ort_style=cast("Any", ort_style),  # click.Choice: "fixed" | "runtime"
+        ort_target_platform=cast("Any", target_platform),  # click.Choice: "amd64" | "arm" | None
     )
     err = Console(stderr=True)
-    scratch = Path(tempfile.mkdtemp(prefix="modelport-quantize-"))
     err.print(f"[bold]{source.model_path}[/bold] -> {mode}")
     result = quantize_model(
         source.model_path, scratch, options, progress=lambda step: err.print(f"  - {step}")
     )
     print_report(result.report, Console())
     if not result.report.accuracy.passed:
-        shutil.rmtree(scratch, ignore_errors=True)
         raise click.ClickException(f"{'; '.join(result.report.accuracy.failures)}; nothing was written")
-    return source, result, scratch
+    return source, result
 
 
-def _prepare_output(path: Path, overwrite: bool, names: list[str]) -> None:
+def _check_output(path: Path, overwrite: bool, names: list[str]) -> None:
+    """Refuse, before any work, to overwrite files at ``--output`` unless ``--overwrite``."""
     from .quantize_errors import QuantizeError
 
+    if path.exists() and not path.is_dir():
+        raise QuantizeError(f"{path}: exists and is not a folder; choose another --output")
     clashes = [path / n for n in names if (path / n).exists()]
     if clashes and not overwrite:
         raise QuantizeError(f"{clashes[0]}: already exists; choose another --output or pass --overwrite")
-    path.mkdir(parents=True, exist_ok=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@_conversion_options(("dynamic", "static", "float16"), "--mode")
+@conversion_options(("dynamic", "static", "float16"), "--mode")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -237,13 +130,16 @@ def quantize(**params: Any) -> None:
         from .quantize_repository import CONVERSION_REPORT as _REPORT
         from .quantize_repository import check_config, publish_version, serving_note
 
-        source, result, scratch = _convert(params, params["mode"], ort_style="fixed")
-        try:
-            report_path = scratch / _REPORT
-            output: Path | None = params["output"]
-            if output is not None:
-                model_file = output if output.suffix == ".onnx" else output / "model.onnx"
-                _prepare_output(model_file.parent, params["overwrite"], [model_file.name, _REPORT])
+        output: Path | None = params["output"]
+        model_file = None
+        if output is not None:
+            model_file = output if output.suffix == ".onnx" else output / "model.onnx"
+            _check_output(model_file.parent, params["overwrite"], [model_file.name, _REPORT])
+        with tempfile.TemporaryDirectory(prefix="modelport-quantize-") as scratch:
+            source, result = _convert(params, params["mode"], Path(scratch), ort_style="fixed")
+            report_path = Path(scratch) / _REPORT
+            if model_file is not None:
+                model_file.parent.mkdir(parents=True, exist_ok=True)
                 result.report.output = str(model_file)
                 save_report(result.report, report_path)
                 shutil.copyfile(result.model_path, model_file)
@@ -257,19 +153,16 @@ def quantize(**params: Any) -> None:
                 )
                 result.report.output = str(written / "model.onnx")
                 save_report(result.report, written / _REPORT)
-            Console(stderr=True).print(f"[green]wrote {written}[/green] (report: {_REPORT} beside it)")
-            if output is None:
-                Console(stderr=True).print(
-                    serving_note(source.config_path, source.model_dir, int(written.name))
-                )
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        err = Console(stderr=True)
+        err.print(f"[green]wrote {written}[/green] (report: {_REPORT} beside it)")
+        if model_file is None:
+            err.print(serving_note(source.config_path, source.model_dir, int(written.name)))
 
     _run(params["verbose"], body)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@_conversion_options(("dynamic", "static", "float16"), "--quantize")
+@conversion_options(("dynamic", "static", "float16"), "--quantize")
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=True, file_okay=False),
@@ -299,22 +192,27 @@ def export_mobile(**params: Any) -> None:
         from .quantize_report import save_report
 
         mode = params["mode"] or "none"
-        _, result, scratch = _convert(
-            params, mode, ort_style=params["optimization_style"], target_platform=params["target_platform"]
-        )
-        try:
+        output: Path = params["output"]
+        ort_name = "model.with_runtime_opt.ort" if params["optimization_style"] == "runtime" else "model.ort"
+        config_name = ort_name.replace("model", "required_operators", 1).removesuffix(".ort") + ".config"
+        names = [ort_name, config_name, "model.onnx", _MOBILE_REPORT]
+        _check_output(output, params["overwrite"], names)
+        with tempfile.TemporaryDirectory(prefix="modelport-export-") as scratch:
+            _, result = _convert(
+                params,
+                mode,
+                Path(scratch),
+                ort_style=params["optimization_style"],
+                target_platform=params["target_platform"],
+            )
             exported = result.ort
-            assert exported is not None
-            output: Path = params["output"]
-            names = [exported.ort_path.name, exported.operators_config.name, "model.onnx", _MOBILE_REPORT]
-            _prepare_output(output, params["overwrite"], names)
+            assert exported is not None  # asked for with ort_style
+            output.mkdir(parents=True, exist_ok=True)
             result.report.output = str(output / exported.ort_path.name)
             shutil.copyfile(exported.ort_path, output / exported.ort_path.name)
             shutil.copyfile(exported.operators_config, output / exported.operators_config.name)
             shutil.copyfile(result.model_path, output / "model.onnx")
             save_report(result.report, output / _MOBILE_REPORT)
-            Console(stderr=True).print(f"[green]wrote {', '.join(names)} to {output}[/green]")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        Console(stderr=True).print(f"[green]wrote {', '.join(names)} to {output}[/green]")
 
     _run(params["verbose"], body)
