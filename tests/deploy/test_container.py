@@ -15,8 +15,10 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +87,26 @@ def _clean_env() -> dict[str, str]:
     }
 
 
+def _base_python() -> Path:
+    """What stands in for the base image's Python: the system's ``/usr/bin/python3`` where it exists with
+    ``venv`` (Debian's, like the image's base, and reachable by every user as an image's is), else the
+    interpreter running the tests (which may live under a root-only home)."""
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        probe = subprocess.run(
+            [str(system), "-c", "import venv, ensurepip"], capture_output=True, check=False
+        )
+        if probe.returncode == 0:
+            return system
+    return Path(sys.executable)
+
+
+def _world_reachable(path: Path) -> bool:
+    """Every folder above the real file lets others through, and the file lets others execute it."""
+    real = path.resolve()
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in [real, *real.parents])
+
+
 def _tree_size(path: Path) -> int:
     return sum(
         entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink()
@@ -92,15 +114,27 @@ def _tree_size(path: Path) -> int:
 
 
 @pytest.fixture(scope="session")
-def serving_image(tmp_path_factory: pytest.TempPathFactory) -> ServingImage:
-    """Replay the Dockerfile's build of the CPU image; once per test session."""
+def serving_image() -> Iterator[ServingImage]:
+    """Replay the Dockerfile's build of the CPU image; once per test session.
+
+    The image filesystem lives outside pytest's private (0700) temp folder, world-readable like an image's,
+    so that the server can run as the image's unprivileged user.
+    """
     started = time.monotonic()
-    root = tmp_path_factory.mktemp("image")
+    root = Path(tempfile.mkdtemp(prefix="modelport-image-"))
+    root.chmod(0o755)
+    try:
+        yield _replay(root, started)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _replay(root: Path, started: float) -> ServingImage:
     build = replay_build(
         DOCKERFILE,
         context=ROOT,
         root=root,
-        python=Path(sys.executable),
+        python=_base_python(),
         host_env=_clean_env(),
         timeout=BUILD_TIMEOUT_S,
     )
@@ -227,10 +261,27 @@ class Container:
         return self.log.read_text(errors="replace")
 
 
-def _healthcheck(image: ImageConfig, env: dict[str, str]) -> int:
-    """Run the image's HEALTHCHECK command; its exit code (Docker: 0 healthy, 1 unhealthy)."""
+def _image_user(image: ImageConfig, venv: Path) -> dict[str, Any]:
+    """``subprocess`` arguments that run as the image's USER where this test can switch to it (it runs as
+    root, and the venv's interpreter is reachable by others); otherwise the test's own user."""
+    if os.geteuid() != 0 or not _world_reachable(venv / "bin" / "python"):
+        return {}
+    assert image.user is not None, "the image sets no USER"
+    uid, _, gid = image.user.partition(":")
+    return {"user": int(uid), "group": int(gid or uid), "extra_groups": []}
+
+
+def _healthcheck(image: ImageConfig, env: dict[str, str], venv: Path) -> int:
+    """Run the image's HEALTHCHECK command as its user; its exit code (Docker: 0 healthy, 1 unhealthy)."""
     timeout = float(image.healthcheck_options.get("timeout", "30s").removesuffix("s"))
-    result = subprocess.run(image.healthcheck, env=env, capture_output=True, timeout=timeout + 5, check=False)
+    result = subprocess.run(
+        image.healthcheck,
+        env=env,
+        capture_output=True,
+        timeout=timeout + 5,
+        check=False,
+        **_image_user(image, venv),
+    )
     return result.returncode
 
 
@@ -238,7 +289,10 @@ def _healthcheck(image: ImageConfig, env: dict[str, str]) -> int:
 def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container]:
     """The image's ENTRYPOINT + CMD with its environment, the image's paths mapped into its filesystem."""
     image = stage_config(DOCKERFILE)
-    ready_file = tmp_path / "ready.json"
+    # Writable by the image's user, as a mounted volume or /tmp would be.
+    exchange = Path(tempfile.mkdtemp(prefix="modelport-ready-"))
+    exchange.chmod(0o777)
+    ready_file = exchange / "ready.json"
     # Loopback and ephemeral ports instead of 0.0.0.0:8000-8002, through the variables the image itself sets.
     listeners = {
         "MODELPORT_HOST": "127.0.0.1",
@@ -253,6 +307,7 @@ def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container
         **listeners,
         "MODELPORT_MANAGEMENT_PORT": "0",
         "MODELPORT_READY_FILE": str(ready_file),
+        "HOME": "/nonexistent",  # the image user's home: it does not exist there either
     }
     command = [map_path(argument, serving_image.build.root) for argument in image.command]
     assert shutil.which(command[0], path=env["PATH"]) == str(serving_image.venv / "bin" / command[0]), (
@@ -260,7 +315,15 @@ def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container
     )
     log = tmp_path / "container.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+        # As the image's non-root user, in its working directory (/, not writable), like the container.
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=serving_image.build.root / image.workdir.lstrip("/"),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            **_image_user(image, serving_image.venv),
+        )
     running = Container(process=process, env=env, ports={}, log=log)
     started = time.monotonic()
     try:
@@ -278,6 +341,7 @@ def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        shutil.rmtree(exchange, ignore_errors=True)
 
 
 def _served_model(client: httpclient.InferenceServerClient) -> tuple[str, str, dict[str, Any]]:
@@ -324,13 +388,16 @@ def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
         assert container.ports.get(port), (
             f"the ready file names no {port} (listener not running): {container.ports}"
         )
+    uid = Path(f"/proc/{container.process.pid}").stat().st_uid
+    expected_uid = _image_user(image, serving_image.venv).get("user", os.geteuid())
+    assert uid == expected_uid, f"the server runs as uid {uid}, not the image's user {expected_uid}"
     http_url = f"127.0.0.1:{container.ports['http_port']}"
     with httpx.Client(base_url=f"http://{http_url}", timeout=10) as rest:
         assert rest.get("/v2/health/live").status_code == 200
         assert rest.get("/v2/health/ready").status_code == 200
     # The image's HEALTHCHECK, with the port the server really bound.
     probe_env = {**container.env, "MODELPORT_HTTP_PORT": str(container.ports["http_port"])}
-    assert _healthcheck(image, probe_env) == 0
+    assert _healthcheck(image, probe_env, serving_image.venv) == 0
 
     client = httpclient.InferenceServerClient(http_url)
     name, version, metadata = _served_model(client)
@@ -371,8 +438,8 @@ def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
     with capsys.disabled():
         stopped_s = time.monotonic() - signalled
         print(
-            f"\n[container] {' '.join(image.command)}: ready in {container.ready_s:.1f} s, model {name} "
-            f"answered over REST and gRPC, exit 0 {stopped_s:.1f} s after SIGTERM"
+            f"\n[container] {' '.join(image.command)} as uid {uid}: ready in {container.ready_s:.1f} s, "
+            f"model {name} answered over REST and gRPC, exit 0 {stopped_s:.1f} s after SIGTERM"
         )
     # Once it is gone the health check fails, as Docker needs it to.
-    assert _healthcheck(image, probe_env) != 0
+    assert _healthcheck(image, probe_env, serving_image.venv) != 0
