@@ -6,8 +6,8 @@
 #   run:            docker run --rm -p 8000-8002:8000-8002 -v "$PWD/models:/models:ro" modelport:0.1.0
 #
 # The image holds the serving dependencies only (no torch, no TensorFlow: converting happens elsewhere).
-# tests/deploy/test_container.py runs this file's ENTRYPOINT + CMD, ENV and HEALTHCHECK against models/ in a
-# fresh virtual environment installed the same way (no Docker engine runs on the project's machines).
+# No Docker engine runs on the project's machines: tests/deploy/test_container.py replays this file's python
+# RUN steps into a scratch filesystem and runs its ENTRYPOINT + CMD, ENV and HEALTHCHECK as its USER.
 
 # Base images, pinned to exact tags; override with --build-arg to move them.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
