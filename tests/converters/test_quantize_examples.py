@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner, Result
@@ -104,12 +105,42 @@ def test_digits_static_qdq_keeps_top1_in_a_third_of_the_size(
     assert isinstance(report["reduce_range"], bool) and report["reduce_range_reason"]
     assert "quant_pre_process" in report["preprocessing"]
     assert "calibration.npz" in report["calibration"]
-    ops = {n.op_type for n in __import__("onnx").load(str(int8)).graph.node}
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert "accuracy drop" in result.output and "passed" in result.output  # the printed table
     assert (
         "serves versions [2]" in result.output and "[1] no longer" in result.output
     )  # version_policy latest 1
+
+
+def test_qoperator_format_uses_quantized_operators(
+    tmp_path: Path, digits_data: tuple[Path, Path, np.ndarray[Any, Any]]
+) -> None:
+    calibration, validation, images = digits_data
+    target = tmp_path / "qop" / "model.onnx"
+    result = _cli(
+        "--repository",
+        MODELS,
+        "--name",
+        "digits",
+        "--mode",
+        "static",
+        "--format",
+        "qoperator",
+        "--calibration",
+        calibration,
+        "--validation",
+        validation,
+        "--output",
+        target,
+        "--runs",
+        RUNS,
+    )
+    assert result.exit_code == 0, result.output
+    ops = {n.op_type for n in onnx.load(str(target)).graph.node}
+    assert {"QLinearConv", "QLinearMatMul"} & ops and "Conv" not in ops
+    fp32 = _outputs(MODELS / "digits" / "1" / "model.onnx", {"images": images})
+    assert np.mean(_outputs(target, {"images": images}).argmax(1) == fp32.argmax(1)) >= 0.99
 
 
 def test_waveform_lstm_quantizes_dynamically_within_stated_error(tmp_path: Path, waveform_data: Path) -> None:
@@ -225,7 +256,7 @@ def test_float16_keeps_fp32_io_and_the_decisions(
     session = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"])
     assert [i.type for i in session.get_inputs()] == ["tensor(float)"]
     assert [o.type for o in session.get_outputs()] == ["tensor(float)"]
-    weights = [t for t in __import__("onnx").load(str(fp16)).graph.initializer if len(t.dims) > 1]
+    weights = [t for t in onnx.load(str(fp16)).graph.initializer if len(t.dims) > 1]
     assert weights and all(t.data_type == 10 for t in weights)  # FLOAT16
     fp32 = _outputs(repository / "digits" / "1" / "model.onnx", {"images": images})
     half = _outputs(fp16, {"images": images})
