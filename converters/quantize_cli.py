@@ -47,6 +47,12 @@ def _run(verbose: bool, body: Callable[[], None]) -> None:
         if verbose:
             raise
         raise click.ClickException(str(error)) from None
+    except ImportError as error:
+        if verbose:
+            raise
+        raise click.ClickException(
+            f"this command needs packages that are not installed ({error.name}): pip install 'modelport[convert]'"
+        ) from None
     except Exception as error:
         if verbose:
             raise
