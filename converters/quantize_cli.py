@@ -51,7 +51,8 @@ def _run(verbose: bool, body: Callable[[], None]) -> None:
         if verbose:
             raise
         raise click.ClickException(
-            f"this command needs packages that are not installed ({error.name}): pip install 'modelport[convert]'"
+            f"this command needs a package that is not installed ({error.name}): "
+            "pip install 'modelport[convert]'"
         ) from None
     except Exception as error:
         if verbose:
