@@ -1,7 +1,7 @@
 """The server's handle on one worker process: start it, send it batches, notice when it dies and why.
 
 All methods run on the server's event loop. A worker runs one batch at a time; the pool guarantees it. The
-process is started from the forkserver (:func:`worker_context`), which imports numpy, onnxruntime and the
+process is started from the forkserver (:mod:`.forkserver`), which imports numpy, onnxruntime and the
 worker module once, so a new worker costs a fork plus its session load.
 """
 
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import multiprocessing.context
-import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -20,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .forkserver import prestart, worker_context
 from .inference import Tensors
 from .shm import Parts, Region, TensorLayout, read_tensors, region_size_for, write_tensors
 from .worker import WorkerSpec, recv_message, send_message, worker_main
@@ -27,20 +25,6 @@ from .worker import WorkerSpec, recv_message, send_message, worker_main
 __all__ = ["BatchTimings", "WorkerDied", "WorkerFailed", "WorkerProcess", "prestart", "worker_context"]
 
 R = TypeVar("R")
-_PRELOAD = ["numpy", "onnxruntime", "modelport.server.worker"]
-
-
-def worker_context() -> multiprocessing.context.ForkServerContext:
-    """The forkserver context workers start from (never ``fork``: the server process has gRPC threads)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
-
-
-def prestart() -> None:
-    """Start the forkserver now (it imports onnxruntime in the background while the server starts)."""
-    worker_context()
-    multiprocessing.forkserver.ensure_running()
 
 
 class WorkerDied(Exception):
