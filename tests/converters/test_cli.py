@@ -101,14 +101,18 @@ def test_directory_that_is_not_a_saved_model(tmp_path: Path) -> None:
     assert_one_line_error(result, "folder", "not a TensorFlow SavedModel", "saved_model.pb")
 
 
-def test_bad_input_spec(tmp_path: Path, program: Path) -> None:
+def test_bad_input_spec(tmp_path: Path) -> None:
+    program = tmp_path / "never_read.pt"
+    program.write_bytes(b"the options are refused before the file is read")
     result = run_cli(program, "--repository", tmp_path / "repo", "--input", "features:float32")
     assert_one_line_error(result, "features:float32", "NAME:DTYPE:DIMS")
     result = run_cli(program, "--repository", tmp_path / "repo", "--input", "x:complex7:-1,3")
     assert_one_line_error(result, "complex7", "unknown datatype")
 
 
-def test_existing_version_is_refused(tmp_path: Path, program: Path) -> None:
+def test_existing_version_is_refused(tmp_path: Path) -> None:
+    program = tmp_path / "never_read.pt2"
+    program.write_bytes(b"the version is refused before the file is read")
     (tmp_path / "repo" / "clf" / "1").mkdir(parents=True)
     result = run_cli(program, "--name", "clf", "--repository", tmp_path / "repo", "--version", "1")
     assert_one_line_error(result, "version 1 of 'clf' exists", "--version")
