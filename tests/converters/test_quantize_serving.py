@@ -1,5 +1,5 @@
 """A quantized version added by ``modelport quantize`` is served by ``modelport serve`` next to the FP32 one
-and answers through tritonclient, with the model's ``config.yaml`` unchanged."""
+and answers through tritonclient (HTTP and gRPC), with the model's ``config.yaml`` unchanged."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from click.testing import CliRunner
 from modelport.converters.quantize_cli import quantize
@@ -62,6 +63,12 @@ def test_quantized_version_is_served(tmp_path: Path) -> None:
             response = client.infer("digits", [tensor], model_version=version)
             answers[version] = response.as_numpy(output_name)
         client.close()
+        grpc_client = grpcclient.InferenceServerClient(server.grpc_url)
+        grpc_input = grpcclient.InferInput("images", list(images.shape), "FP32")
+        grpc_input.set_data_from_numpy(images)
+        over_grpc = grpc_client.infer("digits", [grpc_input], model_version="2").as_numpy(output_name)
+        grpc_client.close()
+    np.testing.assert_allclose(over_grpc, expected, atol=1e-6)
     np.testing.assert_allclose(answers["2"], expected, atol=1e-6)  # the served INT8 model is the file's
     assert np.mean(answers["2"].argmax(1) == answers["1"].argmax(1)) >= 15 / 16
     assert not np.array_equal(answers["2"], answers["1"])  # and really a different (quantized) model
