@@ -1,5 +1,5 @@
 """A quantized version added by ``modelport quantize`` is served by ``modelport serve`` next to the FP32 one
-and answers through tritonclient (HTTP and gRPC), with the model's ``config.yaml`` unchanged."""
+(``version_policy: {all: true}``) and answers through tritonclient over HTTP and gRPC."""
 
 from __future__ import annotations
 
