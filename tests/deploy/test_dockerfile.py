@@ -71,6 +71,10 @@ def test_the_runtime_image_is_non_root_observable_and_signal_friendly() -> None:
     uid = image.user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, "a numeric non-root USER (Kubernetes runAsNonRoot checks it)"
     assert set(image.exposed_ports) == {8000, 8001, 8002}
+    # The ports the server binds in the image are the ones it exposes, on every interface.
+    bound = {int(image.env[f"MODELPORT_{name}_PORT"]) for name in ("HTTP", "GRPC", "METRICS")}
+    assert bound == set(image.exposed_ports)
+    assert image.env["MODELPORT_HOST"] == "0.0.0.0"
     assert image.volumes == ("/models",)
     assert image.stop_signal in (None, "SIGTERM")
     # Exec form (the parser refuses shell form) with the server itself as PID 1.
