@@ -1,0 +1,70 @@
+"""SIGTERM: the server stops accepting, finishes the requests in flight, and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from tests.helpers.onnx_models import slow_model, write_model
+from tests.helpers.server_process import ServerProcess, start_server
+
+
+def _slow_infer(server: ServerProcess, iterations: int) -> Any:
+    client = httpclient.InferenceServerClient(server.http_url, network_timeout=60.0)
+    tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
+    tensor.set_data_from_numpy(np.array([iterations], dtype=np.int64))
+    try:
+        return client.infer("slow", [tensor]).as_numpy("OUTPUT0")
+    finally:
+        client.close()
+
+
+def _iterations_for(server: ServerProcess, seconds: float) -> int:
+    started = time.monotonic()
+    _slow_infer(server, 500)
+    per_iteration = max((time.monotonic() - started) / 500, 1e-5)
+    return int(min(max(seconds / per_iteration, 500), 200_000))
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
+    write_model(tmp_path, "slow", slow_model())
+    with start_server(tmp_path, "--drain-timeout", "30") as server:
+        iterations = _iterations_for(server, 2.0)
+        outcome: dict[str, Any] = {}
+
+        def in_flight() -> None:
+            try:
+                outcome["result"] = _slow_infer(server, iterations)
+            except Exception as error:
+                outcome["error"] = error
+
+        thread = threading.Thread(target=in_flight)
+        thread.start()
+        time.sleep(0.5)  # the request is running in the model now
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):  # no longer accepting
+            httpx.get(f"http://{server.http_url}/v2/health/live", timeout=5)
+        thread.join(60)
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["result"].shape == (128, 128)
+        assert server.process.wait(30) == 0
+        logs = server.logs()
+        assert "shutting down" in logs
+        assert "stopped" in logs
+
+
+def test_sigint_with_nothing_in_flight_exits_0_quickly(tmp_path: Path) -> None:
+    write_model(tmp_path, "slow", slow_model())
+    with start_server(tmp_path) as server:
+        started = time.monotonic()
+        assert server.stop(signal.SIGINT) == 0
+        assert time.monotonic() - started < 10
