@@ -35,6 +35,8 @@ RUN python -m venv /opt/modelport
 
 # ---- base-cuda: NVIDIA's CUDA + cuDNN runtime with Ubuntu's python3 ----------------------------------------------
 FROM ${CUDA_IMAGE} AS base-cuda
+# A build argument, not ENV: apt must not prompt (tzdata) during the build, and the image keeps no trace of it.
+ARG DEBIAN_FRONTEND=noninteractive
 # DL3008 (pin apt package versions): the base image tag pins the Ubuntu release and CUDA; Ubuntu drops
 # superseded package versions from its archive, so exact pins would break the build after the next
 # security update instead of picking it up.
