@@ -1,5 +1,6 @@
 """Repository control over gRPC: a server of this module's own in explicit mode, driven by tritonclient.grpc
 (index, load, load with config + files, unload) and by a raw stub for typed contents and bad parameters.
+The same server runs with a configured message size limit (8 MiB), checked at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.helpers.server_process import ServerProcess, start_server
 from tests.server.test_grpc_infer import TYPED_FIELD
 from tests.server.test_rest_datatypes import sample
 
+MESSAGE_LIMIT = 8 * 2**20
 TYPED_DATATYPES = [d for d in ALL_DATATYPES if d in TYPED_FIELD]  # all but FP16, which travels raw only
 
 
@@ -29,7 +31,10 @@ TYPED_DATATYPES = [d for d in ALL_DATATYPES if d in TYPED_FIELD]  # all but FP16
 def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("explicit")
     write_model(repository, "simple", add_sub_model("FP32", (-1, 3)))
-    with start_server(repository, "--model-control", "explicit") as process:
+    limit = str(MESSAGE_LIMIT)
+    with start_server(
+        repository, "--model-control", "explicit", "--grpc-max-message-bytes", limit
+    ) as process:
         yield process
 
 
@@ -152,3 +157,20 @@ def test_loading_a_model_that_is_not_there(client: grpcclient.InferenceServerCli
     assert error.status() == "StatusCode.INVALID_ARGUMENT"
     assert "no_such_model" in error.message()
     assert client.is_server_ready()
+
+
+def test_the_configured_message_limit_applies(stub: Any) -> None:
+    def request(size: int) -> pb.ModelInferRequest:
+        message = pb.ModelInferRequest(model_name="simple")
+        message.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 3])
+        message.raw_input_contents.append(b"\0" * size)
+        return message
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request(MESSAGE_LIMIT + 1024), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Above grpc's 4 MiB default but under the limit: the message gets through to the tensor checks.
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request(6 * 2**20), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"needs 12 bytes, got {6 * 2**20}" in caught.value.details()
