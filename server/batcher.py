@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from .metrics import VersionMetrics
 from .pool import WorkerPool
 
 __all__ = ["Batcher", "BatcherSettings"]
+
+log = logging.getLogger("modelport.batcher")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +105,20 @@ class Batcher:
 
     def start(self) -> None:
         """Start dispatching (call on the event loop that will submit)."""
-        self._task = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        self._task = asyncio.get_running_loop().create_task(self._dispatch_forever())
+
+    async def _dispatch_forever(self) -> None:
+        # A bug in forming a batch must not leave every later request waiting forever: fail the oldest
+        # request with the error and carry on.
+        while True:
+            try:
+                await self._dispatch_loop()
+            except Exception as error:
+                log.exception("model %s: the batcher failed; failing the oldest request", self.settings.model)
+                if self._queue:
+                    request = self._queue.popleft()
+                    if not request.future.done():
+                        request.future.set_exception(error)
 
     async def submit(
         self, inputs: Tensors, output_names: Sequence[str], deadline: float | None

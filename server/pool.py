@@ -182,6 +182,16 @@ class WorkerPool:
                 if failed.kind == "invalid":
                     raise InvalidInput(f"model '{self.settings.model}': {failed.message}") from None
                 raise ModelportError(f"model '{self.settings.model}': {failed.message}") from None
+            except asyncio.CancelledError:
+                # The worker may still be running this batch: never hand it out again.
+                slot.process.retiring = True
+                self._spawn(self._retire(slot))
+                raise
+            except Exception:
+                self._release(
+                    slot
+                )  # failed on this side (writing inputs, reading outputs): the worker is idle
+                raise
             self._crashes = 0
             self._release(slot)
             return result, timings, waited

@@ -234,3 +234,25 @@ def test_thread_budget_shares_the_cores() -> None:
     assert thread_budget(0, 1) == cores
     assert thread_budget(0, cores * 2) == 1
     assert thread_budget(0, 2) * 2 <= max(cores, 2)
+
+
+def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> None:
+    def broken(outputs: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("no such output")
+
+    async def scenario() -> None:
+        pool = WorkerPool(settings(mlp_path))
+        await pool.start()
+        try:
+            x = np.ones((1, 16), np.float32)
+            with pytest.raises(KeyError):
+                await pool.run({"features": [x]}, ["probabilities"], broken)
+            ok, _, _ = await asyncio.wait_for(
+                pool.run({"features": [x]}, ["probabilities"], copy_outputs), 10
+            )
+            assert ok["probabilities"].shape == (1, 10)
+            assert [w.state for w in pool.status()] == ["READY"]
+        finally:
+            await pool.close(drain_timeout=1)
+
+    run_async(scenario)
