@@ -65,6 +65,7 @@ class PoolSettings:
     restart_backoff_s: float = 0.05
     max_backoff_s: float = 5.0
     crash_limit: int = 5
+    response_timeout_s: float = 120.0  # a batch unanswered this long: the worker is killed, the batch retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class WorkerPool:
             providers=list(self.settings.providers),
         )
         # Registered at once (no await before): a starting worker counts in ``size``.
-        process = WorkerProcess(spec, self._on_exit)
+        process = WorkerProcess(spec, self._on_exit, response_timeout_s=self.settings.response_timeout_s)
         slot = _Slot(next(_ids), process)
         self._state.slots[slot.id] = slot
         try:

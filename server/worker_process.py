@@ -69,7 +69,13 @@ def describe_exit(exitcode: int | None) -> str:
 class WorkerProcess:
     """One worker process and its shared regions, owned by a pool."""
 
-    def __init__(self, spec: WorkerSpec, on_exit: Callable[[WorkerProcess, str], None]) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        on_exit: Callable[[WorkerProcess, str], None],
+        *,
+        response_timeout_s: float = 120.0,
+    ) -> None:
         self.spec = spec
         self.pid = 0
         self.started_at = time.time()
@@ -84,6 +90,8 @@ class WorkerProcess:
         self._outputs: Region | None = None
         self._dead = False
         self._stopping = False
+        self._response_timeout_s = response_timeout_s
+        self._hung = False
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
         self._process = worker_context().Process(
@@ -140,7 +148,12 @@ class WorkerProcess:
             waiting.close()
             raise WorkerDied("its socket closed") from None
         input_ns = time.monotonic_ns() - started
-        reply, fds = await waiting
+        # A worker stuck in a batch (a hang, a deadlock) is killed; the pool retries the batch once.
+        watchdog = self._loop.call_later(self._response_timeout_s, self._kill_hung)
+        try:
+            reply, fds = await waiting
+        finally:
+            watchdog.cancel()
         if reply.get("op") == "failed":
             raise WorkerFailed(str(reply.get("message")), kind=str(reply.get("kind", "internal")))
         started = time.monotonic_ns()
@@ -207,9 +220,15 @@ class WorkerProcess:
         if not self._stopping:
             self._on_exit(self, cause)
 
+    def _kill_hung(self) -> None:
+        self._hung = True
+        self.kill()
+
     def describe(self) -> str:
         """How the process ended, with the last lines it wrote to stderr."""
         text = describe_exit(self._process.exitcode)
+        if self._hung:
+            text = f"gave no answer within {self._response_timeout_s:g} s and was {text}"
         tail = self.stderr_tail()
         return f"worker pid {self.pid} {text}" + (f"; last stderr: {tail}" if tail else "")
 

@@ -256,3 +256,26 @@ def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> No
             await pool.close(drain_timeout=1)
 
     run_async(scenario)
+
+
+def test_a_worker_that_does_not_answer_is_killed_and_the_batch_retried_once(tmp_path: Path) -> None:
+    from tests.server.test_batcher import slow_model
+
+    path = tmp_path / "slow.onnx"
+    onnx.save(slow_model(), str(path))
+
+    async def scenario() -> None:
+        # ~50 ms per batch against a 10 ms response timeout: both attempts time out.
+        pool = WorkerPool(settings(path, model="slow", response_timeout_s=0.01, restart_backoff_s=0.01))
+        await pool.start()
+        try:
+            first = pool.status()[0].pid
+            with pytest.raises(
+                ModelportError, match=r"died twice \(worker pid \d+ gave no answer within 0\.01 s"
+            ):
+                await pool.run({"x": [np.ones((64, 1024), np.float32)]}, ["y"], copy_outputs)
+            assert first not in {w.pid for w in pool.status()}
+        finally:
+            await pool.close(drain_timeout=1)
+
+    run_async(scenario)
