@@ -13,7 +13,7 @@ import yaml
 
 from .errors import InvalidOption, SourceNotFound
 from .exported import ExportedModel
-from .onnx_checks import check_graph, graph_signature, opset_of
+from .onnx_checks import check_graph, graph_signature, opset_of, strip_debug_info
 from .options import (
     FactoryOptions,
     KerasOptions,
@@ -167,6 +167,7 @@ def convert(
     say("Checking the ONNX graph")
     mark = time.perf_counter()
     inferred = check_graph(exported.model, source)
+    strip_debug_info(exported.model)
     inputs, outputs = graph_signature(inferred)
     seconds["check"] = time.perf_counter() - mark
 

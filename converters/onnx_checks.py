@@ -14,7 +14,7 @@ import onnx
 from .errors import UnsupportedOperator, VerificationFailed
 from .tensor_specs import DYNAMIC, TensorSpec
 
-__all__ = ["check_graph", "embedding_vocabulary", "graph_signature", "opset_of"]
+__all__ = ["check_graph", "embedding_vocabulary", "graph_signature", "opset_of", "strip_debug_info"]
 
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -29,6 +29,18 @@ def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
             elif attribute.type == onnx.AttributeProto.GRAPHS:
                 for subgraph in attribute.graphs:
                     yield from _nodes(subgraph)
+
+
+def strip_debug_info(model: onnx.ModelProto) -> None:
+    """Drop every node's doc string and metadata, in place (subgraphs included).
+
+    The dynamo exporter records each node's Python stack trace and module scope there: a third of a small
+    model's bytes, and the paths of the machine that converted it. The operator checks run before this.
+    """
+    model.graph.doc_string = ""
+    for node in _nodes(model.graph):
+        node.doc_string = ""
+        del node.metadata_props[:]
 
 
 def _layer(node: onnx.NodeProto) -> str:

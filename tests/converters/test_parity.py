@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 from modelport.converters import ConversionReport, convert
@@ -32,6 +33,9 @@ def _check_repository(report: ConversionReport, repository: Path, framework: str
     assert checked == {(spec.name, batch) for spec in report.outputs for batch in (1, 7)}
     assert all(row["passed"] for row in document["verification"]["outputs"])
     assert document["seconds"]["total"] > 0
+    # No exporter stack traces (local paths) are shipped in the graph.
+    graph = onnx.load(str(model_dir / "1" / "model.onnx")).graph
+    assert not any(node.metadata_props or node.doc_string for node in graph.node)
     config = yaml.safe_load((model_dir / "config.yaml").read_text())
     assert config["max_batch_size"] == 64
     assert [tensor["name"] for tensor in config["inputs"]] == [spec.name for spec in report.inputs]
