@@ -17,6 +17,7 @@ no metrics: timings travel back with each result and only the server records the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -172,6 +173,8 @@ class _Serving:
 def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
     """Process entry point: load the session, say ready, serve batches until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
+    with contextlib.suppress(OSError):  # name it for top/ps -o comm (15 characters at most)
+        Path("/proc/self/comm").write_text(f"mp-{spec.model}"[:15])
     log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
