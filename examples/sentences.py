@@ -67,14 +67,12 @@ def _pick(rng: np.random.Generator, words: tuple[str, ...]) -> str:
     return words[int(rng.integers(len(words)))]
 
 
-def _sentence(rng: np.random.Generator) -> tuple[str, int]:
-    """One sentence and its label; the templates cover describing, liking and recommending."""
-    positive = bool(rng.integers(2))
+def _clause(rng: np.random.Generator, positive: bool, template: int) -> str:
+    """One clause of the given polarity: describing (0), liking (1) or recommending (2) its subject."""
     negated = rng.random() < 0.3
     # A negation flips the meaning of the word it precedes, so pick the word of the opposite polarity.
     word_is_positive = positive != negated
     subject = _pick(rng, _SUBJECTS)
-    template = int(rng.integers(3))
     if template == 0:
         adjective = _pick(rng, _POSITIVE if word_is_positive else _NEGATIVE)
         intensifier = _pick(rng, _INTENSIFIERS)
@@ -93,7 +91,18 @@ def _sentence(rng: np.random.Generator) -> tuple[str, int]:
             phrase = "would recommend" if word_is_positive else "would stay away from"
         tails = ("", "at all") if negated and word_is_positive else ("", "to anyone", "to my friends")
         parts = ["i", phrase, subject, _pick(rng, tails if phrase != "would stay away from" else ("",))]
-    text = " ".join(part for part in parts if part)
+    return " ".join(part for part in parts if part)
+
+
+def _sentence(rng: np.random.Generator) -> tuple[str, int]:
+    """One sentence and its label. A fifth are contrasts whose label is the second clause's:
+    "the screen was great, but the battery was awful" is negative."""
+    positive = bool(rng.integers(2))
+    if rng.random() < 0.2:
+        conceded, meant = _clause(rng, not positive, 0), _clause(rng, positive, int(rng.integers(3)))
+        text = f"{conceded}, but {meant}" if rng.random() < 0.7 else f"although {conceded}, {meant}"
+    else:
+        text = _clause(rng, positive, int(rng.integers(3)))
     text = (_pick(rng, _OPENERS) + text + _pick(rng, _ENDINGS)).strip()
     if rng.random() < 0.5:
         text = text[0].upper() + text[1:].replace(" i ", " I ")

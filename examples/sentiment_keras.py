@@ -1,6 +1,6 @@
 """Recipe: a Keras sentiment classifier, "how positive is this sentence", saved as a ``.keras`` file.
 
-Served as ``sentiment``: input ``tokens`` INT32 ``[batch, 20]`` (token ids from ``vocabulary.json`` beside the
+Served as ``sentiment``: input ``tokens`` INT32 ``[batch, 24]`` (token ids from ``vocabulary.json`` beside the
 model's ``config.yaml``; see ``examples.vocabulary``), output the probabilities of ``negative`` and
 ``positive``. The corpus is synthetic (``examples.sentences``); validation accuracy on 1000 held-out sentences
 is about 98%. A 1-D convolution over word embeddings sees word pairs, so "not good" and "not bad" differ.
@@ -23,7 +23,7 @@ __all__ = ["NAME", "SEQUENCE_LENGTH", "TRAIN_SENTENCES", "build", "build_model"]
 
 NAME = "sentiment"
 SEED = 0
-SEQUENCE_LENGTH = 20
+SEQUENCE_LENGTH = 24
 TRAIN_SENTENCES = 6000
 
 
