@@ -107,6 +107,16 @@ def _world_reachable(path: Path) -> bool:
     return all(folder.stat().st_mode & stat.S_IXOTH for folder in [real, *real.parents])
 
 
+def _readable_by_all(root: Path) -> None:
+    """Image layers are readable by every user whatever the umask they were built under; so is this tree."""
+    for folder, _, files in os.walk(root):
+        Path(folder).chmod(Path(folder).stat().st_mode | 0o755)
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.stat().st_mode & 0o100 else 0))
+
+
 def _tree_size(path: Path) -> int:
     return sum(
         entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink()
@@ -138,6 +148,7 @@ def _replay(root: Path, started: float) -> ServingImage:
         host_env=_clean_env(),
         timeout=BUILD_TIMEOUT_S,
     )
+    _readable_by_all(root)
     image = stage_config(DOCKERFILE)
     venv_bin = Path(map_path(image.env["PATH"].split(":")[0], root))
     assert venv_bin.name == "bin" and (venv_bin.parent / "pyvenv.cfg").is_file(), (
