@@ -12,6 +12,7 @@ __all__ = ["export_error", "translation_error"]
 _NO_FUNCTION = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
 _NODE = re.compile(r"translating node %(\w+)")
 _LEGACY_OPERATOR = re.compile(r"operator '([^']+)'")
+_NAMESPACED = re.compile(r"\b([A-Za-z_]\w*::\w+)")
 _USER_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)\n\s*(.+)')
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -55,8 +56,23 @@ def _layer_of(program: Any, node_name: str) -> str:
     return "unknown"
 
 
-def translation_error(error: BaseException, program: Any, source: str) -> ConversionError:
-    """The ONNX exporter failed on a traced graph: an unsupported operator if it says so, else the reason."""
+def _scripted_layer_of(module: Any, operator: str) -> str:
+    """``path (Type)`` of the innermost TorchScript submodule whose own graph calls ``operator``."""
+    found = "unknown"
+    for path, submodule in module.named_modules():
+        graph = getattr(submodule, "graph", None)
+        if graph is not None and any(node.kind() == operator for node in graph.nodes()):
+            found = f"{path or 'the top-level module'} ({getattr(submodule, 'original_name', 'module')})"
+    return found
+
+
+def translation_error(
+    error: BaseException, program: Any, source: str, *, scripted: Any = None
+) -> ConversionError:
+    """The ONNX exporter failed on a graph: an unsupported operator if it says so, else the reason.
+
+    ``program`` (an ExportedProgram) or ``scripted`` (a TorchScript module) locate the operator's layer.
+    """
     text = _ANSI.sub("", str(error))
     cause: BaseException | None = error
     while cause is not None:
@@ -64,10 +80,15 @@ def translation_error(error: BaseException, program: Any, source: str) -> Conver
         cause = cause.__cause__ or cause.__context__
     missing = _NO_FUNCTION.search(text)
     legacy = _LEGACY_OPERATOR.search(text) if "is not supported" in text else None
+    if legacy is None and type(error).__name__ == "UnsupportedOperatorError":
+        legacy = _NAMESPACED.search(text)
     if missing or legacy:
         operator = (missing or legacy).group(1)  # type: ignore[union-attr]  # one of the two matched
         node = _NODE.search(text)
-        layer = _layer_of(program, node.group(1)) if node and program is not None else "unknown"
+        if scripted is not None:
+            layer = _scripted_layer_of(scripted, operator)
+        else:
+            layer = _layer_of(program, node.group(1)) if node and program is not None else "unknown"
         return UnsupportedOperator(
             f"{source}: operator '{operator}' in layer {layer} has no ONNX translation; replace it with "
             "supported operations, or export that layer's computation differently",

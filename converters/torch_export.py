@@ -246,4 +246,4 @@ def _export_torchscript(  # noqa: PLR0917  # private helper; every argument is r
             opset_version=options.opset or _TORCHSCRIPT_OPSET,
         )
     except Exception as error:
-        raise translation_error(error, None, source) from error
+        raise translation_error(error, None, source, scripted=module) from error

@@ -227,3 +227,21 @@ def test_legacy_h5_file_and_a_kept_config_that_no_longer_matches(tmp_path: Path)
     assert not second.config_created
     assert any("config.yaml: kept, but its inputs (image)" in note for note in second.notes)
     assert json.loads(second.report_path.read_text())["notes"] == list(second.notes)
+
+
+def test_unsupported_operator_in_torchscript_names_the_layer(tmp_path: Path) -> None:
+    import torch
+    from modelport.converters import UnsupportedOperator
+
+    from tests.converters.custom_op_model import with_custom_operator
+
+    source = tmp_path / "custom.pt"
+    traced = torch.jit.trace(with_custom_operator().eval(), (torch.randn(2, 4),))  # type: ignore[no-untyped-call]  # unannotated
+    torch.jit.save(traced, str(source))
+    options = TorchScriptOptions(inputs=(parse_input_spec("input:float32:-1,4"),))
+    with pytest.raises(UnsupportedOperator) as caught:
+        convert(source, repository=tmp_path / "r", name="c", options=options)
+    assert caught.value.operator == "modelport_test::wiggle"
+    assert caught.value.layer == "activation (Wiggle)"
+    assert str(source) in str(caught.value)
+    assert not (tmp_path / "r").exists()
