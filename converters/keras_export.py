@@ -130,11 +130,10 @@ def export_keras_model(
         output_names = graph_outputs
 
     def run(arrays: Mapping[str, npt.NDArray[np.generic]]) -> Arrays:
-        results = _as_list(call(arrays))
-        return {
-            name: np.asarray(keras.ops.convert_to_numpy(r))
-            for name, r in zip(output_names, results, strict=True)
-        }
+        raw = call(arrays)
+        # A model returning a dict names its outputs itself; a list is in output_names' order.
+        named = raw.items() if isinstance(raw, Mapping) else zip(output_names, _as_list(raw), strict=True)
+        return {str(name): np.asarray(keras.ops.convert_to_numpy(value)) for name, value in named}
 
     return ExportedModel(
         model=model_proto,

@@ -245,3 +245,23 @@ def test_unsupported_operator_in_torchscript_names_the_layer(tmp_path: Path) -> 
     assert caught.value.layer == "activation (Wiggle)"
     assert str(source) in str(caught.value)
     assert not (tmp_path / "r").exists()
+
+
+def test_keras_model_with_two_inputs_and_named_dict_outputs(tmp_path: Path) -> None:
+    import keras
+
+    left, right = keras.Input((4,), name="left"), keras.Input((3,), name="right")
+    hidden = keras.layers.Dense(5, activation="relu")(keras.layers.Concatenate()([left, right]))
+    score = keras.layers.Dense(2, name="score")(hidden)
+    flag = keras.layers.Dense(1, activation="sigmoid", name="flag")(hidden)
+    source = tmp_path / "two.keras"
+    keras.Model({"left": left, "right": right}, {"flag": flag, "score": score}).save(source)
+
+    report = convert(source, repository=tmp_path / "r", name="two")
+
+    assert [s.describe() for s in report.inputs] == ["left: float32[-1, 4]", "right: float32[-1, 3]"]
+    assert sorted(s.describe() for s in report.outputs) == ["flag: float32[-1, 1]", "score: float32[-1, 2]"]
+    assert {(e.output, e.batch_size) for e in report.errors} == {
+        (name, batch) for name in ("flag", "score") for batch in (1, 7)
+    }
+    assert report.max_abs_error <= 1e-5
