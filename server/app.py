@@ -134,8 +134,7 @@ async def serve(settings: ServerSettings) -> int:
 
     # gRPC (grpc.aio) in this loop; started now, it answers ServerReady false until the models are loaded.
     grpc_server = build_grpc_server(dataplane, settings)
-    ports["grpc_port"] = grpc_server.port
-    await grpc_server.start()
+    ports["grpc_port"] = await grpc_server.start()
 
     metrics_listener = _start_metrics(metrics, manager, settings, loop, ports)
 
@@ -169,6 +168,7 @@ async def serve(settings: ServerSettings) -> int:
         else None
     )
     dataplane.set_ready(True)
+    await grpc_server.serving()
     if settings.ready_file is not None:
         _write_ready_file(settings.ready_file, ports)
     logger.info(

@@ -364,13 +364,20 @@ class GrpcServer:
     port: int
     health: _ReadinessHealth
 
-    async def start(self) -> None:
-        """Start serving; health reports SERVING for the service while the data plane is ready."""
+    async def start(self) -> int:
+        """Start answering RPCs (health: NOT_SERVING until :meth:`serving`); returns the bound port."""
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def serving(self) -> None:
+        """Startup is done: health reports SERVING (Check also requires the data plane to be ready)."""
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def drain(self) -> None:
-        """Report NOT_SERVING from now on (load balancers stop sending); RPCs are still answered."""
+        """Report NOT_SERVING from now on, to Check and Watch alike; RPCs are still answered."""
         await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:

@@ -156,6 +156,8 @@ def test_health_follows_readiness_and_drain() -> None:
         assert await status("") == not_serving  # starting: models not loaded yet
         assert await status(SERVICE_NAME) == not_serving
         dataplane.is_ready = True
+        assert await status("") == not_serving  # until the server says startup is done
+        await server.serving()
         assert await status("") == serving
         assert await status(SERVICE_NAME) == serving
         await server.drain()
