@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import logging
+import re
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from .dataplane import DataPlane, ModelMetadata
 from .errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
@@ -66,6 +69,8 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return await endpoint(*args, **kwargs)
         except ModelportError as error:
             return _error(error.message, HTTP_STATUS[error.code])
+        except ClientDisconnect:
+            return _error("the client closed the connection before sending the whole body", 400)
         except Exception:
             request_id = uuid.uuid4().hex[:16]
             logger.exception("internal error (request id %s)", request_id)
@@ -249,9 +254,30 @@ class _Endpoints:
         return _EMPTY_OK
 
 
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+
+
+class _RestApp(FastAPI):
+    """FastAPI with a fast path for ``POST .../infer``: straight to the handler, past the middleware stack and
+    route matching (the handler maps its own errors). The infer routes stay registered for the OpenAPI
+    document and for the 405 on other methods."""
+
+    infer_endpoint: Endpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.infer_endpoint is not None:
+            match = _INFER_PATH.fullmatch(scope["path"])
+            if match is not None:
+                request = Request(scope, receive)
+                response = await self.infer_endpoint(request, match[1], match[2] or "")
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
     """The REST application over ``dataplane``."""
-    app = FastAPI(
+    app = _RestApp(
         title="modelport",
         summary="Open Inference Protocol (KServe v2) over ONNX Runtime, as Triton speaks it",
         version=dataplane.server_metadata().version,
@@ -285,4 +311,5 @@ def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
     ]
     for method, path, endpoint, summary in routes:
         app.add_api_route(path, _guarded(endpoint), methods=[method], summary=summary)
+    app.infer_endpoint = _guarded(e.infer)
     return app
