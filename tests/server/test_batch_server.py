@@ -174,17 +174,31 @@ def test_full_queue_is_grpc_unavailable(server: ServerProcess) -> None:
     assert all("queue is full" in r.message() for r in refused)
 
 
+async def wait_until_running(server: ServerProcess, model: str) -> None:
+    """Until the management API shows a batch of ``model`` running (bounded)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://{server.management_url}", timeout=10) as management:
+        for _ in range(500):
+            entry = (await management.get(f"/models/{model}")).json()[0]
+            if entry["jobQueueStatus"]["batchesInFlight"] >= 1:
+                return
+            await asyncio.sleep(0.002)
+    raise AssertionError(f"no batch of {model} started")
+
+
 def test_request_timeout_drops_a_queued_request(server: ServerProcess) -> None:
     async def scenario() -> tuple[Any, Any]:
         client = httpclient.InferenceServerClient(server.http_url, conn_limit=8)
         try:
-            busy = asyncio.ensure_future(client.infer("slow", [slow_request(httpclient)]))
-            await asyncio.sleep(0.02)
-            # Queued behind a ~50 ms batch with a 1 ms timeout (the protocol's `timeout`, microseconds).
+            # Two ~50 ms batches: one running, one queued (the queue holds 2).
+            busy = [asyncio.ensure_future(client.infer("slow", [slow_request(httpclient)])) for _ in range(2)]
+            await wait_until_running(server, "slow")
+            # Queued behind them with a 1 ms timeout (the protocol's `timeout` parameter, microseconds).
             late = await asyncio.gather(
                 client.infer("slow", [slow_request(httpclient)], timeout=1000), return_exceptions=True
             )
-            return await busy, late[0]
+            return (await asyncio.gather(*busy))[0], late[0]
         finally:
             await client.close()
 

@@ -138,16 +138,17 @@ def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
         batcher, pool = await open_batcher(path, max_queue_size=3, max_batch_size=64)
         try:
             running = [asyncio.ensure_future(batcher.submit({"x": x}, ["y"], None))]
-            await asyncio.sleep(0.01)  # that batch runs; three more wait: the queue is at its bound
+            while batcher.in_flight == 0:  # that batch runs (~50 ms); three more wait: the queue's bound
+                await asyncio.sleep(0.001)
             running += [asyncio.ensure_future(batcher.submit({"x": x}, ["y"], None)) for _ in range(3)]
             await asyncio.sleep(0)
             assert batcher.queue_depth == 3
-            started = time.monotonic()
             with pytest.raises(
                 QueueFull, match=r"the queue is full \(3 requests waiting, max_queue_size 3\)"
             ):
                 await batcher.submit({"x": x}, ["y"], None)
-            assert time.monotonic() - started < 0.05
+            # Refused at once: the first batch is still running and nothing left the queue meanwhile.
+            assert batcher.in_flight == 1 and batcher.queue_depth == 3
             await asyncio.gather(*running)
         finally:
             await close(batcher, pool)
@@ -164,7 +165,8 @@ def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path) -
         batcher, pool = await open_batcher(path, max_batch_size=64)
         try:
             busy = asyncio.ensure_future(batcher.submit({"x": x}, ["y"], None))
-            await asyncio.sleep(0.01)
+            while batcher.in_flight == 0:
+                await asyncio.sleep(0.001)
             started = time.monotonic()
             with pytest.raises(DeadlineExceeded, match=r"timeout expired .* before it ran"):
                 await batcher.submit({"x": x}, ["y"], time.monotonic() + 0.005)
