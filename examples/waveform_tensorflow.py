@@ -22,7 +22,7 @@ import tensorflow as tf
 from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
 
-__all__ = ["NAME", "WaveformServing", "build"]
+__all__ = ["NAME", "WaveformServing", "build", "build_model"]
 
 NAME = "waveform"
 SEED = 0
@@ -43,7 +43,8 @@ class WaveformServing(tf.Module):  # type: ignore[misc]  # tensorflow ships no t
         return {"probabilities": self.model(signal, training=False)}
 
 
-def _model() -> keras.Model:
+def build_model() -> keras.Model:
+    """LSTM(32) over the time steps -> dense(4) -> softmax."""
     signal = keras.Input(shape=(datasets.WAVEFORM_LENGTH, 1), name="signal")
     x = keras.layers.LSTM(32)(signal)
     probabilities = keras.layers.Dense(len(datasets.WAVEFORM_LABELS), activation="softmax")(x)
@@ -57,7 +58,7 @@ def build(workdir: Path, repository: Path) -> Built:
     validation_x, validation_y = datasets.waveforms(
         datasets.WAVEFORM_VALIDATION_SIZE, seed=datasets.WAVEFORM_VALIDATION_SEED
     )
-    model = _model()
+    model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy")
     model.fit(train_x, train_y, epochs=16, batch_size=64, verbose=0)
     predicted = np.asarray(model.predict(validation_x, verbose=0)).argmax(axis=1)
