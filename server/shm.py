@@ -13,6 +13,7 @@ BYTES tensors use the protocol's 4-byte length-prefixed encoding inside the regi
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -122,7 +123,7 @@ def write_tensors(
             encoded[name] = data
             nbytes = len(data)
         else:
-            nbytes = int(np.prod(shape, dtype=np.int64)) * datatype.itemsize
+            nbytes = math.prod(shape) * datatype.itemsize
         plan.append((name, datatype.name, shape, nbytes))
         total = _aligned(total) + nbytes
     region = get_region(total)
@@ -155,7 +156,7 @@ def read_tensors(region: Region, layouts: Sequence[TensorLayout]) -> Tensors:
         raw = region.buffer[layout.offset : layout.offset + layout.nbytes]
         datatype = by_name(layout.datatype)
         if datatype.name == "BYTES":
-            count = int(np.prod(layout.shape, dtype=np.int64))
+            count = math.prod(layout.shape)
             result[layout.name] = decode_bytes_tensor(raw, count, tensor=layout.name).reshape(layout.shape)
         else:
             result[layout.name] = np.frombuffer(raw, dtype=datatype.numpy).reshape(layout.shape)
