@@ -44,6 +44,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "workers": {"min": 1, "max": 1, "threads": 1},
         },
     )
+    write_model(root, "bare", mlp_model(seed=4))  # no config.yaml: batch support read from the graph
     return root
 
 
@@ -92,10 +93,10 @@ def test_hundreds_of_concurrent_http_requests_match_onnx_runtime(
     assert stats["execution_count"] < stats["inference_count"]  # rows really shared batches
 
 
-def server_stats(server: ServerProcess) -> dict[str, int]:
+def server_stats(server: ServerProcess, model: str = "mlp") -> dict[str, int]:
     import httpx
 
-    body = httpx.get(f"http://{server.http_url}/v2/models/mlp/stats", timeout=10).json()
+    body = httpx.get(f"http://{server.http_url}/v2/models/{model}/stats", timeout=10).json()
     entry = body["model_stats"][0]
     return {
         "inference_count": int(entry["inference_count"]),
@@ -207,3 +208,29 @@ def test_request_timeout_drops_a_queued_request(server: ServerProcess) -> None:
     assert isinstance(late, InferenceServerException)
     assert late.status() == "504"
     assert "timeout expired" in late.message()
+
+
+def test_a_model_without_config_gets_dynamic_batching_as_in_triton(server: ServerProcess) -> None:
+    import httpx
+
+    entry = httpx.get(f"http://{server.management_url}/models/bare", timeout=10).json()[0]
+    assert entry["config"]["dynamic_batching"]["enabled"] is True
+    x = np.ones((2, 16), np.float32)
+
+    async def scenario() -> None:
+        client = httpclient.InferenceServerClient(server.http_url, conn_limit=32)
+        try:
+
+            async def one() -> None:
+                tensor = httpclient.InferInput("features", [2, 16], "FP32")
+                tensor.set_data_from_numpy(x)
+                await client.infer("bare", [tensor])
+
+            await asyncio.gather(*(one() for _ in range(200)))
+        finally:
+            await client.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+    stats = server_stats(server, "bare")
+    assert stats["inference_count"] == 400
+    assert stats["execution_count"] < 200
