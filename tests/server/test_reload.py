@@ -15,7 +15,13 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import add_sub_model, identity_model, write_corrupt_model, write_model
+from tests.helpers.onnx_models import (
+    add_sub_model,
+    identity_model,
+    write_config,
+    write_corrupt_model,
+    write_model,
+)
 from tests.helpers.server_process import start_server
 
 _DEADLINE_S = 30.0
@@ -80,6 +86,12 @@ def test_poll_mode_follows_the_repository_without_failed_requests(tmp_path: Path
 
             write_model(tmp_path, "fresh", add_sub_model("FP32", (-1, 3)))
             wait_for(lambda: client.is_model_ready("fresh"), "a new model to be loaded")
+            write_config(tmp_path, "fresh", {"max_batch_size": 2})
+            wait_for(lambda: client.get_model_config("fresh")["max_batch_size"] == 2, "a config change")
+            write_config(tmp_path, "fresh", "max_batch_size: 4\nbogus: 1\n")
+            wait_for(lambda: "bogus: unknown key" in _index(client)[("fresh", "1")]["reason"], "a bad config")
+            assert _index(client)[("fresh", "1")]["state"] == "READY"  # the previous config keeps serving
+            assert client.get_model_config("fresh")["max_batch_size"] == 2
 
             write_corrupt_model(tmp_path, "live", version=3)
             wait_for(lambda: ("live", "3") in _index(client), "the corrupt version 3 to be tried")
