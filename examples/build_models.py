@@ -36,16 +36,25 @@ RECIPES: dict[str, str] = {
 }
 
 
-def build_all(repository: Path, names: list[str]) -> list[tuple[Built, float]]:
-    """Build the named models in order; returns each result with the seconds it took."""
+def build_all(repository: Path, names: list[str]) -> tuple[list[tuple[Built, float]], list[str]]:
+    """Build the named models in order. Returns each result with the seconds it took, and the names whose
+    conversion failed (reported, the others still built; the failed ones keep their previous version)."""
+    from modelport.converters import ConversionError
+
     results: list[tuple[Built, float]] = []
+    failed: list[str] = []
     for position, name in enumerate(names, start=1):
         print(f"[{position}/{len(names)}] {name} ({RECIPES[name]})", flush=True)
         started = time.monotonic()
         recipe = importlib.import_module(RECIPES[name])
-        built: Built = recipe.build(workdir_for(name), repository)
+        try:
+            built: Built = recipe.build(workdir_for(name), repository)
+        except ConversionError as error:
+            print(f"error: {name}: {error}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
         results.append((built, time.monotonic() - started))
-    return results
+    return results, failed
 
 
 def _summary(results: list[tuple[Built, float]]) -> str:
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     names = [name for name in RECIPES if not arguments.only or name in arguments.only]
     started = time.monotonic()
-    results = build_all(arguments.repository, names)
+    results, failed = build_all(arguments.repository, names)
     print(_summary(results))
     others = sorted(
         path.name for path in arguments.repository.iterdir() if path.is_dir() and path.name not in RECIPES
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     if others:
         print(f"note: {arguments.repository} also holds {', '.join(others)}, which no recipe builds")
     print(f"built {len(results)} model(s) into {arguments.repository} in {time.monotonic() - started:.0f} s")
+    if failed:
+        print(f"error: {len(failed)} conversion(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

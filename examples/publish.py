@@ -5,7 +5,8 @@ framework's own artefact and the verification samples stay there, so the model c
 with ``modelport convert``. The artefact is converted with ``modelport.converters.convert`` into a staging
 repository; the labels file and any extra files (the sentiment model's ``vocabulary.json``) are added there
 and ``config.yaml`` points at the labels; only then is ``REPOSITORY/NAME`` replaced as a whole, so a failed
-recipe leaves the previous model in place and a rebuild leaves no stale files behind.
+recipe leaves the previous model in place and a rebuild leaves no stale files behind. A conversion that fails
+raises ``modelport.converters.ConversionError``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> 
     """Convert ``spec.source`` into ``repository/NAME/1`` with its labels; print one progress line."""
     from modelport.converters import VerifyOptions, convert
 
-    with tempfile.TemporaryDirectory(prefix=f"modelport-{spec.name}-") as staging_name:
+    repository.mkdir(parents=True, exist_ok=True)
+    # Staged in a hidden folder inside the repository (servers skip hidden folders), so that swapping it in is
+    # a rename on one file system and a polling server never sees half a model.
+    with tempfile.TemporaryDirectory(prefix=f".{spec.name}-staging-", dir=repository) as staging_name:
         staging = Path(staging_name)
         samples_file: Path | None = None
         if spec.samples:
@@ -118,9 +122,8 @@ def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> 
             shutil.copy2(extra, staged / extra.name)
         target = repository / spec.name
         if target.exists():
-            shutil.rmtree(target)
-        repository.mkdir(parents=True, exist_ok=True)
-        shutil.move(staged, target)
+            target.rename(staging / "previous")  # removed with the staging folder
+        staged.rename(target)
     print(f"  {spec.name}: {metric} {value:.4f} -> {target}", flush=True)
     return Built(spec.name, target, metric, value)
 
