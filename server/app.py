@@ -97,6 +97,14 @@ def _write_ready_file(path: Path, ports: dict[str, Any]) -> None:
     partial.replace(path)  # atomic: a reader never sees half a file
 
 
+async def _until_started(server: uvicorn.Server, task: asyncio.Task[Any]) -> None:
+    """Wait until a uvicorn server listens; raise its error if it failed to start."""
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if task.done():
+        task.result()
+
+
 async def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status."""
     started = time.monotonic()
@@ -154,14 +162,8 @@ async def serve(settings: ServerSettings) -> int:
     listeners.append(management_task)
 
     await manager.start()
-    while not http.started and not http_task.done():
-        await asyncio.sleep(0.005)
-    if http_task.done():
-        http_task.result()  # the listener failed to start: raise its error
-    while not management.started and not management_task.done():
-        await asyncio.sleep(0.005)
-    if management_task.done():
-        management_task.result()
+    await _until_started(http, http_task)
+    await _until_started(management, management_task)
     poller = (
         asyncio.create_task(manager.poll_forever(settings.poll_interval))
         if settings.model_control == "poll"
@@ -181,6 +183,7 @@ async def serve(settings: ServerSettings) -> int:
 
     await asyncio.wait([asyncio.create_task(stop.wait()), *listeners], return_when=asyncio.FIRST_COMPLETED)
     logger.info("shutting down: finishing in-flight requests (at most %.1f s)", settings.drain_timeout)
+    drain_deadline = time.monotonic() + settings.drain_timeout
     dataplane.set_ready(False)
     await grpc_server.drain()
     if poller is not None:
@@ -188,7 +191,8 @@ async def serve(settings: ServerSettings) -> int:
     http.should_exit = True
     management.should_exit = True
     await asyncio.gather(grpc_server.stop(settings.drain_timeout), *listeners, return_exceptions=True)
-    await manager.close(drain_timeout=settings.drain_timeout)
+    # What the listeners left of the drain timeout: the whole shutdown stays within it.
+    await manager.close(drain_timeout=max(0.0, drain_deadline - time.monotonic()))
     metrics_listener.stop()
     logger.info("stopped")
     return 0
