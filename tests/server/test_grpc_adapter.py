@@ -1,4 +1,4 @@
-"""The gRPC adapter's error table and health reporting, in process.
+"""The gRPC adapter in process: its error table, health reporting and stream concurrency.
 
 What is under test is the adapter (grpc_api.py), so the data plane behind it is a small stand-in whose calls
 raise the error each case needs; the server, the channel and the clients are real grpc.aio ones.
@@ -28,6 +28,7 @@ from modelport.server.errors import (
 from modelport.server.generated import grpc_service_pb2 as pb
 from modelport.server.generated import grpc_service_pb2_grpc as pb_grpc
 from modelport.server.grpc_api import SERVICE_NAME, build_grpc_server
+from modelport.server.inference import InferRequest, InferResponse
 from modelport.server.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def test_unexpected_errors_are_internal_with_a_request_id_and_a_logged_traceback
         assert len(responses) == 1 and responses[0].error_message.startswith("internal error (request id ")
         assert (await stub.ServerLive(pb.ServerLiveRequest())).live
 
-    with caplog.at_level(logging.ERROR, logger="modelport.server.grpc_api"):
+    with caplog.at_level(logging.ERROR, logger="modelport.server.grpc_status"):
         serve(StandInDataPlane(RuntimeError("secret detail")), scenario)
 
 
@@ -165,3 +166,41 @@ def test_health_follows_readiness_and_drain() -> None:
         assert await status("") == not_serving
 
     serve(dataplane, scenario)
+
+
+class GatedDataPlane(StandInDataPlane):
+    """Inference returns only once ``gate`` requests are in flight together, the latest first."""
+
+    def __init__(self, gate: int) -> None:
+        super().__init__()
+        self.gate = gate
+        self.arrived = 0
+        self.all_in = asyncio.Event()
+
+    async def infer(self, request: Any) -> Any:
+        assert isinstance(request, InferRequest)
+        self.arrived += 1
+        if self.arrived == self.gate:
+            self.all_in.set()
+        await asyncio.wait_for(self.all_in.wait(), 10)
+        await asyncio.sleep(0.01 * (self.gate - int(request.id)))  # later requests finish sooner
+        return InferResponse(request.model_name, "1", dict(request.inputs), id=request.id)
+
+
+def test_stream_runs_requests_concurrently_and_answers_in_request_order() -> None:
+    gate = 5
+
+    async def scenario(_: Any, channel: grpc.aio.Channel) -> None:
+        stub: Any = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # untyped stubs
+        requests = []
+        for index in range(gate):
+            request = _infer_request()
+            request.id = str(index)
+            requests.append(request)
+        answers = [a async for a in stub.ModelStreamInfer(iter(requests))]
+        assert [a.error_message for a in answers] == [
+            ""
+        ] * gate  # no request timed out waiting for the others
+        assert [a.infer_response.id for a in answers] == [str(i) for i in range(gate)]
+
+    serve(GatedDataPlane(gate), scenario)
