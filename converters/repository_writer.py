@@ -82,6 +82,16 @@ def config_document(
     }
 
 
+def _move(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; fails if ``target`` appeared meanwhile (another conversion)."""
+    try:
+        os.rename(staging, target)
+    except OSError as error:
+        raise RepositoryConflict(
+            f"{target}: appeared while converting ({error.strerror}); run the conversion again"
+        ) from error
+
+
 def publish(
     placement: Placement, *, model_bytes: bytes, report: dict[str, Any], config: dict[str, Any]
 ) -> bool:
@@ -103,9 +113,9 @@ def publish(
         config_text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
         if new_model:
             (staging / "config.yaml").write_text(config_text, encoding="utf-8")
-            os.rename(staging, placement.model_dir)
+            _move(staging, placement.model_dir)
             return True
-        os.rename(staging, placement.version_dir)  # fails if the version appeared meanwhile (not empty)
+        _move(staging, placement.version_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

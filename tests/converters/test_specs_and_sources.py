@@ -125,3 +125,21 @@ def test_importing_the_converters_imports_no_framework() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_version_that_appears_during_the_conversion_is_not_overwritten(tmp_path: Path) -> None:
+    from modelport.converters import RepositoryConflict
+    from modelport.converters.repository_writer import publish
+
+    placement = plan_placement(tmp_path, "m", None)
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"someone else's")
+    with pytest.raises(RepositoryConflict, match="appeared while converting"):
+        publish(placement, model_bytes=b"ours", report={}, config={"max_batch_size": 0})
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
+    assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == b"someone else's"
+
+    fresh = plan_placement(tmp_path, "n", None)
+    assert publish(fresh, model_bytes=b"ours", report={"k": 1}, config={"max_batch_size": 0})
+    assert sorted(p.name for p in (tmp_path / "n").iterdir()) == ["1", "config.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "n"]
