@@ -8,6 +8,7 @@ not JSON) and checks the size limit before reading it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -69,6 +70,9 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return await endpoint(*args, **kwargs)
         except ModelportError as error:
             return _error(error.message, HTTP_STATUS[error.code])
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when the drain timeout ends: say so to the client.
+            return _error("the server shut down before this request finished (drain timeout)", 503)
         except ClientDisconnect:
             return _error("the client closed the connection before sending the whole body", 400)
         except Exception:

@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import slow_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
@@ -68,3 +69,27 @@ def test_sigint_with_nothing_in_flight_exits_0_quickly(tmp_path: Path) -> None:
         started = time.monotonic()
         assert server.stop(signal.SIGINT) == 0
         assert time.monotonic() - started < 10
+
+
+def test_drain_timeout_bounds_the_shutdown(tmp_path: Path) -> None:
+    write_model(tmp_path, "slow", slow_model())
+    with start_server(tmp_path, "--drain-timeout", "1") as server:
+        iterations = _iterations_for(server, 30.0)
+        outcome: dict[str, Any] = {}
+
+        def in_flight() -> None:
+            try:
+                outcome["result"] = _slow_infer(server, iterations)
+            except InferenceServerException as error:
+                outcome["error"] = error
+
+        thread = threading.Thread(target=in_flight, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        assert time.monotonic() - started < 8  # the 30 s request was not waited for
+        thread.join(10)
+        assert outcome["error"].status() == "503"
+        assert "drain timeout" in str(outcome["error"])
