@@ -182,3 +182,9 @@ def test_reflection_describes_the_services(channel: grpc.Channel) -> None:
     config = pool.FindMessageTypeByName("inference.ModelConfig")  # from the imported model_config.proto
     assert config.fields_by_name["max_batch_size"].number == 4
     assert pool.FindServiceByName("grpc.health.v1.Health").methods_by_name["Check"] is not None
+
+
+def test_an_rpc_the_service_does_not_have_is_unimplemented(channel: grpc.Channel) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(f"/{SERVICE}/NoSuchRpc")(b"", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -133,6 +133,14 @@ def test_requested_outputs_only_and_in_the_requested_order(client: grpcclient.In
     assert [o.name for o in only.get_response().outputs] == ["OUTPUT0"]
 
 
+def test_gzip_compressed_messages(client: grpcclient.InferenceServerClient) -> None:
+    data = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    tensor = grpcclient.InferInput("INPUT0", [2, 4], "FP32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("case_fp32", [tensor], compression_algorithm="gzip")
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+
+
 def test_typed_contents_are_accepted(stub: Any) -> None:
     values = [1.5, -2.0, 0.25, 8.0]
     request = infer_request("case_fp32", (WireTensor("INPUT0", "FP32", (1, 4), values=values),))
