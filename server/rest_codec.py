@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from .datatypes import by_numpy
-from .errors import InvalidInput, PayloadTooLarge
+from .errors import InvalidInput, PayloadTooLarge, Unsupported
 from .inference import InferRequest, InferResponse, Parameter, Tensors
 from .wire_tensors import tensor_from_buffer, tensor_from_values, tensor_to_bytes
 
@@ -92,7 +92,12 @@ def decode_infer_request(
     if header_length is None:
         header_view, blobs = view, view[:0]
     else:
-        if header_length <= 0 or header_length > len(body):
+        if header_length == 0:
+            raise Unsupported(
+                "Inference-Header-Content-Length: 0 (a raw binary request without a JSON header) is not "
+                "supported; send a JSON header with parameters.binary_data_size for each input"
+            )
+        if header_length > len(body):
             raise InvalidInput(
                 f"Inference-Header-Content-Length {header_length} must be between 1 and the body size "
                 f"({len(body)} bytes): the length of the JSON header in front of the binary tensors"
