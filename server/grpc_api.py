@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from .generated import POOL
@@ -32,7 +32,7 @@ __all__ = ["SERVICE_NAME", "GrpcServer", "build_grpc_server"]
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-class _ReadinessHealth(HealthServicer):  # type: ignore[misc]  # grpc_health ships no type information
+class _ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]  # grpc_health ships no types
     """grpc.health.v1: the library's servicer, with SERVING reported only while the data plane is ready."""
 
     def __init__(self, dataplane: DataPlane) -> None:
