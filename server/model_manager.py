@@ -3,7 +3,9 @@
 Changing a model never drops a request: the new versions are loaded first, then swapped in with one
 assignment on the event loop, and the replaced ones are closed only after their in-flight requests finished
 (bounded by the drain timeout). A version that fails to load leaves whatever served before still serving.
-Every executor comes from the single ``make_executor`` factory that ``app.py`` passes in.
+Every executor comes from the single ``make_executor`` factory that ``app.py`` passes in. ``VersionSpec``,
+``LoadedVersion``, ``ModelIndexEntry`` and ``ExecutorFactory`` live in ``loaded_version`` and are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelNotFound, ModelNotReady
-from .executor import Executor
+from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry, VersionSpec
 from .metrics import ServerMetrics
-from .model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
+from .model_config import ModelConfig, ModelConfigError, resolve_config
 from .repository import ModelSource, Repository, Stamp
-from .session import ModelLoadError, OpenSession, open_session
+from .session import ModelLoadError, open_session
 from .settings import ServerSettings
-from .statistics import VersionStatistics
 
 __all__ = [
     "ExecutorFactory",
@@ -35,71 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("modelport.server.models")
-
-
-@dataclass(frozen=True, slots=True)
-class VersionSpec:
-    """Everything an executor needs to run one model version.
-
-    ``session`` is the version opened in this process with the configured providers and options (it gave the
-    signature and the active provider); an executor may run it or open its own copies elsewhere.
-    """
-
-    name: str
-    version: int
-    path: Path
-    config: ResolvedConfig
-    session: OpenSession
-
-
-ExecutorFactory = Callable[[VersionSpec], Executor]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelIndexEntry:
-    """One row of the repository index (Triton's states: READY, UNAVAILABLE, LOADING, UNLOADING)."""
-
-    name: str
-    version: str
-    state: str
-    reason: str
-
-
-class LoadedVersion:
-    """A version that serves; the data plane brackets each request with :meth:`enter`/:meth:`exit`."""
-
-    def __init__(self, spec: VersionSpec, executor: Executor, stamp: tuple[Stamp, Stamp]) -> None:
-        self.spec = spec
-        self.executor = executor
-        self.stamp = stamp  # (model file, config file) when loaded
-        self.statistics = VersionStatistics(spec.name, str(spec.version))
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        self._in_flight += 1
-        self._idle.clear()
-
-    def exit(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self._idle.set()
-
-    async def retire(self, drain_timeout: float) -> None:
-        """Wait for in-flight requests (at most ``drain_timeout`` s), then close the executor."""
-        deadline = time.monotonic() + drain_timeout
-        try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        except TimeoutError:
-            logger.warning(
-                "model %s version %s: %d request(s) still running after the %.1f s drain timeout",
-                self.spec.name,
-                self.spec.version,
-                self._in_flight,
-                drain_timeout,
-            )
-        await self.executor.close(drain_timeout=max(0.0, deadline - time.monotonic()))
 
 
 @dataclass(slots=True)
