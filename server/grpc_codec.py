@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .datatypes import by_name, by_numpy
-from .errors import InvalidInput
+from .errors import InvalidInput, Unsupported
 from .generated import grpc_service_pb2 as pb
 from .inference import InferRequest, InferResponse, Parameter, Tensors
 from .wire_tensors import check_shape, tensor_from_buffer, tensor_from_values, tensor_to_bytes
@@ -45,6 +45,7 @@ CONTENTS_FIELDS: Mapping[str, str] = {
 }
 
 _INT64_MAX = 2**63 - 1
+_SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: data lives in a registered region
 
 
 def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> InferRequest:
@@ -65,6 +66,8 @@ def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> In
         inputs[tensor.name] = _decode_input(tensor, raw[index] if raw else None, max_bytes)
     requested = [output.name for output in message.outputs]
     for output in message.outputs:
+        if _SHARED_MEMORY in output.parameters:
+            raise Unsupported(f"output '{output.name}': shared memory is not supported by modelport")
         if "classification" in output.parameters:
             raise InvalidInput(f"output '{output.name}': the classification extension is not supported")
     return InferRequest(
@@ -87,6 +90,10 @@ def _decode_input(
     tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, max_bytes: int
 ) -> npt.NDArray[Any]:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    if _SHARED_MEMORY in tensor.parameters:
+        raise Unsupported(
+            f"input '{name}': shared memory is not supported by modelport; send raw_input_contents"
+        )
     if raw is not None:
         if tensor.HasField("contents"):
             raise InvalidInput(

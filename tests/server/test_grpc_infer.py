@@ -229,6 +229,14 @@ def test_protobuf_specific_refusals(stub: Any, change: Any, message: str) -> Non
     assert message in error.details()
 
 
+def test_shared_memory_tensors_are_unimplemented(stub: Any) -> None:
+    request = infer_request("case_fp32", (WireTensor("INPUT0", "FP32", (1, 4), values=[1.0] * 4),))
+    request.inputs[0].parameters["shared_memory_region"].string_param = "region0"
+    error = rpc_error(stub.ModelInfer, request)
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "input 'INPUT0': shared memory is not supported" in error.details()
+
+
 def test_fp16_has_no_typed_contents(stub: Any) -> None:
     request = pb.ModelInferRequest(model_name="case_fp32")
     request.inputs.add(name="INPUT0", datatype="FP16", shape=[1, 4]).contents.fp32_contents.extend([1.0] * 4)
