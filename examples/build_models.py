@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# TensorFlow's C++ start-up notices (oneDNN, CPU features) would bury the progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from examples.publish import DEFAULT_REPOSITORY, Built, workdir_for  # noqa: E402  (needs the path set above)
 
