@@ -7,6 +7,7 @@ Heavy imports (the HTTP stack, ONNX Runtime) happen only once the options are va
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,12 @@ def _env(name: str) -> str:
     return f"MODELPORT_{name.upper()}"
 
 
+# Every option shows its environment variable in --help.
+_option = functools.partial(click.option, show_envvar=True)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
+@_option(
     "--config",
     type=click.Path(dir_okay=False),
     is_eager=True,
@@ -60,106 +65,106 @@ def _env(name: str) -> str:
     envvar=_env("config"),
     help="YAML file of these settings (keys = option names).",
 )
-@click.option(
+@_option(
     "--repository",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("models"),
     envvar=_env("repository"),
     help="Model repository: REPO/MODEL/VERSION/model.onnx.",
 )
-@click.option("--host", default="0.0.0.0", envvar=_env("host"), help="Address for REST and gRPC.")
-@click.option("--http-port", type=int, default=8000, envvar=_env("http_port"), help="REST port (0 = any).")
-@click.option("--grpc-port", type=int, default=8001, envvar=_env("grpc_port"), help="gRPC port (0 = any).")
-@click.option(
+@_option("--host", default="0.0.0.0", envvar=_env("host"), help="Address for REST and gRPC.")
+@_option("--http-port", type=int, default=8000, envvar=_env("http_port"), help="REST port (0 = any).")
+@_option("--grpc-port", type=int, default=8001, envvar=_env("grpc_port"), help="gRPC port (0 = any).")
+@_option(
     "--metrics-port",
     type=int,
     default=8002,
     envvar=_env("metrics_port"),
     help="Prometheus metrics port (0 = any).",
 )
-@click.option(
+@_option(
     "--management-host",
     default="127.0.0.1",
     envvar=_env("management_host"),
     help="Address of the management API (another needs --management-token).",
 )
-@click.option(
+@_option(
     "--management-port",
     type=int,
     default=8081,
     envvar=_env("management_port"),
     help="Management API port (0 = any).",
 )
-@click.option(
+@_option(
     "--management-token",
     default=None,
     envvar=_env("management_token"),
     help="Bearer token the management API requires.",
 )
-@click.option(
+@_option(
     "--model-control",
     type=click.Choice(["none", "poll", "explicit"]),
     default="none",
     envvar=_env("model_control"),
     help="none: load all at start; poll: follow the repository; explicit: load/unload endpoints.",
 )
-@click.option(
+@_option(
     "--load-model",
     "load_models",
     multiple=True,
     envvar=_env("load_models"),
     help="Explicit mode: a model to load at start (repeatable; '*' = all).",
 )
-@click.option(
+@_option(
     "--poll-interval",
     type=click.FloatRange(min=0, min_open=True),
     default=15.0,
     envvar=_env("poll_interval"),
     help="Seconds between repository scans in poll mode.",
 )
-@click.option(
+@_option(
     "--drain-timeout",
     type=click.FloatRange(min=0),
     default=30.0,
     envvar=_env("drain_timeout"),
     help="Seconds to finish in-flight requests on SIGTERM.",
 )
-@click.option(
+@_option(
     "--default-max-batch-size",
     type=click.IntRange(min=1),
     default=64,
     envvar=_env("default_max_batch_size"),
     help="max_batch_size of a graph with a leading dynamic dimension and no config.",
 )
-@click.option(
+@_option(
     "--grpc-max-message-bytes",
     type=int,
     default=2**31 - 1,
     envvar=_env("grpc_max_message_bytes"),
     help="Largest gRPC message received or sent.",
 )
-@click.option(
+@_option(
     "--http-max-body-bytes",
     type=int,
     default=64 * 2**20,
     envvar=_env("http_max_body_bytes"),
     help="Largest REST request body (413 above).",
 )
-@click.option(
+@_option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     envvar=_env("ready_file"),
     help="Write the bound ports here as JSON once ready.",
 )
-@click.option(
+@_option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
     envvar=_env("log_format"),
     help="Log lines for people (text) or machines (json).",
 )
-@click.option(
+@_option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
