@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# TensorFlow's C++ start-up notices (oneDNN, CPU features) would bury the progress lines.
+# Most of TensorFlow's C++ notices would bury the progress lines (absl's first lines still pass).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from examples.publish import DEFAULT_REPOSITORY, Built, workdir_for  # noqa: E402  (needs the path set above)
