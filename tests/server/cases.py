@@ -25,7 +25,8 @@ __all__ = ["CASE_MODELS", "CORRUPT_MODEL", "REFUSALS", "RefusalCase", "WireTenso
 # name -> (model, config.yaml or None). Tests address models only through these names.
 CASE_MODELS: dict[str, tuple[onnx.ModelProto, dict[str, Any] | None]] = {
     "case_fp32": (identity_model("FP32", (-1, 4)), {"max_batch_size": 8}),
-    "case_text": (identity_model("BYTES", (-1,)), None),
+    # Also the execution-provider fallback case: neither TensorRT nor CUDA exists on a CPU-only build.
+    "case_text": (identity_model("BYTES", (-1,)), {"execution_providers": ["tensorrt", "cuda", "cpu"]}),
 }
 CORRUPT_MODEL = "case_corrupt"  # the conftest writes a model.onnx that is not ONNX under this name
 

@@ -149,3 +149,17 @@ def test_load_refused_outside_explicit_mode(http_client: httpclient.InferenceSer
 def test_openapi_document(server: ServerProcess) -> None:
     document = httpx.get(f"http://{server.http_url}/openapi.json").json()
     assert "/v2/models/{model_name}/infer" in document["paths"]
+
+
+def test_unavailable_execution_providers_fall_back_with_one_warning(
+    server: ServerProcess, http_client: httpclient.InferenceServerClient
+) -> None:
+    config = http_client.get_model_config("case_text")
+    assert config["parameters"]["execution_provider"] == {"string_value": "cpu"}
+    assert config["parameters"]["execution_providers"] == {"string_value": "tensorrt,cuda,cpu"}
+    warnings = [
+        line for line in server.logs().splitlines() if "case_text" in line and "not available" in line
+    ]
+    assert len(warnings) == 1, warnings
+    assert "tensorrt, cuda" in warnings[0]
+    assert "using cpu" in warnings[0]
