@@ -130,6 +130,12 @@ def test_statistics_count_successes_and_failures(http_client: httpclient.Inferen
     assert after["inference_count"] == before["inference_count"] + 6  # rows
     assert after["inference_stats"]["compute_infer"]["ns"] > 0
     assert after["last_inference"] > 0
+    wrong = httpclient.InferInput("INPUT0", [1, 4], "FP32")  # "simple" takes [-1, 3]
+    wrong.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+    with pytest.raises(InferenceServerException, match="expected \\[-1, 3\\]"):
+        http_client.infer("simple", [wrong, inputs[1]])
+    failed = http_client.get_inference_statistics("simple")["model_stats"][0]["inference_stats"]["fail"]
+    assert failed["count"] == before["inference_stats"]["fail"]["count"] + 1
     everything = http_client.get_inference_statistics()["model_stats"]
     assert {"simple", "case_fp32", VERSIONED} <= {entry["name"] for entry in everything}
 
