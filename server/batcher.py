@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -227,7 +228,7 @@ class Batcher:
                 self._delays.add(started, started - request.enqueued)
             parts = {name: [r.inputs[name] for r in live] for name in live[0].inputs}
             rows = sum(r.rows for r in live)
-            offsets = np.cumsum([0, *(r.rows for r in live)]).tolist()
+            offsets = list(itertools.accumulate((r.rows for r in live), initial=0))
 
             def split(outputs: Tensors) -> list[Tensors]:
                 if not self._merge:

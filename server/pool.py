@@ -132,6 +132,22 @@ class WorkerPool:
             detail = error.message if isinstance(error, WorkerFailed) else str(error)
             where = f"model '{self.settings.model}' version {self.settings.version}"
             raise ModelportError(f"{where}: worker failed to load: {detail}")
+        self._spawn(self._watchdog())
+
+    async def _watchdog(self) -> None:
+        # One timer per pool rather than one per batch: a batch unanswered past response_timeout_s kills its
+        # worker (reported dead as usual, the batch retried once).
+        interval = min(1.0, self.settings.response_timeout_s / 4)
+        while not self._closing:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for slot in list(self._state.slots.values()):
+                if slot.process.kill_if_hung(now):
+                    log.error(
+                        "model %s: worker pid %d stuck in a batch; killed",
+                        self.settings.model,
+                        slot.process.pid,
+                    )
 
     async def _start_worker(self) -> None:
         spec = WorkerSpec(

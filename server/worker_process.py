@@ -92,6 +92,7 @@ class WorkerProcess:
         self._stopping = False
         self._response_timeout_s = response_timeout_s
         self._hung = False
+        self.waiting_since: float | None = None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
         self._process = worker_context().Process(
@@ -148,12 +149,11 @@ class WorkerProcess:
             waiting.close()
             raise WorkerDied("its socket closed") from None
         input_ns = time.monotonic_ns() - started
-        # A worker stuck in a batch (a hang, a deadlock) is killed; the pool retries the batch once.
-        watchdog = self._loop.call_later(self._response_timeout_s, self._kill_hung)
+        self.waiting_since = time.monotonic()  # the pool's watchdog kills a worker stuck past its timeout
         try:
             reply, fds = await waiting
         finally:
-            watchdog.cancel()
+            self.waiting_since = None
         if reply.get("op") == "failed":
             raise WorkerFailed(str(reply.get("message")), kind=str(reply.get("kind", "internal")))
         started = time.monotonic_ns()
@@ -220,9 +220,14 @@ class WorkerProcess:
         if not self._stopping:
             self._on_exit(self, cause)
 
-    def _kill_hung(self) -> None:
+    def kill_if_hung(self, now: float) -> bool:
+        """Kill the worker if its batch has gone unanswered past the response timeout (then it is reported
+        dead as usual, and the batch retried once); whether it was."""
+        if self.waiting_since is None or now - self.waiting_since < self._response_timeout_s:
+            return False
         self._hung = True
         self.kill()
+        return True
 
     def describe(self) -> str:
         """How the process ended, with the last lines it wrote to stderr."""
