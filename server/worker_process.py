@@ -8,6 +8,7 @@ worker module once, so a new worker costs a fork plus its session load.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -86,6 +87,8 @@ class WorkerProcess:
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[tuple[dict[str, Any], list[int]]] | None = None
+        self._inbox: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
+        self._cause = ""
         self._inputs: Region | None = None
         self._outputs: Region | None = None
         self._dead = False
@@ -175,8 +178,12 @@ class WorkerProcess:
         return result, timings
 
     async def _next_message(self) -> tuple[dict[str, Any], list[int]]:
+        # A message may arrive before this coroutine first runs (event loops differ in whether I/O callbacks
+        # or ready tasks go first): it waits in the inbox.
+        if self._inbox:
+            return self._inbox.popleft()
         if self._dead:
-            raise WorkerDied(self.describe())
+            raise WorkerDied(self._cause)
         self._waiter = self._loop.create_future()
         try:
             return await self._waiter
@@ -198,8 +205,7 @@ class WorkerProcess:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result((message, fds))
         else:
-            for fd in fds:
-                os.close(fd)
+            self._inbox.append((message, fds))
 
     def _exited(self) -> None:
         self._mark_dead()
@@ -211,7 +217,7 @@ class WorkerProcess:
         self._loop.remove_reader(self._sock.fileno())
         self._loop.remove_reader(self._process.sentinel)
         self._process.join(timeout=1.0)  # the process has closed its socket or ended: this is quick
-        cause = self.describe()
+        cause = self._cause = self.describe()
         with contextlib.suppress(OSError):
             os.unlink(self.spec.log_path)
         if self._waiter is not None and not self._waiter.done():
