@@ -199,14 +199,17 @@ async def serve(settings: ServerSettings) -> int:
 
 
 def run(settings: ServerSettings) -> int:
-    """Run :func:`serve` on asyncio's own event loop.
+    """Run :func:`serve` on uvloop when it is installed (plain asyncio otherwise).
 
-    Not uvloop for now: uvloop runs I/O callbacks before the tasks scheduled in the same iteration, and
-    ``WorkerProcess.wait_ready`` (through ``asyncio.wait_for``'s task on Python 3.11) sets its waiter only
-    when its task first runs, so a worker's "ready" message could be read and dropped first: a model that
-    never becomes ready. asyncio's ordering runs the task first.
+    (uvloop runs I/O callbacks before the tasks scheduled in the same iteration; a worker's messages that
+    arrive before their reader first runs wait in ``WorkerProcess``'s inbox, so either order is safe.)
     """
     # Workers start from a forkserver: launch it before any gRPC thread exists; it imports ONNX Runtime
     # while this process binds its listeners.
     prestart()
-    return asyncio.run(serve(settings))
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(settings))
