@@ -1,7 +1,7 @@
 """The one interface the data plane calls to run a model version.
 
-An executor owns how a batch gets computed: in this process (a thread running an ONNX Runtime session), or
-through the dynamic batcher and a pool of worker processes. The data plane validates inputs against the
+An executor owns how a batch gets computed; the server's one implementation is
+:class:`~.pooled_executor.PooledExecutor` (the dynamic batcher and a pool of worker processes). The data plane validates inputs against the
 signature before calling it and never knows which executor it holds.
 """
 
