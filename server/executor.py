@@ -1,8 +1,8 @@
 """The one interface the data plane calls to run a model version.
 
 An executor owns how a batch gets computed; the server's one implementation is
-:class:`~.pooled_executor.PooledExecutor` (the dynamic batcher and a pool of worker processes). The data plane validates inputs against the
-signature before calling it and never knows which executor it holds.
+:class:`~.pooled_executor.PooledExecutor` (the dynamic batcher and a pool of worker processes). The data
+plane validates inputs against the signature before calling it and never knows which executor it holds.
 """
 
 from __future__ import annotations
