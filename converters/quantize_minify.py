@@ -13,29 +13,16 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
+from .onnx_checks import strip_debug_info
+
 if TYPE_CHECKING:
     import onnx
 
 __all__ = ["minify"]
 
 
-def _strip_metadata(graph: onnx.GraphProto) -> bool:
-    """Drop doc strings and per-node metadata, in subgraphs too; return whether the graph has subgraphs."""
-    import onnx
-
-    graph.doc_string = ""
-    nested = False
-    for node in graph.node:
-        node.doc_string = ""
-        del node.metadata_props[:]
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                nested = True
-                _strip_metadata(attribute.g)
-            for subgraph in attribute.graphs:
-                nested = True
-                _strip_metadata(subgraph)
-    return nested
+def _has_subgraphs(graph: onnx.GraphProto) -> bool:
+    return any(attribute.g.node or attribute.graphs for node in graph.node for attribute in node.attribute)
 
 
 def _shorten_names(graph: onnx.GraphProto) -> None:
@@ -64,6 +51,7 @@ def _shorten_names(graph: onnx.GraphProto) -> None:
 def minify(model: onnx.ModelProto) -> int:
     """Strip ``model``'s debug information in place; return the bytes saved."""
     before = model.ByteSize()
-    if not _strip_metadata(model.graph):
+    strip_debug_info(model)
+    if not _has_subgraphs(model.graph):
         _shorten_names(model.graph)
     return before - model.ByteSize()
