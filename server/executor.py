@@ -45,3 +45,11 @@ class Executor(Protocol):
 
     async def close(self, *, drain_timeout: float) -> None:
         """Finish in-flight work (at most ``drain_timeout`` seconds), then release everything."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why this started executor can no longer serve (e.g. its workers keep dying), or None.
+
+        The model manager reports such a version UNAVAILABLE with this as the reason and refuses requests
+        to it with :class:`~modelport.server.errors.ModelNotReady`.
+        """

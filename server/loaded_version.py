@@ -65,6 +65,11 @@ class LoadedVersion:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def failure(self) -> str | None:
+        """Why the version no longer serves although it loaded (its executor failed), or None."""
+        return self.executor.failure
+
     def enter(self) -> None:
         self._in_flight += 1
         self._idle.clear()

@@ -137,17 +137,26 @@ class ModelManager:
     # ----- lookups for the data plane --------------------------------------------------------------------
 
     def get(self, name: str, version: str = "") -> LoadedVersion:
-        """The serving version (``""`` = the highest).
+        """The serving version (``""`` = the highest one whose executor has not failed).
 
-        Raises :class:`ModelNotFound` (unknown model or version) or :class:`ModelNotReady`.
+        Raises :class:`ModelNotFound` (unknown model or version) or :class:`ModelNotReady` (not loaded, or
+        its executor failed: the message is the cause).
         """
+        loaded = self._lookup(name, version)
+        if loaded.failure is not None:
+            raise ModelNotReady(loaded.failure)
+        return loaded
+
+    def _lookup(self, name: str, version: str) -> LoadedVersion:
+        """Like :meth:`get`, but a loaded version whose executor failed is returned too."""
         model = self._models.get(name)
         if model is None:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         if not version:
             if not model.versions:
                 raise ModelNotReady(f"model '{name}' has no ready version: {self._reasons(model)}")
-            return model.versions[max(model.versions)]
+            healthy = [v for v, loaded in model.versions.items() if loaded.failure is None]
+            return model.versions[max(healthy or model.versions)]
         if not version.isdigit():
             raise ModelNotFound(f"model '{name}': version '{version}' is not a version number")
         loaded = model.versions.get(int(version))
@@ -158,9 +167,9 @@ class ModelManager:
         raise ModelNotFound(f"Request for unknown model: '{name}' version {version} is not found")
 
     def ready_versions(self, name: str) -> list[int]:
-        """Versions of ``name`` serving now, ascending (empty for an unknown model)."""
+        """Versions of ``name`` serving now (loaded, executor not failed), ascending."""
         model = self._models.get(name)
-        return sorted(model.versions) if model else []
+        return sorted(v for v, loaded in model.versions.items() if loaded.failure is None) if model else []
 
     def serving(self) -> list[LoadedVersion]:
         """Every serving version, by model name then version."""
@@ -181,7 +190,10 @@ class ModelManager:
                 states[version] = ("UNAVAILABLE", reason)
             for version in model.loading:
                 states[version] = ("LOADING", "")
-            for version in model.versions:
+            for version, loaded in model.versions.items():
+                if loaded.failure is not None:
+                    states[version] = ("UNAVAILABLE", loaded.failure)
+                    continue
                 failed = model.failed.get(version)
                 note = f"still serving the previous load: {failed[1]}" if failed else model.reason
                 states[version] = ("READY", note)
@@ -325,7 +337,7 @@ class ModelManager:
         if not name:
             return [v.statistics.to_json() for v in self.serving()]
         if version:
-            return [self.get(name, version).statistics.to_json()]
+            return [self._lookup(name, version).statistics.to_json()]
         if name not in self._models:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         return [v.statistics.to_json() for v in self._versions_of(name)]

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient_sync
 import tritonclient.http.aio as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -128,3 +130,37 @@ def test_crash_looping_model_is_unavailable_with_its_cause_while_another_serves(
     assert "victim" in refused.message() and "SIGKILL" in refused.message()
     assert len(served) == 50 and all(r.shape == (4, 10) for r in served)
     assert describe(server, "healthy")["status"] == "READY"
+    assert_unavailable_on_both_protocols(server, "victim")
+
+
+def assert_unavailable_on_both_protocols(server: ServerProcess, model: str) -> None:
+    """The repository index and the model-ready endpoints of REST and gRPC agree: UNAVAILABLE, the cause."""
+    rest = httpclient_sync.InferenceServerClient(server.http_url)
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        assert not rest.is_model_ready(model)
+        assert not rest.is_model_ready(model, "1")
+        assert rest.is_model_ready("healthy")
+        rows = [r for r in rest.get_model_repository_index() if r["name"] == model]
+        assert [(r["version"], r["state"]) for r in rows] == [("1", "UNAVAILABLE")], rows
+        assert "SIGKILL" in rows[0]["reason"]
+        assert not grpc.is_model_ready(model)
+        assert grpc.is_model_ready("healthy")
+        entries = [m for m in grpc.get_model_repository_index().models if m.name == model]
+        assert [(m.version, m.state) for m in entries] == [("1", "UNAVAILABLE")]
+        assert "SIGKILL" in entries[0].reason
+        ready_only = httpx.post(f"http://{server.http_url}/v2/repository/index", json={"ready": True}).json()
+        assert model not in {r["name"] for r in ready_only}
+        with pytest.raises(InferenceServerException) as caught:
+            grpc.infer(model, [_grpc_features()])
+        assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        assert "SIGKILL" in caught.value.message()
+    finally:
+        rest.close()
+        grpc.close()
+
+
+def _grpc_features() -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("features", [4, 16], "FP32")
+    tensor.set_data_from_numpy(np.ones((4, 16), np.float32))
+    return tensor
