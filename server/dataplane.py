@@ -144,6 +144,7 @@ class DataPlane:
             statistics = loaded.statistics
             rows = self._check_inputs(loaded, request.inputs)
             output_names = self._output_names(loaded, request.requested_outputs)
+            self._check_output_parameters(request)
             deadline = self._deadline(request)
             loaded.enter()
             try:
@@ -272,6 +273,13 @@ class DataPlane:
                 expected = ", ".join(t.name for t in outputs)
                 raise InvalidInput(f"model '{loaded.spec.name}' has no output '{name}' (outputs: {expected})")
         return requested
+
+    @staticmethod
+    def _check_output_parameters(request: InferRequest) -> None:
+        """Refuse per-output parameters of extensions this server lacks (both protocols, one place)."""
+        for name, parameters in request.output_parameters.items():
+            if "classification" in parameters:
+                raise InvalidInput(f"output '{name}': the classification extension is not supported")
 
     @staticmethod
     def _deadline(request: InferRequest) -> float | None:

@@ -68,8 +68,6 @@ def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> In
     for output in message.outputs:
         if _SHARED_MEMORY in output.parameters:
             raise Unsupported(f"output '{output.name}': shared memory is not supported by modelport")
-        if "classification" in output.parameters:
-            raise InvalidInput(f"output '{output.name}': the classification extension is not supported")
     return InferRequest(
         model_name=message.model_name,
         model_version=message.model_version,

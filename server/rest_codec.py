@@ -149,7 +149,7 @@ def decode_infer_request(
         )
     parameters = _parameters(header.get("parameters"), "request parameters")
     output_format = OutputFormat(binary_default=parameters.pop("binary_data_output", False) is True)
-    requested = _requested_outputs(header.get("outputs"), output_format)
+    requested, output_parameters = _requested_outputs(header.get("outputs"), output_format)
     request_id = header.get("id", "")
     if not isinstance(request_id, str):
         raise InvalidInput("request 'id' must be a string")
@@ -160,14 +160,20 @@ def decode_infer_request(
         id=request_id,
         requested_outputs=requested,
         parameters=parameters,
+        output_parameters=output_parameters,
         protocol="http",
     )
     return request, output_format
 
 
-def _requested_outputs(value: Any, output_format: OutputFormat) -> list[str] | None:
+def _requested_outputs(
+    value: Any, output_format: OutputFormat
+) -> tuple[list[str] | None, dict[str, dict[str, Parameter]]]:
+    """The names asked for and each output's parameters (the data plane judges them); ``binary_data``
+    goes to ``output_format`` instead."""
+    output_parameters: dict[str, dict[str, Parameter]] = {}
     if value is None:
-        return None
+        return None, output_parameters
     if not isinstance(value, list):
         raise InvalidInput("request 'outputs' must be a list of {'name': ...} objects")
     names: list[str] = []
@@ -177,12 +183,12 @@ def _requested_outputs(value: Any, output_format: OutputFormat) -> list[str] | N
         if not isinstance(name, str):
             raise InvalidInput(f"outputs[{index}]: 'name' must be a string")
         params = _parameters(output.get("parameters"), f"output '{name}' parameters")
-        if params.get("classification"):
-            raise InvalidInput(f"output '{name}': the classification extension is not supported")
         if "binary_data" in params:
-            output_format.binary[name] = params["binary_data"] is True
+            output_format.binary[name] = params.pop("binary_data") is True
+        if params:
+            output_parameters[name] = params
         names.append(name)
-    return names
+    return names, output_parameters
 
 
 def encode_infer_response(response: InferResponse, output_format: OutputFormat) -> tuple[bytes, int | None]:

@@ -114,6 +114,16 @@ RAW_BODIES: list[tuple[str, bytes, dict[str, str], int, str]] = [
         400,
         "is not a byte count",
     ),
+    (
+        "classification",
+        _infer_body(
+            [{**_FP32_JSON, "data": [1, 2, 3, 4]}],
+            outputs=[{"name": "OUTPUT0", "parameters": {"classification": 2}}],
+        ),
+        {},
+        400,
+        "output 'OUTPUT0': the classification extension is not supported",
+    ),
     ("bad-gzip", b"this is not gzip", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
     ("bad-deflate", b"this is not deflate", {"Content-Encoding": "deflate"}, 400, "not valid deflate"),
     ("unknown-encoding", b"{}", {"Content-Encoding": "br"}, 400, "Content-Encoding 'br' is not supported"),
