@@ -17,7 +17,7 @@ from pathlib import Path
 from .executor import Executor
 from .model_config import ResolvedConfig
 from .repository import Stamp
-from .session import OpenSession
+from .session import Signature
 from .statistics import VersionStatistics
 
 __all__ = ["ExecutorFactory", "LoadedVersion", "ModelIndexEntry", "VersionSpec"]
@@ -29,15 +29,16 @@ logger = logging.getLogger("modelport.server.models")
 class VersionSpec:
     """Everything an executor needs to run one model version.
 
-    ``session`` is the version opened in this process with the configured providers and options (it gave the
-    signature and the active provider); an executor may run it or open its own copies elsewhere.
+    ``signature`` is the graph's inputs, outputs and active provider, read from a session that was opened
+    with the configured providers and options and released again: executors open their own sessions (the
+    server process holds no weights).
     """
 
     name: str
     version: int
     path: Path
     config: ResolvedConfig
-    session: OpenSession
+    signature: Signature
 
 
 ExecutorFactory = Callable[[VersionSpec], Executor]

@@ -24,7 +24,7 @@ from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry, Ver
 from .metrics import ServerMetrics
 from .model_config import ModelConfig, ModelConfigError, resolve_config
 from .repository import ModelSource, Repository, Stamp
-from .session import ModelLoadError, open_session
+from .session import ModelLoadError, read_signature
 from .settings import ServerSettings
 
 __all__ = [
@@ -299,8 +299,8 @@ class ModelManager:
         where = source.versions[version].path
         started = time.monotonic()
         try:
-            opened = await asyncio.to_thread(
-                open_session,
+            signature = await asyncio.to_thread(
+                read_signature,
                 where,
                 model=source.name,
                 config=source.config.session,
@@ -309,12 +309,12 @@ class ModelManager:
             resolved = resolve_config(
                 source.name,
                 source.config,
-                opened.inputs,
-                opened.outputs,
+                signature.inputs,
+                signature.outputs,
                 source=str(source.config_file),
                 default_max_batch_size=self._settings.default_max_batch_size,
             )
-            spec = VersionSpec(source.name, version, where, resolved, opened)
+            spec = VersionSpec(source.name, version, where, resolved, signature)
             executor = self._make_executor(spec)
             await executor.start()
         except (ModelLoadError, ModelConfigError) as error:
@@ -327,7 +327,7 @@ class ModelManager:
             "model %s version %d ready (%s, %.0f ms)",
             source.name,
             version,
-            opened.provider,
+            signature.provider,
             (time.monotonic() - started) * 1000,
         )
         return LoadedVersion(spec, executor, (source.versions[version].stamp, source.config_stamp))

@@ -26,8 +26,10 @@ __all__ = [
     "PROVIDERS",
     "ModelLoadError",
     "OpenSession",
+    "Signature",
     "from_ort_outputs",
     "open_session",
+    "read_signature",
     "to_ort_inputs",
     "translate_ort_error",
 ]
@@ -57,6 +59,15 @@ class OpenSession:
     """A loaded session, its graph signature as the graph states it, and the active provider."""
 
     session: onnxruntime.InferenceSession
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    provider: str  # short name: "cpu", "cuda", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A model version's graph signature and the provider it gets, without holding a session."""
+
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     provider: str  # short name: "cpu", "cuda", ...
@@ -146,6 +157,13 @@ def open_session(path: Path, *, model: str, config: SessionConfig, providers: tu
         outputs=_specs(session.get_outputs(), str(path)),
         provider=_SHORT_NAMES.get(active, active),
     )
+
+
+def read_signature(path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...]) -> Signature:
+    """Open ``path`` as :func:`open_session` does (same errors, same provider fallback), keep its signature
+    and the active provider, and release the session: its weights are freed at once (blocking)."""
+    opened = open_session(path, model=model, config=config, providers=providers)
+    return Signature(opened.inputs, opened.outputs, opened.provider)
 
 
 def to_ort_inputs(inputs: Tensors) -> Tensors:

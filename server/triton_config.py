@@ -46,7 +46,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
     resolved = spec.config
     config = resolved.config
     batching = resolved.max_batch_size > 0
-    provider = spec.session.provider
+    provider = spec.signature.provider
     inputs = [
         {**_tensor(t, batching), "allow_ragged_batch": False, "optional": False} for t in resolved.inputs
     ]

@@ -21,6 +21,7 @@ __all__ = [
     "add_sub_model",
     "identity_all_model",
     "identity_model",
+    "matmul_model",
     "mlp_model",
     "mlp_reference",
     "slow_model",
@@ -136,6 +137,22 @@ def mlp_model(features: int = 16, hidden: int = 32, classes: int = 10, seed: int
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
         initializer=[numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    return _model(graph)
+
+
+def matmul_model(features: int = 16, outputs: int = 16) -> onnx.ModelProto:
+    """``INPUT0`` FP32 [-1, features] @ a FP32 ``features x outputs`` weight -> ``OUTPUT0`` [-1, outputs].
+
+    Its size is the weight's (4 bytes per element): for tests about where a model's weights live.
+    """
+    weight = np.random.default_rng(2).standard_normal((features, outputs)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["INPUT0", "weight"], ["OUTPUT0"])],
+        "matmul",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", outputs])],
+        initializer=[numpy_helper.from_array(weight, "weight")],
     )
     return _model(graph)
 
