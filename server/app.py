@@ -4,7 +4,8 @@ Everything is wired here and nowhere else. All listeners run in one asyncio even
 driven programmatically, and the gRPC server (``grpc.aio``) joins the same loop. Ports given as 0 bind
 ephemeral ports; the ports actually bound are logged and written to the ready file once every listener is up
 and the startup models are loaded. SIGTERM/SIGINT: readiness goes false, listeners stop accepting, in-flight
-requests finish within the drain timeout, executors close, exit status 0.
+requests finish within the drain timeout, executors close, exit status 0. A signal while the startup models
+load abandons the load at once (a file read still in progress is left to its daemon thread).
 """
 
 from __future__ import annotations
@@ -105,6 +106,21 @@ async def _until_started(server: uvicorn.Server, task: asyncio.Task[Any]) -> Non
         task.result()
 
 
+async def _load_unless_stopped(manager: ModelManager, stopping: asyncio.Task[Any]) -> bool:
+    """Load the startup models; a stop signal meanwhile abandons the load (whatever already started is
+    stopped) so SIGTERM is honoured at once. Whether loading finished."""
+    loading = asyncio.create_task(manager.start())
+    await asyncio.wait([loading, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if loading.done():
+        loading.result()
+        return True
+    logger.info("stop requested while models load: abandoning the load")
+    loading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loading
+    return False
+
+
 async def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status."""
     started = time.monotonic()
@@ -161,27 +177,25 @@ async def serve(settings: ServerSettings) -> int:
     management_task = asyncio.create_task(management.serve(sockets=[management_socket]))
     listeners.append(management_task)
 
-    await manager.start()
-    await _until_started(http, http_task)
-    await _until_started(management, management_task)
-    poller = (
-        asyncio.create_task(manager.poll_forever(settings.poll_interval))
-        if settings.model_control == "poll"
-        else None
-    )
-    dataplane.set_ready(True)
-    await grpc_server.serving()
-    if settings.ready_file is not None:
-        _write_ready_file(settings.ready_file, ports)
-    logger.info(
-        "modelport ready in %.2f s: %s (repository %s, model control %s)",
-        time.monotonic() - started,
-        ", ".join(f"{k} {v}" for k, v in ports.items() if k != "pid"),
-        settings.repository,
-        settings.model_control,
-    )
-
-    await asyncio.wait([asyncio.create_task(stop.wait()), *listeners], return_when=asyncio.FIRST_COMPLETED)
+    stopping = asyncio.create_task(stop.wait())
+    poller: asyncio.Task[None] | None = None
+    if await _load_unless_stopped(manager, stopping):
+        await _until_started(http, http_task)
+        await _until_started(management, management_task)
+        if settings.model_control == "poll":
+            poller = asyncio.create_task(manager.poll_forever(settings.poll_interval))
+        dataplane.set_ready(True)
+        await grpc_server.serving()
+        if settings.ready_file is not None:
+            _write_ready_file(settings.ready_file, ports)
+        logger.info(
+            "modelport ready in %.2f s: %s (repository %s, model control %s)",
+            time.monotonic() - started,
+            ", ".join(f"{k} {v}" for k, v in ports.items() if k != "pid"),
+            settings.repository,
+            settings.model_control,
+        )
+        await asyncio.wait([stopping, *listeners], return_when=asyncio.FIRST_COMPLETED)
     logger.info("shutting down: finishing in-flight requests (at most %.1f s)", settings.drain_timeout)
     drain_deadline = time.monotonic() + settings.drain_timeout
     dataplane.set_ready(False)

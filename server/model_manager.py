@@ -11,13 +11,15 @@ here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ModelNotFound, ModelNotReady
 from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry, VersionSpec
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("modelport.server.models")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -299,7 +303,7 @@ class ModelManager:
         where = source.versions[version].path
         started = time.monotonic()
         try:
-            signature = await asyncio.to_thread(
+            signature = await _in_daemon_thread(
                 read_signature,
                 where,
                 model=source.name,
@@ -316,7 +320,11 @@ class ModelManager:
             )
             spec = VersionSpec(source.name, version, where, resolved, signature)
             executor = self._make_executor(spec)
-            await executor.start()
+            try:
+                await executor.start()
+            except asyncio.CancelledError:  # startup interrupted by SIGTERM: stop what already started
+                await executor.close(drain_timeout=0)
+                raise
         except (ModelLoadError, ModelConfigError) as error:
             logger.error("model %s version %d failed to load: %s", source.name, version, error)  # noqa: TRY400
             return str(error)
@@ -345,3 +353,34 @@ class ModelManager:
     def _versions_of(self, name: str) -> Iterable[LoadedVersion]:
         model = self._models[name]
         return [model.versions[v] for v in sorted(model.versions)]
+
+
+async def _in_daemon_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` in a daemon thread of its own, awaited; cancelling the wait abandons it.
+
+    Unlike ``asyncio.to_thread``, a read that never ends (a model file on a hung network mount) neither
+    blocks the shutdown of the default executor nor the interpreter's exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)  # type: ignore[arg-type]  # outcome is a T whenever error is None
+
+    def target() -> None:
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as error:  # handed to the awaiting task
+            outcome: tuple[T | None, BaseException | None] = (None, error)
+        else:
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name=f"modelport-{function.__name__}", daemon=True).start()
+    return await future

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerExited", "ServerProcess", "start_server"]
+__all__ = ["ServerExited", "ServerProcess", "server_command", "start_server"]
 
 _START_TIMEOUT_S = 60.0
 
@@ -77,7 +77,8 @@ class ServerProcess:
         return self.process.returncode
 
 
-def _server_command(repository: Path, ready_file: Path, args: tuple[str, ...]) -> list[str]:
+def server_command(repository: Path, ready_file: Path, args: tuple[str, ...] = ()) -> list[str]:
+    """The command line :func:`start_server` runs (every port 0, host 127.0.0.1, then ``args``)."""
     return [
         sys.executable,
         "-m",
@@ -115,7 +116,7 @@ def start_server(
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                _server_command(repository, ready_file, args),
+                server_command(repository, ready_file, args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=full_env,

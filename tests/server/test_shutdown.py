@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import slow_model, write_model
-from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.server_process import ServerProcess, server_command, start_server
 
 
 def _slow_infer(server: ServerProcess, iterations: int) -> Any:
@@ -93,3 +96,39 @@ def test_drain_timeout_bounds_the_shutdown(tmp_path: Path) -> None:
         thread.join(10)
         assert outcome["error"].status() == "503"
         assert "drain timeout" in str(outcome["error"])
+
+
+def test_sigterm_while_models_load_stops_promptly_with_status_0(tmp_path: Path) -> None:
+    """A version whose file never finishes reading (a FIFO nobody writes) keeps startup loading forever."""
+    write_model(tmp_path / "repo", "fast", slow_model())
+    fifo = tmp_path / "repo" / "stuck" / "1" / "model.onnx"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    command = server_command(tmp_path / "repo", tmp_path / "ready.json")
+    with (tmp_path / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    writer = -1
+    try:
+        deadline = time.monotonic() + 60
+        while writer < 0 and time.monotonic() < deadline:  # until the server has the FIFO open to read
+            with contextlib.suppress(OSError):
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            time.sleep(0.02)
+        assert writer >= 0, (tmp_path / "server.log").read_text()
+        time.sleep(0.3)  # the other model's workers are starting too
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            status = process.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM during startup was ignored for 10 s")
+        assert status == 0, (tmp_path / "server.log").read_text()
+        assert time.monotonic() - started < 5
+        assert not (tmp_path / "ready.json").exists()
+        assert "shutting down" in (tmp_path / "server.log").read_text()
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
