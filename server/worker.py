@@ -175,7 +175,7 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
     with contextlib.suppress(OSError):  # name it for top/ps -o comm (15 characters at most)
         Path("/proc/self/comm").write_text(f"mp-{spec.model}"[:15])
-    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND)  # created by the server, unlinked later
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)

@@ -96,6 +96,9 @@ class WorkerProcess:
         self._response_timeout_s = response_timeout_s
         self._hung = False
         self.waiting_since: float | None = None
+        # The log file's name is removed once the worker has it open (its first message) or has ended;
+        # this descriptor still reads its last lines for a crash report. Nothing is left in the temp dir.
+        self._log_fd = os.open(spec.log_path, os.O_RDONLY | os.O_CREAT, 0o600)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
         self._process = worker_context().Process(
@@ -103,6 +106,11 @@ class WorkerProcess:
         )
         try:
             self._process.start()
+        except BaseException:
+            os.close(self._log_fd)
+            self._unlink_log()
+            parent.close()
+            raise
         finally:
             child.close()
         self.pid = self._process.pid or 0
@@ -117,6 +125,7 @@ class WorkerProcess:
         except TimeoutError:
             self.kill()
             raise WorkerDied(f"did not load its model within {timeout:g} s") from None
+        self._unlink_log()  # the worker opened it before its first message
         if message.get("op") != "ready":
             raise WorkerFailed(str(message.get("message", message)))
         self.started_at = time.time()
@@ -218,8 +227,8 @@ class WorkerProcess:
         self._loop.remove_reader(self._process.sentinel)
         self._process.join(timeout=1.0)  # the process has closed its socket or ended: this is quick
         cause = self._cause = self.describe()
-        with contextlib.suppress(OSError):
-            os.unlink(self.spec.log_path)
+        self._unlink_log()
+        os.close(self._log_fd)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(WorkerDied(cause))
         self._release_resources()
@@ -243,13 +252,15 @@ class WorkerProcess:
         tail = self.stderr_tail()
         return f"worker pid {self.pid} {text}" + (f"; last stderr: {tail}" if tail else "")
 
+    def _unlink_log(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.spec.log_path)
+
     def stderr_tail(self, lines: int = 5) -> str:
-        """The last ``lines`` lines of the worker's stdout/stderr log."""
+        """The last ``lines`` lines of the worker's stdout/stderr log (read through the kept descriptor)."""
         try:
-            with open(self.spec.log_path, "rb") as log:
-                log.seek(0, os.SEEK_END)
-                log.seek(max(0, log.tell() - 4096))
-                text = log.read().decode("utf-8", "replace")
+            size = os.fstat(self._log_fd).st_size
+            text = os.pread(self._log_fd, 4096, max(0, size - 4096)).decode("utf-8", "replace")
         except OSError:
             return ""
         return " | ".join(line for line in text.splitlines()[-lines:] if line.strip())

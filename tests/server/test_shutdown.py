@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -132,3 +134,22 @@ def test_sigterm_while_models_load_stops_promptly_with_status_0(tmp_path: Path) 
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_worker_log_files_do_not_outlive_startup(tmp_path: Path) -> None:
+    """Workers log to a file whose name is removed once they are up (the server keeps it open to quote a
+    crashed worker's last lines), so not even a server killed with SIGKILL leaves files behind."""
+    model = f"logs_{os.getpid()}"
+    write_model(tmp_path, model, slow_model(), config={"workers": {"min": 2, "max": 2}})
+    pattern = str(Path(tempfile.gettempdir()) / f"modelport-worker-{model}-*")
+    with start_server(tmp_path) as server:
+        assert glob.glob(pattern) == []
+        workers = httpx.get(f"http://{server.management_url}/models/{model}", timeout=10).json()[0]["workers"]
+        os.kill(workers[0]["pid"], signal.SIGKILL)  # a crash: its last lines still reach the server log
+        deadline = time.monotonic() + 10
+        while f"worker pid {workers[0]['pid']} killed by signal 9" not in server.logs():
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.05)
+        assert "last stderr: modelport worker" in server.logs()
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert glob.glob(pattern) == []
