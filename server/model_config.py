@@ -123,6 +123,10 @@ class WorkersConfig(_Strict):
     min: int = pydantic.Field(default=1, ge=1)
     max: int = pydantic.Field(default=1, ge=1)
     threads: int = pydantic.Field(default=1, ge=0)
+    # Autoscaling: add a worker when the queue delay over the window exceeds this (None: max(5 ms,
+    # 4 x dynamic_batching.max_queue_delay_us)); remove one after this many seconds with no request waiting.
+    target_queue_delay_us: int | None = pydantic.Field(default=None, gt=0)
+    scale_down_idle_s: float = pydantic.Field(default=10.0, ge=0)
 
     @pydantic.model_validator(mode="before")
     @classmethod

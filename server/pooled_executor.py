@@ -5,8 +5,9 @@ Implements :class:`~.executor.Executor`. Settings come from the version's resolv
 ``workers: {min, max, threads}``, ``session`` and ``execution_providers``.
 
 Autoscaling: every ``interval_s`` the queue delays of the last window go through
-:func:`~.autoscale.decide`. The target delay is ``max(5 ms, 4 x max_queue_delay)``: a request waiting several
-times the batching delay means the workers, not the batcher, hold it up.
+:func:`~.autoscale.decide`. The target delay is ``workers.target_queue_delay_us``, by default
+``max(5 ms, 4 x max_queue_delay)``: a request waiting several times the batching delay means the workers, not
+the batcher, hold it up. ``workers.scale_down_idle_s`` (default 10 s) is the idle cooldown before one goes.
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ class PooledExecutor:
             max_queue_size=dynamic.max_queue_size if dynamic else 1024,
             default_timeout_s=dynamic.default_timeout_us / 1e6 if dynamic else 0.0,
         )
-        policy = ScalingPolicy(target_delay_s=max(0.005, 4 * delay_s))
+        target_us = config.workers.target_queue_delay_us
+        policy = ScalingPolicy(
+            target_delay_s=target_us / 1e6 if target_us is not None else max(0.005, 4 * delay_s),
+            idle_cooldown_s=config.workers.scale_down_idle_s,
+        )
         return cls(pool=pool, batching=batching, policy=policy, metrics=metrics)
 
     async def start(self) -> None:

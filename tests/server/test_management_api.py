@@ -167,7 +167,8 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
     config = {
         "max_batch_size": 64,
         "dynamic_batching": {"max_queue_delay_us": 1000, "max_queue_size": 1000},
-        "workers": {"min": 1, "max": 2, "threads": 1},
+        # The model's own target and idle cooldown (defaults: max(5 ms, 4 x max_queue_delay), 10 s).
+        "workers": {"min": 1, "max": 2, "threads": 1, "target_queue_delay_us": 20000, "scale_down_idle_s": 1},
     }
     write_model(tmp_path, "slow", slow_model(), config=config)
     with start_server(tmp_path) as server, api(server) as client:
@@ -176,6 +177,9 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
             return len(client.get("/models/slow").json()[0]["workers"])
 
         assert count() == 1
+        autoscaling = client.get("/models/slow").json()[0]["config"]["autoscaling"]
+        assert autoscaling["target_queue_delay_us"] == 20000
+        assert autoscaling["idle_cooldown_s"] == 1
 
         async def load(seconds: float) -> int:
             infer = httpclient.InferenceServerClient(server.http_url, conn_limit=8)
@@ -209,5 +213,7 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         assert asyncio.run(watch_while_loading()) > 0
         assert peak == 2, "queue delay far above the target: the pool must have grown to its max"
         assert "scaling up to 2 workers" in server.logs()
-        wait_for(lambda: count() == 1, 30, "the idle scale-down (10 s cooldown)")
+        idle_since = time.monotonic()
+        wait_for(lambda: count() == 1, 30, "the idle scale-down (1 s cooldown)")
+        assert time.monotonic() - idle_since < 8, "scale_down_idle_s: 1 must beat the 10 s default"
         assert "scaling down to 1 workers" in server.logs()

@@ -47,6 +47,15 @@ def _resolve(data: dict[str, object], graph_in: tuple[TensorSpec, ...] = _GRAPH_
         ({"session": {"intra_op_threads": -1}}, "session.intra_op_threads"),
         ({"dynamic_batching": {"preferred_batch_sizes": [0]}}, "dynamic_batching.preferred_batch_sizes"),
         ({"workers": {"min": 3, "max": 2}}, "workers: max (2) must be >= min (3)"),
+        (
+            {"workers": {"target_queue_delay_us": 0}},
+            "workers.target_queue_delay_us: Input should be greater than 0",
+        ),
+        (
+            {"workers": {"scale_down_idle_s": -1}},
+            "workers.scale_down_idle_s: Input should be greater than or equal to 0",
+        ),
+        ({"workers": {"scale_down_idle": 5}}, "workers.scale_down_idle: unknown key"),
     ],
 )
 def test_config_errors_name_file_and_key(data: dict[str, object], fragment: str) -> None:
