@@ -28,6 +28,7 @@ from .recording import RequestRecorder, internal_error, tag_with_request_id
 from .settings import ServerSettings
 from .statistics import VersionStatistics
 from .triton_config import triton_model_config
+from .triton_model_config_in import from_triton_config, is_triton_config
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
 
@@ -302,8 +303,10 @@ class DataPlane:
     async def load_model(
         self, name: str, *, config_json: str | None = None, files: dict[str, bytes] | None = None
     ) -> None:
-        """Explicit mode: (re)load ``name``; ``config_json`` is config.yaml's schema as JSON; ``files`` maps
-        ``"[file:]<version>/<name>"`` to contents and needs ``config_json`` (as in Triton)."""
+        """Explicit mode: (re)load ``name``; ``config_json`` is config.yaml's schema as JSON, or Triton's
+        ModelConfig JSON (as ``tritonclient``'s ``load_model(config=...)`` sends it; translated, unknown keys
+        refused); ``files`` maps ``"[file:]<version>/<name>"`` to contents and needs ``config_json`` (as in
+        Triton)."""
         self._require_explicit("load")
         config = None
         where = f"load request for '{name}': parameters.config"
@@ -312,6 +315,9 @@ class DataPlane:
                 data = json.loads(config_json)
             except ValueError as error:
                 raise InvalidInput(f"{where}: not valid JSON ({error})") from None
+            if is_triton_config(data):
+                data = from_triton_config(data, model=name, where=where)
+                where += " (Triton ModelConfig, translated)"
             try:
                 config = parse_model_config(data, source=where)
             except ModelConfigError as error:

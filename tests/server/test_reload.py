@@ -94,7 +94,10 @@ def test_poll_mode_follows_the_repository_without_failed_requests(tmp_path: Path
             assert client.get_model_config("fresh")["max_batch_size"] == 2
 
             write_corrupt_model(tmp_path, "live", version=3)
-            wait_for(lambda: ("live", "3") in _index(client), "the corrupt version 3 to be tried")
+            wait_for(
+                lambda: _index(client).get(("live", "3"), {}).get("state") not in (None, "LOADING"),
+                "the corrupt version 3 to be tried",
+            )
             row = _index(client)[("live", "3")]
             assert row["state"] == "UNAVAILABLE"
             assert "not a valid ONNX model" in row["reason"]
