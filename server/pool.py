@@ -1,11 +1,10 @@
-"""A model version's worker processes: hand out idle workers, retry a dead worker's batch, restart, scale.
+"""A model version's worker processes: hand out idle workers, retry a dead worker's batch, scale.
 
 Contracts:
 
 - :meth:`WorkerPool.run` runs one batch on an idle worker. If that worker dies mid-batch the batch is retried
   once on another (or the restarted) worker; inference is idempotent. A second death fails the batch.
-- A dead worker is restarted after a back-off that doubles per consecutive crash (``restart_backoff_s`` up to
-  ``max_backoff_s``). After ``crash_limit`` crashes with no batch completed in between, the pool is *failed*:
+- Dead workers are restarted and a crash loop fails the version as :mod:`.supervision` decides: then
   :attr:`WorkerPool.failure` names the cause (signal or exit code, the worker's last stderr lines), waiting
   and new batches get :class:`~.errors.ModelNotReady`, and nothing restarts until :meth:`WorkerPool.scale`
   is called again (the management API's PUT).
@@ -19,8 +18,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +26,9 @@ from typing import TypeVar
 from .errors import InvalidInput, ModelNotReady, ModelportError
 from .inference import Tensors
 from .metrics import VersionMetrics
+from .pool_settings import PoolSettings, WorkerStatus, thread_budget
 from .shm import Parts
+from .supervision import CrashTracker, watch_for_hung_workers, worker_log_path
 from .worker import WorkerSpec
 from .worker_process import BatchTimings, WorkerDied, WorkerFailed, WorkerProcess
 
@@ -38,45 +37,6 @@ __all__ = ["PoolSettings", "WorkerPool", "WorkerStatus", "thread_budget"]
 R = TypeVar("R")
 log = logging.getLogger("modelport.pool")
 _ids = itertools.count(1)
-
-
-def thread_budget(threads: int, max_workers: int) -> int:
-    """Intra-op threads per worker: ``threads`` if set (> 0), else an equal share of the cores."""
-    if threads > 0:
-        return threads
-    cores = len(os.sched_getaffinity(0))
-    return max(1, cores // max_workers)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PoolSettings:
-    """One model version's pool."""
-
-    model: str
-    version: str
-    path: str
-    min_workers: int = 1
-    max_workers: int = 1
-    threads: int = 0  # 0 = cores // max_workers
-    inter_op_threads: int = 1
-    graph_optimization_level: str = "all"
-    providers: tuple[str, ...] = ("cpu",)  # config.yaml's execution_providers
-    start_timeout_s: float = 60.0
-    restart_backoff_s: float = 0.05
-    max_backoff_s: float = 5.0
-    crash_limit: int = 5
-    response_timeout_s: float = 120.0  # a batch unanswered this long: the worker is killed, the batch retried
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    """One worker as the management API shows it."""
-
-    id: int
-    pid: int
-    state: str  # STARTING, READY, BUSY, RETIRING
-    started_at: float  # wall clock (time.time())
-    batches: int
 
 
 @dataclass(slots=True)
@@ -100,11 +60,10 @@ class WorkerPool:
         self._metrics = metrics
         self.min_workers = settings.min_workers
         self.max_workers = settings.max_workers
-        self.failure: str | None = None
+        self._crashes = CrashTracker(settings)
         self.last_busy_at = 0.0  # monotonic: when a batch last had to wait for a worker
         self.last_change_at = time.monotonic()
         self._state = _State()
-        self._crashes = 0
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._threads = thread_budget(settings.threads, settings.max_workers)
@@ -114,6 +73,11 @@ class WorkerPool:
         """Workers running or starting (retiring ones excluded)."""
         live = sum(1 for s in self._state.slots.values() if not s.process.retiring)
         return live
+
+    @property
+    def failure(self) -> str | None:
+        """Why the version cannot serve (its workers keep dying), or None."""
+        return self._crashes.failure
 
     @property
     def threads(self) -> int:
@@ -132,29 +96,21 @@ class WorkerPool:
             detail = error.message if isinstance(error, WorkerFailed) else str(error)
             where = f"model '{self.settings.model}' version {self.settings.version}"
             raise ModelportError(f"{where}: worker failed to load: {detail}")
-        self._spawn(self._watchdog())
-
-    async def _watchdog(self) -> None:
-        # One timer per pool rather than one per batch: a batch unanswered past response_timeout_s kills its
-        # worker (reported dead as usual, the batch retried once).
-        interval = min(1.0, self.settings.response_timeout_s / 4)
-        while not self._closing:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for slot in list(self._state.slots.values()):
-                if slot.process.kill_if_hung(now):
-                    log.error(
-                        "model %s: worker pid %d stuck in a batch; killed",
-                        self.settings.model,
-                        slot.process.pid,
-                    )
+        self._spawn(
+            watch_for_hung_workers(
+                self.settings.model,
+                lambda: (slot.process for slot in self._state.slots.values()),
+                lambda: self._closing,
+                self.settings.response_timeout_s,
+            )
+        )
 
     async def _start_worker(self) -> None:
         spec = WorkerSpec(
             model=self.settings.model,
             version=self.settings.version,
             path=self.settings.path,
-            log_path=_log_path(self.settings.model),
+            log_path=worker_log_path(self.settings.model),
             intra_op_threads=self._threads,
             inter_op_threads=self.settings.inter_op_threads,
             graph_optimization_level=self.settings.graph_optimization_level,
@@ -209,7 +165,7 @@ class WorkerPool:
                     slot
                 )  # failed on this side (writing inputs, reading outputs): the worker is idle
                 raise
-            self._crashes = 0
+            self._crashes.batch_completed()
             self._release(slot)
             return result, timings, waited
         raise AssertionError("unreachable")
@@ -258,15 +214,10 @@ class WorkerPool:
         del self._state.slots[slot.id]
         if self._closing or process.retiring:
             return
-        self._crashes += 1
-        log.error("model %s: %s", self.settings.model, cause)
-        if self._crashes >= self.settings.crash_limit:
-            self._fail(
-                f"model '{self.settings.model}' is unavailable: its workers keep dying "
-                f"({self._crashes} in a row); last: {cause}"
-            )
+        delay = self._crashes.crashed(cause)
+        if delay is None:
+            self._fail_waiters(ModelNotReady(self._crashes.failure or cause))
             return
-        delay = min(self.settings.max_backoff_s, self.settings.restart_backoff_s * 2 ** (self._crashes - 1))
         # Counted here, when the replacement is decided: the autoscaler may start it before _restart does.
         if self._metrics is not None:
             self._metrics.record_worker_restart()
@@ -287,8 +238,7 @@ class WorkerPool:
                 )
 
     def _fail(self, reason: str) -> None:
-        self.failure = reason
-        log.error("%s", reason)
+        self._crashes.fail(reason)
         self._fail_waiters(ModelNotReady(reason))
 
     async def scale(self, *, min_workers: int, max_workers: int) -> None:
@@ -296,8 +246,7 @@ class WorkerPool:
         if not 1 <= min_workers <= max_workers:
             raise InvalidInput(f"workers: need 1 <= min ({min_workers}) <= max ({max_workers})")
         self.min_workers, self.max_workers = min_workers, max_workers
-        if self.failure is not None:
-            self.failure, self._crashes = None, 0
+        self._crashes.reset()
         while self.size > max_workers:
             self.remove_worker()
         if self.size < min_workers:
@@ -374,12 +323,6 @@ class WorkerPool:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]  # coroutines of None only
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _log_path(model: str) -> str:
-    handle, path = tempfile.mkstemp(prefix=f"modelport-worker-{model[:40]}-", suffix=".log")
-    os.close(handle)
-    return path
 
 
 def _state_name(process: WorkerProcess) -> str:

@@ -1,0 +1,47 @@
+"""What describes a model version's worker pool: its settings, a worker's status, the thread budget."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["PoolSettings", "WorkerStatus", "thread_budget"]
+
+
+def thread_budget(threads: int, max_workers: int) -> int:
+    """Intra-op threads per worker: ``threads`` if set (> 0), else an equal share of the cores."""
+    if threads > 0:
+        return threads
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // max_workers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolSettings:
+    """One model version's pool."""
+
+    model: str
+    version: str
+    path: str
+    min_workers: int = 1
+    max_workers: int = 1
+    threads: int = 0  # 0 = cores // max_workers
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    providers: tuple[str, ...] = ("cpu",)  # config.yaml's execution_providers
+    start_timeout_s: float = 60.0
+    restart_backoff_s: float = 0.05
+    max_backoff_s: float = 5.0
+    crash_limit: int = 5
+    response_timeout_s: float = 120.0  # a batch unanswered this long: the worker is killed, the batch retried
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker as the management API shows it."""
+
+    id: int
+    pid: int
+    state: str  # STARTING, READY, BUSY, RETIRING
+    started_at: float  # wall clock (time.time())
+    batches: int

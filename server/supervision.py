@@ -1,0 +1,83 @@
+"""Worker supervision for a pool: crash accounting with restart back-off, the crash-loop verdict, and the
+watchdog that kills a worker stuck in a batch.
+
+Contracts (the pool applies them):
+
+- A dead worker is restarted after a back-off that doubles per consecutive crash (``restart_backoff_s`` up to
+  ``max_backoff_s``). After ``crash_limit`` crashes with no batch completed in between, the version is
+  *failed* with the cause; nothing restarts until :meth:`CrashTracker.reset` (the management API's PUT).
+- A batch unanswered past ``response_timeout_s`` gets its worker SIGKILLed; its death is then reported and
+  handled like any other crash (the batch is retried once by the pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+
+from .pool_settings import PoolSettings
+from .worker_process import WorkerProcess
+
+__all__ = ["CrashTracker", "watch_for_hung_workers", "worker_log_path"]
+
+log = logging.getLogger("modelport.pool")
+
+
+class CrashTracker:
+    """Consecutive crashes of one pool's workers, and whether they add up to a failed version."""
+
+    def __init__(self, settings: PoolSettings) -> None:
+        self._settings = settings
+        self.crashes = 0
+        self.failure: str | None = None
+
+    def crashed(self, cause: str) -> float | None:
+        """Count a crash; the delay before its replacement starts, or None when the version is now failed."""
+        self.crashes += 1
+        log.error("model %s: %s", self._settings.model, cause)
+        if self.crashes >= self._settings.crash_limit:
+            self.fail(
+                f"model '{self._settings.model}' is unavailable: its workers keep dying "
+                f"({self.crashes} in a row); last: {cause}"
+            )
+            return None
+        doubled: float = self._settings.restart_backoff_s * 2 ** (self.crashes - 1)
+        return min(self._settings.max_backoff_s, doubled)
+
+    def batch_completed(self) -> None:
+        """A worker answered: the crashes so far were not a loop."""
+        self.crashes = 0
+
+    def fail(self, reason: str) -> None:
+        """Mark the version failed with ``reason`` (logged)."""
+        self.failure = reason
+        log.error("%s", reason)
+
+    def reset(self) -> None:
+        """A fresh start (the operator scaled the pool): no failure, no crashes counted."""
+        self.failure, self.crashes = None, 0
+
+
+async def watch_for_hung_workers(
+    model: str, workers: Callable[[], Iterable[WorkerProcess]], closing: Callable[[], bool], timeout_s: float
+) -> None:
+    """Until ``closing()``: kill every worker whose batch has gone unanswered for ``timeout_s`` (one timer per
+    pool, not one per batch)."""
+    interval = min(1.0, timeout_s / 4)
+    while not closing():
+        await asyncio.sleep(interval)
+        now = time.monotonic()
+        for process in list(workers()):
+            if process.kill_if_hung(now):
+                log.error("model %s: worker pid %d stuck in a batch; killed", model, process.pid)
+
+
+def worker_log_path(model: str) -> str:
+    """A new, empty file for one worker's stdout/stderr (its name is removed once the worker is up)."""
+    handle, path = tempfile.mkstemp(prefix=f"modelport-worker-{model[:40]}-", suffix=".log")
+    os.close(handle)
+    return path
