@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from modelport.server.generated import grpc_service_pb2_grpc as pb_grpc
 
 from tests.helpers.onnx_models import (
     add_sub_model,
@@ -64,3 +68,32 @@ def http_client(server: ServerProcess) -> Iterator[httpclient.InferenceServerCli
     client = httpclient.InferenceServerClient(server.http_url, network_timeout=30.0)
     yield client
     client.close()
+
+
+# gRPC clients of whichever ``server`` a module uses (the shared one, or a module's own ``server`` fixture).
+_GRPC_LIMIT = 2**31 - 1
+_GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", _GRPC_LIMIT),
+    ("grpc.max_receive_message_length", _GRPC_LIMIT),
+]
+
+
+@pytest.fixture
+def grpc_client(server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
+    """tritonclient.grpc on the server's gRPC port."""
+    triton = grpcclient.InferenceServerClient(server.grpc_url)
+    yield triton
+    triton.close()
+
+
+@pytest.fixture
+def grpc_channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+    """A plain grpcio channel (messages up to 2 GiB - 1 both ways, as the server's default)."""
+    with grpc.insecure_channel(server.grpc_url, options=_GRPC_OPTIONS) as opened:
+        yield opened
+
+
+@pytest.fixture
+def grpc_stub(grpc_channel: grpc.Channel) -> Any:
+    """Our generated GRPCInferenceService stub over :func:`grpc_channel`."""
+    return pb_grpc.GRPCInferenceServiceStub(grpc_channel)  # type: ignore[no-untyped-call]  # protoc's stubs are untyped

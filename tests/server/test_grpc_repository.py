@@ -14,21 +14,19 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from modelport.server.generated import grpc_service_pb2 as pb
-from modelport.server.generated import grpc_service_pb2_grpc as pb_grpc
 from tritonclient.grpc import service_pb2 as triton_pb
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import ALL_DATATYPES, add_sub_model, identity_all_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
-from tests.server.test_grpc_infer import TYPED_FIELD
-from tests.server.test_rest_datatypes import sample
+from tests.helpers.tensors import TYPED_FIELD, sample
 
 MESSAGE_LIMIT = 8 * 2**20
 TYPED_DATATYPES = [d for d in ALL_DATATYPES if d in TYPED_FIELD]  # all but FP16, which travels raw only
 
 
-@pytest.fixture(scope="module")
-def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")  # this module's own server (conftest's gRPC fixtures connect to it)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("explicit")
     write_model(repository, "simple", add_sub_model("FP32", (-1, 3)))
     limit = str(MESSAGE_LIMIT)
@@ -38,21 +36,8 @@ def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         yield process
 
 
-@pytest.fixture
-def client(explicit_server: ServerProcess) -> Iterator[grpcclient.InferenceServerClient]:
-    triton = grpcclient.InferenceServerClient(explicit_server.grpc_url)
-    yield triton
-    triton.close()
-
-
-@pytest.fixture
-def stub(explicit_server: ServerProcess) -> Iterator[Any]:
-    with grpc.insecure_channel(explicit_server.grpc_url) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # protoc's stubs are untyped
-
-
-def states(client: grpcclient.InferenceServerClient, name: str) -> set[str]:
-    return {m.state for m in client.get_model_repository_index().models if m.name == name}
+def states(grpc_client: grpcclient.InferenceServerClient, name: str) -> set[str]:
+    return {m.state for m in grpc_client.get_model_repository_index().models if m.name == name}
 
 
 def failure(call: Any, *args: Any, **kwargs: Any) -> InferenceServerException:
@@ -68,24 +53,24 @@ def add_inputs() -> list[grpcclient.InferInput]:
     return tensors
 
 
-def test_load_infer_unload(client: grpcclient.InferenceServerClient) -> None:
-    assert not client.is_model_ready("simple")  # explicit mode loads nothing by itself
-    assert "READY" not in states(client, "simple")
-    client.load_model("simple")
-    assert client.is_model_ready("simple")
-    assert states(client, "simple") == {"READY"}
-    result = client.infer("simple", add_inputs())
+def test_load_infer_unload(grpc_client: grpcclient.InferenceServerClient) -> None:
+    assert not grpc_client.is_model_ready("simple")  # explicit mode loads nothing by itself
+    assert "READY" not in states(grpc_client, "simple")
+    grpc_client.load_model("simple")
+    assert grpc_client.is_model_ready("simple")
+    assert states(grpc_client, "simple") == {"READY"}
+    result = grpc_client.infer("simple", add_inputs())
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), np.full((1, 3), 4.0, dtype=np.float32))
-    client.unload_model("simple")
-    assert not client.is_model_ready("simple")
-    assert "READY" not in states(client, "simple")
-    gone = failure(client.infer, "simple", add_inputs())
+    grpc_client.unload_model("simple")
+    assert not grpc_client.is_model_ready("simple")
+    assert "READY" not in states(grpc_client, "simple")
+    gone = failure(grpc_client.infer, "simple", add_inputs())
     assert gone.status() in ("StatusCode.UNAVAILABLE", "StatusCode.INVALID_ARGUMENT")
     assert "simple" in gone.message()
 
 
 def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
-    client: grpcclient.InferenceServerClient, stub: Any
+    grpc_client: grpcclient.InferenceServerClient, grpc_stub: Any
 ) -> None:
     model = identity_all_model((-1, 4))
     for listing in (model.graph.input, model.graph.output):
@@ -94,9 +79,9 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
     for node in [n for n in model.graph.node if "INPUT_FP16" in n.input]:
         model.graph.node.remove(node)
     files = {"file:1/model.onnx": model.SerializeToString()}
-    client.load_model("uploaded", config=json.dumps({"max_batch_size": 4}), files=files)
-    assert client.is_model_ready("uploaded", "1")
-    assert client.get_model_config("uploaded").config.max_batch_size == 4
+    grpc_client.load_model("uploaded", config=json.dumps({"max_batch_size": 4}), files=files)
+    assert grpc_client.is_model_ready("uploaded", "1")
+    assert grpc_client.get_model_config("uploaded").config.max_batch_size == 4
 
     rows = 2
     sent = {datatype: sample(datatype, rows) for datatype in TYPED_DATATYPES}
@@ -104,7 +89,7 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
     for datatype, data in sent.items():
         tensor = request.inputs.add(name=f"INPUT_{datatype}", datatype=datatype, shape=data.shape)
         getattr(tensor.contents, TYPED_FIELD[datatype]).extend(data.reshape(-1).tolist())
-    response = stub.ModelInfer(request, timeout=30)
+    response = grpc_stub.ModelInfer(request, timeout=30)
     assert len(response.raw_output_contents) == len(TYPED_DATATYPES)
     # Decoded by the real client's result class (it reads raw_output_contents only).
     result = grpcclient.InferResult(triton_pb.ModelInferResponse.FromString(response.SerializeToString()))
@@ -116,7 +101,7 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
         else:
             assert answer.dtype == data.dtype, datatype
             np.testing.assert_array_equal(answer, data, err_msg=datatype)
-    client.unload_model("uploaded")
+    grpc_client.unload_model("uploaded")
 
 
 @pytest.mark.parametrize(
@@ -142,24 +127,26 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
         "file-not-bytes",
     ],
 )
-def test_bad_load_requests_are_invalid_argument(stub: Any, parameters: dict[str, Any], message: str) -> None:
+def test_bad_load_requests_are_invalid_argument(
+    grpc_stub: Any, parameters: dict[str, Any], message: str
+) -> None:
     request = pb.RepositoryModelLoadRequest(model_name="simple")
     for key, value in parameters.items():
         request.parameters[key].CopyFrom(value)
     with pytest.raises(grpc.RpcError) as caught:
-        stub.RepositoryModelLoad(request, timeout=30)
+        grpc_stub.RepositoryModelLoad(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details()
 
 
-def test_loading_a_model_that_is_not_there(client: grpcclient.InferenceServerClient) -> None:
-    error = failure(client.load_model, "no_such_model")
+def test_loading_a_model_that_is_not_there(grpc_client: grpcclient.InferenceServerClient) -> None:
+    error = failure(grpc_client.load_model, "no_such_model")
     assert error.status() == "StatusCode.INVALID_ARGUMENT"
     assert "no_such_model" in error.message()
-    assert client.is_server_ready()
+    assert grpc_client.is_server_ready()
 
 
-def test_the_configured_message_limit_applies(stub: Any) -> None:
+def test_the_configured_message_limit_applies(grpc_stub: Any) -> None:
     def request(size: int) -> pb.ModelInferRequest:
         message = pb.ModelInferRequest(model_name="simple")
         message.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 3])
@@ -167,10 +154,10 @@ def test_the_configured_message_limit_applies(stub: Any) -> None:
         return message
 
     with pytest.raises(grpc.RpcError) as caught:
-        stub.ModelInfer(request(MESSAGE_LIMIT + 1024), timeout=30)
+        grpc_stub.ModelInfer(request(MESSAGE_LIMIT + 1024), timeout=30)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # Above grpc's 4 MiB default but under the limit: the message gets through to the tensor checks.
     with pytest.raises(grpc.RpcError) as caught:
-        stub.ModelInfer(request(6 * 2**20), timeout=30)
+        grpc_stub.ModelInfer(request(6 * 2**20), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"needs 12 bytes, got {6 * 2**20}" in caught.value.details()

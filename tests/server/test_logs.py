@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -17,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import identity_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.tensors import grpc_ones, http_ones
 
 MODEL = "identity"
 _ID_IN_MESSAGE = re.compile(r"\(request id: ([0-9a-f]{32})\)")
@@ -37,18 +37,6 @@ def json_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     yield from _start(tmp_path_factory, "text")
-
-
-def _http_input(rows: int, datatype: str = "FP32") -> list[httpclient.InferInput]:
-    tensor = httpclient.InferInput("INPUT0", [rows, 4], datatype)
-    tensor.set_data_from_numpy(np.ones((rows, 4), dtype=np.float32 if datatype == "FP32" else np.int32))
-    return [tensor]
-
-
-def _grpc_input(rows: int, datatype: str = "FP32") -> list[grpcclient.InferInput]:
-    tensor = grpcclient.InferInput("INPUT0", [rows, 4], datatype)
-    tensor.set_data_from_numpy(np.ones((rows, 4), dtype=np.float32 if datatype == "FP32" else np.int32))
-    return [tensor]
 
 
 def _wait_for(server: ServerProcess, found: Callable[[str], Any], timeout: float = 5.0) -> Any:
@@ -75,9 +63,9 @@ def _json_access(server: ServerProcess, request_id: str) -> list[dict[str, Any]]
 def test_json_access_lines_carry_the_client_ids_over_both_protocols(json_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(json_server.http_url)
     grpc = grpcclient.InferenceServerClient(json_server.grpc_url)
-    answer = http.infer(MODEL, _http_input(2), request_id="client-http-1")
+    answer = http.infer(MODEL, http_ones(2), request_id="client-http-1")
     assert answer.get_response()["id"] == "client-http-1"
-    assert grpc.infer(MODEL, _grpc_input(3), request_id="client-grpc-1").get_response().id == "client-grpc-1"
+    assert grpc.infer(MODEL, grpc_ones(3), request_id="client-grpc-1").get_response().id == "client-grpc-1"
 
     (line,) = _json_access(json_server, "client-http-1")
     assert {k: line[k] for k in ("model", "version", "protocol", "outcome", "status", "batch_size")} == {
@@ -98,8 +86,8 @@ def test_json_access_lines_carry_the_client_ids_over_both_protocols(json_server:
 def test_generated_ids_are_echoed_and_logged(json_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(json_server.http_url)
     grpc = grpcclient.InferenceServerClient(json_server.grpc_url)
-    http_id = http.infer(MODEL, _http_input(1)).get_response()["id"]
-    grpc_id = grpc.infer(MODEL, _grpc_input(1)).get_response().id
+    http_id = http.infer(MODEL, http_ones(1)).get_response()["id"]
+    grpc_id = grpc.infer(MODEL, grpc_ones(1)).get_response().id
     assert re.fullmatch("[0-9a-f]{32}", http_id)
     assert re.fullmatch("[0-9a-f]{32}", grpc_id)
     assert http_id != grpc_id
@@ -111,7 +99,7 @@ def test_a_failure_names_its_request_id_and_is_found_in_the_log(json_server: Ser
     http = httpclient.InferenceServerClient(json_server.http_url)
     grpc = grpcclient.InferenceServerClient(json_server.grpc_url)
     with pytest.raises(InferenceServerException) as refused:
-        grpc.infer(MODEL, _grpc_input(1, "INT32"), request_id="bad-grpc-1")
+        grpc.infer(MODEL, grpc_ones(1, "INT32"), request_id="bad-grpc-1")
     assert "(request id: bad-grpc-1)" in str(refused.value)
     (line,) = _json_access(json_server, "bad-grpc-1")
     assert (line["outcome"], line["status"], line["batch_size"]) == ("invalid_input", "INVALID_ARG", None)
@@ -119,7 +107,7 @@ def test_a_failure_names_its_request_id_and_is_found_in_the_log(json_server: Ser
 
     # No client id: the error message carries the generated one, and that finds the line.
     with pytest.raises(InferenceServerException) as refused:
-        http.infer("no_such_model", _http_input(1))
+        http.infer("no_such_model", http_ones(1))
     match = _ID_IN_MESSAGE.search(str(refused.value))
     assert match, str(refused.value)
     (line,) = _json_access(json_server, match.group(1))
@@ -129,7 +117,7 @@ def test_a_failure_names_its_request_id_and_is_found_in_the_log(json_server: Ser
 
 def test_every_json_line_is_one_object(json_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(json_server.http_url)
-    http.infer(MODEL, _http_input(1), request_id="last-one")
+    http.infer(MODEL, http_ones(1), request_id="last-one")
     _json_access(json_server, "last-one")
     lines = [line for line in json_server.logs().splitlines() if line.strip()]
     for line in lines:
@@ -141,9 +129,9 @@ def test_every_json_line_is_one_object(json_server: ServerProcess) -> None:
 def test_text_access_line(text_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(text_server.http_url)
     grpc = grpcclient.InferenceServerClient(text_server.grpc_url)
-    http.infer(MODEL, _http_input(2), request_id="text-1")
+    http.infer(MODEL, http_ones(2), request_id="text-1")
     with pytest.raises(InferenceServerException):
-        grpc.infer(MODEL, _grpc_input(1, "INT32"), request_id="text-2")
+        grpc.infer(MODEL, grpc_ones(1, "INT32"), request_id="text-2")
     success = re.compile(
         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO modelport\.access: request_id=text-1 model=identity "
         r"version=1 protocol=http outcome=success status=OK duration_ms=\d+\.?\d* batch_size=2$",
@@ -161,7 +149,7 @@ def test_text_access_line(text_server: ServerProcess) -> None:
 def test_a_client_id_cannot_forge_a_text_line(text_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(text_server.http_url)
     forged = 'x model=other\n2026-01-01T00:00:00.000Z INFO modelport.access: request_id="forged'
-    assert http.infer(MODEL, _http_input(1), request_id=forged).get_response()["id"] == forged
+    assert http.infer(MODEL, http_ones(1), request_id=forged).get_response()["id"] == forged
     line = _wait_for(
         text_server,
         lambda logs: [line for line in logs.splitlines() if "request_id=" in line and "forged" in line],

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc as grpc_module
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -22,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.onnx_models import identity_model, write_config, write_corrupt_model, write_model
 from tests.helpers.scrape import Scrape, scrape
 from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.tensors import grpc_ones, http_ones
 
 MODEL = "identity"
 SLOW = "slow_batching"
@@ -45,18 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     with start_server(repository) as process:
         yield process
-
-
-def _http_input(rows: int, datatype: str = "FP32") -> list[httpclient.InferInput]:
-    tensor = httpclient.InferInput("INPUT0", [rows, 4], datatype)
-    tensor.set_data_from_numpy(np.ones((rows, 4), dtype=np.float32 if datatype == "FP32" else np.int32))
-    return [tensor]
-
-
-def _grpc_input(rows: int, datatype: str = "FP32") -> list[grpcclient.InferInput]:
-    tensor = grpcclient.InferInput("INPUT0", [rows, 4], datatype)
-    tensor.set_data_from_numpy(np.ones((rows, 4), dtype=np.float32 if datatype == "FP32" else np.int32))
-    return [tensor]
 
 
 def _delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
@@ -100,16 +88,16 @@ def test_known_traffic_gives_exact_counter_and_histogram_deltas(server: ServerPr
     stats_before = _http_stats(http)
 
     for _ in range(3):  # 3 successes of 2 rows over REST
-        http.infer(MODEL, _http_input(2))
+        http.infer(MODEL, http_ones(2))
     for _ in range(4):  # 4 successes of 1 row over gRPC
-        grpc.infer(MODEL, _grpc_input(1))
+        grpc.infer(MODEL, grpc_ones(1))
     for _ in range(2):  # 2 signature failures over REST (INT32 where FP32 is expected)
         with pytest.raises(InferenceServerException):
-            http.infer(MODEL, _http_input(2, "INT32"))
+            http.infer(MODEL, http_ones(2, "INT32"))
     with pytest.raises(InferenceServerException):  # 1 over gRPC
-        grpc.infer(MODEL, _grpc_input(1, "INT32"))
+        grpc.infer(MODEL, grpc_ones(1, "INT32"))
     with pytest.raises(InferenceServerException):  # an unknown model: counted under model=""
-        http.infer("no_such_model", _http_input(1))
+        http.infer("no_such_model", http_ones(1))
     # A gRPC request whose raw bytes do not match its shape fails in the adapter, and is counted all the same.
     bad = service_pb2.ModelInferRequest(model_name=MODEL, id="short-bytes")
     bad.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
@@ -165,7 +153,7 @@ def test_timeouts_and_full_queues_are_counted_by_outcome(server: ServerProcess) 
     labels = {"model": SLOW, "version": "1", "protocol": "http"}
     before = scrape(server.metrics_url)
     with pytest.raises(InferenceServerException, match="timeout"):  # 20 ms in a queue that waits 1 s
-        http.infer(SLOW, _http_input(1), timeout=20_000)
+        http.infer(SLOW, http_ones(1), timeout=20_000)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(http_infer_fresh, server.http_url)  # sits in the queue for up to 1 s
         deadline = time.monotonic() + 5
@@ -173,7 +161,7 @@ def test_timeouts_and_full_queues_are_counted_by_outcome(server: ServerProcess) 
             assert time.monotonic() < deadline, "the first request never showed in modelport_queue_depth"
             time.sleep(0.02)
         with pytest.raises(InferenceServerException, match="queue is full"):
-            http.infer(SLOW, _http_input(1))
+            http.infer(SLOW, http_ones(1))
         waiting.result(timeout=10)
     after = scrape(server.metrics_url)
     for outcome in ("timeout", "queue_full", "success"):
@@ -187,12 +175,12 @@ def test_timeouts_and_full_queues_are_counted_by_outcome(server: ServerProcess) 
 
 def http_infer_fresh(url: str) -> None:
     """One request on a client of its own (tritonclient's HTTP client is not shared across threads)."""
-    httpclient.InferenceServerClient(url).infer(SLOW, _http_input(1))
+    httpclient.InferenceServerClient(url).infer(SLOW, http_ones(1))
 
 
 def test_statistics_totals_equal_the_counters(server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(server.http_url)
-    http.infer(MODEL, _http_input(3))
+    http.infer(MODEL, http_ones(3))
     metrics = scrape(server.metrics_url)
     stats = _http_stats(http)
     requests = "modelport_requests_total"

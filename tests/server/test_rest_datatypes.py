@@ -9,40 +9,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from tests.helpers.onnx_models import ALL_DATATYPES
+from tests.helpers.tensors import sample
 from tests.server.conftest import ALL_TYPES
-
-_NUMPY = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
-
-
-def sample(datatype: str, rows: int) -> np.ndarray[Any, Any]:
-    """Values that exercise the type: extremes for integers, fractions for floats, text for BYTES."""
-    if datatype == "BYTES":
-        words = [b"", b"a", "\u00e9t\u00e9".encode(), b"x" * 300]
-        flat = [words[i % 4] for i in range(rows * 4)]
-        return np.array(flat, dtype=np.object_).reshape(rows, 4)
-    dtype: np.dtype[Any] = np.dtype(_NUMPY[datatype])
-    if datatype == "BOOL":
-        flags: np.ndarray[Any, Any] = np.arange(rows * 4).reshape(rows, 4) % 3 == 0
-        return flags
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        extremes = np.array([info.min, info.max, 0, 1], dtype=dtype)
-        result: np.ndarray[Any, Any] = np.resize(extremes, rows * 4).reshape(rows, 4)
-        return result
-    return (np.arange(rows * 4).reshape(rows, 4) / 8 - 0.5).astype(dtype)
 
 
 @pytest.mark.parametrize("mode", ["binary", "json", "mixed"])
