@@ -21,6 +21,7 @@ __all__ = [
     "add_sub_model",
     "identity_all_model",
     "identity_model",
+    "matmul_chain_model",
     "matmul_model",
     "mlp_model",
     "mlp_reference",
@@ -137,6 +138,23 @@ def mlp_model(features: int = 16, hidden: int = 32, classes: int = 10, seed: int
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
         initializer=[numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    return _model(graph)
+
+
+def matmul_chain_model(width: int = 1024, layers: int = 64) -> onnx.ModelProto:
+    """``y = x @ W`` repeated ``layers`` times: tens of ms for 64 rows on these CPUs (compute-bound)."""
+    weight = (np.eye(width, dtype=np.float32) * 0.999).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "w"], [f"h{i + 1}"]) for i in range(layers)
+    ]
+    nodes.append(helper.make_node("Identity", [f"h{layers}"], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        initializer=[numpy_helper.from_array(weight, "w")],
     )
     return _model(graph)
 

@@ -14,9 +14,8 @@ import tritonclient.grpc.aio as grpcclient
 import tritonclient.http.aio as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import mlp_model, write_model
+from tests.helpers.onnx_models import matmul_chain_model, mlp_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
-from tests.server.test_batcher import slow_model
 
 REQUESTS = 300
 
@@ -37,7 +36,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(
         root,
         "slow",
-        slow_model(),
+        matmul_chain_model(),
         config={
             "max_batch_size": 64,
             "dynamic_batching": {"max_queue_delay_us": 0, "max_queue_size": 2},

@@ -16,9 +16,8 @@ from modelport.server.autoscale import DelayWindow
 from modelport.server.batcher import Batcher, BatcherSettings
 from modelport.server.errors import DeadlineExceeded, QueueFull
 from modelport.server.pool import PoolSettings, WorkerPool
-from onnx import TensorProto, helper, numpy_helper
 
-from tests.helpers.onnx_models import identity_model, mlp_model
+from tests.helpers.onnx_models import identity_model, matmul_chain_model, mlp_model
 
 T = TypeVar("T")
 
@@ -28,25 +27,6 @@ def run_async(make: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
         return await asyncio.wait_for(make(), timeout)
 
     return asyncio.run(bounded())
-
-
-def slow_model(width: int = 1024, layers: int = 64) -> onnx.ModelProto:
-    """``y = x @ W`` repeated ``layers`` times: tens of ms for 64 rows on these CPUs (compute-bound)."""
-    weight = (np.eye(width, dtype=np.float32) * 0.999).astype(np.float32)
-    nodes = [
-        helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "w"], [f"h{i + 1}"]) for i in range(layers)
-    ]
-    nodes.append(helper.make_node("Identity", [f"h{layers}"], ["y"]))
-    graph = helper.make_graph(
-        nodes,
-        "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
-        initializer=[numpy_helper.from_array(weight, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    return model
 
 
 async def open_batcher(path: Path, **batching: Any) -> tuple[Batcher, WorkerPool]:
@@ -131,7 +111,7 @@ def test_preferred_batch_size_dispatches_without_waiting_for_the_delay(tmp_path:
 
 def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
     path = tmp_path / "slow.onnx"
-    onnx.save(slow_model(), str(path))
+    onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:
@@ -158,7 +138,7 @@ def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
 
 def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path) -> None:
     path = tmp_path / "slow.onnx"
-    onnx.save(slow_model(), str(path))
+    onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:
@@ -185,7 +165,7 @@ def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path) -
 
 def test_default_timeout_applies_without_a_request_timeout(tmp_path: Path) -> None:
     path = tmp_path / "slow.onnx"
-    onnx.save(slow_model(), str(path))
+    onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:

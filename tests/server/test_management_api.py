@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import tritonclient.http.aio as httpclient
 
-from tests.helpers.onnx_models import mlp_model, write_model
+from tests.helpers.onnx_models import matmul_chain_model, mlp_model, write_model
 from tests.helpers.server_process import ServerExited, ServerProcess, start_server
-from tests.server.test_batcher import slow_model
 
 MLP_CONFIG = {
     "max_batch_size": 16,
@@ -170,7 +169,7 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         # The model's own target and idle cooldown (defaults: max(5 ms, 4 x max_queue_delay), 10 s).
         "workers": {"min": 1, "max": 2, "threads": 1, "target_queue_delay_us": 20000, "scale_down_idle_s": 1},
     }
-    write_model(tmp_path, "slow", slow_model(), config=config)
+    write_model(tmp_path, "slow", matmul_chain_model(), config=config)
     with start_server(tmp_path) as server, api(server) as client:
 
         def count() -> int:

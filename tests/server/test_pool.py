@@ -259,10 +259,10 @@ def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> No
 
 
 def test_a_worker_that_does_not_answer_is_killed_and_the_batch_retried_once(tmp_path: Path) -> None:
-    from tests.server.test_batcher import slow_model
+    from tests.helpers.onnx_models import matmul_chain_model
 
     path = tmp_path / "slow.onnx"
-    onnx.save(slow_model(), str(path))
+    onnx.save(matmul_chain_model(), str(path))
 
     async def scenario() -> None:
         # ~50 ms per batch against a 10 ms response timeout: both attempts time out.
