@@ -128,14 +128,20 @@ def run_wrk(url: str, body: bytes, header_length: int, *, concurrency: int, seco
     return LoadResult(rate, p50 / 1000, p99 / 1000, requests, failures)
 
 
-def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: float) -> LoadResult:
-    """h2load: ``concurrency`` connections of one stream each, for ``seconds``; percentiles from its log."""
+def run_h2load(url: str, body: bytes, *, concurrency: int, seconds: float, streams: int = 1) -> LoadResult:
+    """h2load for ``seconds`` with ``concurrency`` requests in flight; percentiles from its log.
+
+    ``streams`` = 1: ``concurrency`` connections of one stream each (one channel per client thread). Larger:
+    ``concurrency // streams`` connections carrying ``streams`` concurrent streams each (clients sharing a
+    channel, as ``tritonclient``'s cached channels do).
+    """
+    connections = max(1, concurrency // streams)
     with tempfile.TemporaryDirectory() as scratch:
         body_path, log = Path(scratch) / "body.bin", Path(scratch) / "requests.tsv"
         body_path.write_bytes(body)
         out = subprocess.run(
             [
-                "h2load", "-t1", f"-c{concurrency}", "-m1", f"-D{seconds:g}", "--warm-up-time=500ms",
+                "h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{seconds:g}", "--warm-up-time=500ms",
                 "-d", str(body_path), "-H", "content-type: application/grpc", "-H", "te: trailers",
                 f"--log-file={log}", url,
             ],
