@@ -183,6 +183,11 @@ def serve(**options: Any) -> None:
     from .logging_setup import configure_logging
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    # The forkserver workers start from imports ONNX Runtime in the background while this process imports
+    # the HTTP/gRPC stack below (forkserver.py itself imports nothing heavy; no thread exists yet).
+    from .forkserver import prestart
+
+    prestart()
     from .app import run
 
     try:
