@@ -20,6 +20,7 @@ import numpy as np
 from .access_log import new_request_id
 from .datatypes import by_numpy
 from .errors import InvalidInput, ModelNotFound, ModelportError, Unsupported
+from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
 from .metrics import ServerMetrics
 from .model_config import ModelConfigError, parse_model_config
@@ -140,6 +141,8 @@ class DataPlane:
         started = time.monotonic_ns()
         statistics: VersionStatistics | None = None
         rows = 0
+        result: ExecutionResult | None = None
+        failure: Exception | None = None
         try:
             loaded = self._manager.get(request.model_name, request.model_version)
             statistics = loaded.statistics
@@ -156,30 +159,29 @@ class DataPlane:
             finally:
                 loaded.exit()
         except Exception as error:
-            known = statistics is not None or not isinstance(error, ModelNotFound)
-            self._recorder.finish(
-                request_id=request.id,
-                model_name=request.model_name,
-                protocol=request.protocol,
-                started_ns=started,
-                statistics=statistics,
-                model_known=known,
-                rows=rows,
-                error=error,
-            )
-            if isinstance(error, ModelportError):
-                raise tag_with_request_id(error, request.id) from None
-            logger.exception("request %s to model '%s' failed unexpectedly", request.id, request.model_name)
-            raise tag_with_request_id(internal_error(), request.id) from error
+            failure = error
         self._recorder.finish(
             request_id=request.id,
             model_name=request.model_name,
             protocol=request.protocol,
             started_ns=started,
             statistics=statistics,
+            model_known=statistics is not None or not isinstance(failure, ModelNotFound),
             rows=rows,
             result=result,
+            error=failure,
         )
+        if isinstance(failure, ModelportError):
+            raise tag_with_request_id(failure, request.id) from None
+        if failure is not None:
+            logger.error(
+                "request %s to model '%s' failed unexpectedly",
+                request.id,
+                request.model_name,
+                exc_info=failure,
+            )
+            raise tag_with_request_id(internal_error(), request.id) from failure
+        assert result is not None  # no failure: the executor answered
         return InferResponse(
             model_name=request.model_name,
             model_version=str(loaded.spec.version),
