@@ -202,10 +202,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-minute load below this")
     parser.add_argument("--wait-load", type=float, default=300.0, help="longest wait for --max-load (s)")
+    parser.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    parser.add_argument("--cnn-max-batch", type=int, default=None, help="override the CNN's max_batch_size")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     ensure_tools()
-    models = [mlp(), cnn()]
+    if args.cnn_max_batch is not None:
+        CONFIGS["cnn"]["max_batch_size"] = args.cnn_max_batch
+    models = [build() for build in (mlp, cnn) if build.__name__ in args.models]
     load = wait_for_quiet(args.max_load, args.wait_load)
     lines = [
         f"# Serving benchmark {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
