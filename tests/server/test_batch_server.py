@@ -106,8 +106,6 @@ def server_stats(server: ServerProcess, model: str = "mlp") -> dict[str, int]:
 def test_hundreds_of_concurrent_grpc_requests_match_onnx_runtime(
     server: ServerProcess, repository: Path
 ) -> None:
-    if "grpc_port" not in server.ports or not server.ports["grpc_port"]:
-        pytest.skip("this server build has no gRPC listener yet")
     inputs = random_inputs(12)
 
     async def scenario() -> list[np.ndarray[Any, Any]]:
@@ -157,8 +155,6 @@ def test_full_queue_is_http_503_naming_the_queue_size(server: ServerProcess) -> 
 
 
 def test_full_queue_is_grpc_unavailable(server: ServerProcess) -> None:
-    if not server.ports.get("grpc_port"):
-        pytest.skip("this server build has no gRPC listener yet")
 
     async def scenario() -> list[Any]:
         client = grpcclient.InferenceServerClient(server.grpc_url)
