@@ -90,6 +90,7 @@ class WorkerProcess:
         self._inbox: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
         self._cause = ""
         self._inputs: Region | None = None
+        self._inputs_sent = False  # whether the worker has self._inputs (a run message carried it)
         self._outputs: Region | None = None
         self._dead = False
         self._stopping = False
@@ -136,30 +137,21 @@ class WorkerProcess:
     ) -> tuple[R, BatchTimings]:
         """Run one batch; ``consume`` reads the outputs (views into shared memory) before they are reused."""
         started = time.monotonic_ns()
-        new_region: list[Region] = []
-
-        def get_region(nbytes: int) -> Region:
-            if self._inputs is None or self._inputs.size < nbytes:
-                if self._inputs is not None:
-                    self._inputs.close()
-                self._inputs = Region.create(region_size_for(nbytes))
-                new_region.append(self._inputs)
-            return self._inputs
-
-        region, layouts = write_tensors(parts, get_region)
+        region, layouts = write_tensors(parts, self._input_region)
         message: dict[str, Any] = {
             "op": "run",
             "inputs": [x.to_wire() for x in layouts],
             "outputs": list(output_names),
         }
-        if new_region:
+        if not self._inputs_sent:
             message["region"] = region.size
         waiting = self._next_message()
         try:
-            send_message(self._sock, message, [region.fd] if new_region else [])
+            send_message(self._sock, message, [] if self._inputs_sent else [region.fd])
         except OSError:
             waiting.close()
             raise WorkerDied("its socket closed") from None
+        self._inputs_sent = True
         input_ns = time.monotonic_ns() - started
         self.waiting_since = time.monotonic()  # the pool's watchdog kills a worker stuck past its timeout
         try:
@@ -185,6 +177,16 @@ class WorkerProcess:
             input_ns, int(reply["infer_ns"]), time.monotonic_ns() - started + int(reply["copy_ns"])
         )
         return result, timings
+
+    def _input_region(self, nbytes: int) -> Region:
+        # A new region counts as the worker's only once a run message has carried it: a batch that fails
+        # while being written into it (the worker stays idle) must not leave the worker on the old one.
+        if self._inputs is None or self._inputs.size < nbytes:
+            if self._inputs is not None:
+                self._inputs.close()
+            self._inputs = Region.create(region_size_for(nbytes))
+            self._inputs_sent = False
+        return self._inputs
 
     async def _next_message(self) -> tuple[dict[str, Any], list[int]]:
         # A message may arrive before this coroutine first runs (event loops differ in whether I/O callbacks

@@ -258,6 +258,35 @@ def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> No
     run_async(scenario)
 
 
+def test_an_error_writing_inputs_after_the_region_grew_leaves_the_worker_usable(mlp_path: Path) -> None:
+    reference = ort.InferenceSession(str(mlp_path), providers=["CPUExecutionProvider"])
+
+    async def scenario() -> None:
+        pool = WorkerPool(settings(mlp_path))
+        await pool.start()
+        try:
+            small = np.ones((1, 16), np.float32)
+            await pool.run({"features": [small]}, ["probabilities"], copy_outputs)
+            pids = [w.pid for w in pool.status()]
+            # Big enough to grow the input region; the mismatched second part fails the concatenation into it.
+            big = np.ones((2000, 16), np.float32)
+            with pytest.raises(ValueError):
+                await pool.run(
+                    {"features": [big, np.ones((1, 15), np.float32)]}, ["probabilities"], copy_outputs
+                )
+            x = np.random.default_rng(2).standard_normal((2000, 16)).astype(np.float32)
+            ok, _, _ = await asyncio.wait_for(
+                pool.run({"features": [x]}, ["probabilities"], copy_outputs), 10
+            )
+            expected = reference.run(None, {"features": x})[0]
+            np.testing.assert_allclose(ok["probabilities"], expected, rtol=1e-5, atol=1e-6)
+            assert [w.pid for w in pool.status()] == pids
+        finally:
+            await pool.close(drain_timeout=1)
+
+    run_async(scenario)
+
+
 def test_a_worker_that_does_not_answer_is_killed_and_the_batch_retried_once(tmp_path: Path) -> None:
     from tests.helpers.onnx_models import matmul_chain_model
 
