@@ -207,7 +207,7 @@ class Batcher:
         if not self._merge:
             return [first], first.rows
         batch, rows = [first], first.rows
-        for request in list(self._queue)[1:]:
+        for request in itertools.islice(self._queue, 1, None):  # the queue does not change during the loop
             if request.future.done() or request.key != first.key:
                 continue
             if rows + request.rows > self.settings.max_batch_size:
