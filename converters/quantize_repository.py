@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .quantize_errors import QuantizeError
+from .repository_writer import existing_versions
 
 __all__ = [
     "CONVERSION_REPORT",
@@ -57,10 +58,6 @@ class ModelVersion:
         return self.model_dir / _CONFIG_FILE
 
 
-def _versions(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def resolve_version(repository: Path, name: str, version: str | None) -> ModelVersion:
     """Find ``name``'s ``version`` in ``repository``; errors list what does exist.
 
@@ -75,7 +72,7 @@ def resolve_version(repository: Path, name: str, version: str | None) -> ModelVe
         raise QuantizeError(
             f"{model_dir}: no model '{name}' in the repository (it has: {', '.join(models) or 'none'})"
         )
-    versions = _versions(model_dir)
+    versions = existing_versions(model_dir)
     listed = ", ".join(map(str, versions)) or "none"
     if version is None:
         originals = [v for v in versions if not (model_dir / str(v) / CONVERSION_REPORT).exists()]
@@ -158,7 +155,7 @@ def publish_version(model_dir: Path, files: dict[str, Path]) -> Path:
             shutil.copyfile(source, staging / name)
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a version folder is read by the server
         for _ in range(10):  # another writer may take the number first
-            target = model_dir / str((_versions(model_dir) or [0])[-1] + 1)
+            target = model_dir / str((existing_versions(model_dir) or [0])[-1] + 1)
             try:
                 staging.rename(target)
             except OSError:
@@ -187,7 +184,7 @@ def serving_note(config_path: Path, model_dir: Path, new_version: int) -> str:
     policy = _read_config(config_path).get("version_policy") or {"latest": 1}
     if not isinstance(policy, dict):
         return f"{config_path}: version_policy is not a mapping; the server will say what it makes of it"
-    versions = _versions(model_dir)
+    versions = existing_versions(model_dir)
     served = _served(policy, versions)
     if new_version not in served:
         return (
