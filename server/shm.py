@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .datatypes import by_name, by_numpy, decode_bytes_tensor, encode_bytes_tensor
+from .datatypes import Datatype, by_name, by_numpy, decode_bytes_tensor, encode_bytes_tensor
 from .inference import Tensors
 
 __all__ = ["ALIGN", "Region", "TensorLayout", "read_tensors", "region_size_for", "write_tensors"]
@@ -112,36 +112,35 @@ def write_tensors(
     ``get_region(nbytes)`` returns a region of at least ``nbytes`` (the caller's, or a new larger one); the
     parts of one name must share dtype and trailing dimensions (the batcher groups requests so they do).
     """
-    encoded: dict[str, bytes] = {}
-    plan: list[tuple[str, str, tuple[int, ...], int]] = []
+    plan: list[tuple[str, Datatype, tuple[int, ...], int, bytes | None]] = []  # None: copy the parts
     total = 0
     for name, parts in parts_by_name.items():
         shape = _concat_shape(parts)
         datatype = by_numpy(parts[0].dtype)
-        if datatype.name == "BYTES":
-            data = b"".join(encode_bytes_tensor(p.astype(np.object_)) for p in parts)
-            encoded[name] = data
-            nbytes = len(data)
+        encoded: bytes | None = None
+        if datatype.itemsize == 0:  # BYTES
+            encoded = b"".join(encode_bytes_tensor(p.astype(np.object_)) for p in parts)
+            nbytes = len(encoded)
         else:
             nbytes = math.prod(shape) * datatype.itemsize
-        plan.append((name, datatype.name, shape, nbytes))
+        plan.append((name, datatype, shape, nbytes, encoded))
         total = _aligned(total) + nbytes
     region = get_region(total)
     layouts: list[TensorLayout] = []
     offset = 0
-    for name, datatype_name, shape, nbytes in plan:
+    for name, datatype, shape, nbytes, encoded in plan:
         offset = _aligned(offset)
         target = region.buffer[offset : offset + nbytes]
-        if datatype_name == "BYTES":
-            target[:] = encoded[name]
+        if encoded is not None:
+            target[:] = encoded
         else:
-            out = np.frombuffer(target, dtype=by_name(datatype_name).numpy).reshape(shape)
+            out = np.frombuffer(target, dtype=datatype.numpy).reshape(shape)
             parts = parts_by_name[name]
             if len(parts) == 1:
                 out[...] = parts[0]
             else:
                 np.concatenate(parts, axis=0, out=out)
-        layouts.append(TensorLayout(name, datatype_name, shape, offset, nbytes))
+        layouts.append(TensorLayout(name, datatype.name, shape, offset, nbytes))
         offset += nbytes
     return region, layouts
 
