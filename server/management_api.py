@@ -120,7 +120,8 @@ class _Routes:
     def __init__(self, manager: ModelManager) -> None:
         self._manager = manager
 
-    def _versions(self, name: str) -> list[LoadedVersion]:
+    def _versions(self, name: str, version: str = "") -> list[LoadedVersion]:
+        """The serving versions of ``name``, only ``version`` when given; :class:`ModelNotFound` if none."""
         versions = [v for v in self._manager.serving() if v.spec.name == name]
         if not versions:
             reasons = [e.reason for e in self._manager.index() if e.name == name]
@@ -129,6 +130,10 @@ class _Routes:
             raise ModelNotFound(
                 f"model '{name}' has no serving version: {'; '.join(r for r in reasons if r)}"
             )
+        if version:
+            versions = [v for v in versions if str(v.spec.version) == version]
+            if not versions:
+                raise ModelNotFound(f"model '{name}' has no serving version {version}")
         return versions
 
     async def list_models(self, request: Request) -> Response:
@@ -136,11 +141,7 @@ class _Routes:
         return _json({"models": [{"modelName": n, "modelUrl": n} for n in names]})
 
     async def describe(self, request: Request, model_name: str, model_version: str = "") -> Response:
-        versions = self._versions(model_name)
-        if model_version and model_version != "all":
-            versions = [v for v in versions if str(v.spec.version) == model_version]
-            if not versions:
-                raise ModelNotFound(f"model '{model_name}' has no serving version {model_version}")
+        versions = self._versions(model_name, "" if model_version == "all" else model_version)
         unavailable = [
             {"modelName": e.name, "modelVersion": e.version, "status": e.state, "reason": e.reason}
             for e in self._manager.index()
@@ -149,11 +150,7 @@ class _Routes:
         return _json([_version_json(v) for v in versions] + unavailable)
 
     async def scale(self, request: Request, model_name: str, model_version: str = "") -> Response:
-        versions = self._versions(model_name)
-        if model_version:
-            versions = [v for v in versions if str(v.spec.version) == model_version]
-            if not versions:
-                raise ModelNotFound(f"model '{model_name}' has no serving version {model_version}")
+        versions = self._versions(model_name, model_version)
         minimum = _int_param(request, "min_worker", 1)
         assert minimum is not None
         maximum = _int_param(request, "max_worker", minimum)
@@ -200,12 +197,11 @@ class _Routes:
     async def unregister(self, request: Request, model_name: str, model_version: str = "") -> Response:
         versions = self._versions(model_name)
         if model_version:
-            serving = [str(v.spec.version) for v in versions]
-            if model_version not in serving:
-                raise ModelNotFound(f"model '{model_name}' has no serving version {model_version}")
-            if len(serving) > 1:
+            self._versions(model_name, model_version)  # that version must be serving
+            if len(versions) > 1:
+                serving = ", ".join(str(v.spec.version) for v in versions)
                 raise InvalidInput(
-                    f"model '{model_name}' serves versions {', '.join(serving)}; one version cannot be "
+                    f"model '{model_name}' serves versions {serving}; one version cannot be "
                     "unregistered alone: narrow version_policy in its config.yaml, or DELETE /models/"
                     f"{model_name}"
                 )

@@ -135,6 +135,11 @@ def test_unregister_one_of_several_versions_is_refused(server: ServerProcess) ->
     with api(server) as client:
         assert client.post("/models", params={"url": "two"}).status_code == 200
         assert [e["modelVersion"] for e in client.get("/models/two").json()] == ["1", "2"]
+        # A version in the path selects that serving version ("all": every one); one not serving is a 404.
+        assert [e["modelVersion"] for e in client.get("/models/two/2").json()] == ["2"]
+        assert [e["modelVersion"] for e in client.get("/models/two/all").json()] == ["1", "2"]
+        assert client.get("/models/two/7").status_code == 404
+        assert client.put("/models/two/7", params={"min_worker": 1}).status_code == 404
         refused = client.delete("/models/two/1")
         assert refused.status_code == 400 and "version_policy" in refused.json()["message"]
         assert client.delete("/models/two/7").status_code == 404
