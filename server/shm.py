@@ -26,7 +26,15 @@ import numpy.typing as npt
 from .datatypes import Datatype, by_name, by_numpy, decode_bytes_tensor, encode_bytes_tensor
 from .inference import Tensors
 
-__all__ = ["ALIGN", "Region", "TensorLayout", "read_tensors", "region_size_for", "write_tensors"]
+__all__ = [
+    "ALIGN",
+    "Region",
+    "TensorLayout",
+    "adopt_region",
+    "read_tensors",
+    "region_size_for",
+    "write_tensors",
+]
 
 ALIGN = 64
 _MIN_REGION = 1 << 16
@@ -71,6 +79,19 @@ class Region:
         with contextlib.suppress(BufferError):
             self._map.close()
         os.close(self.fd)
+
+
+def adopt_region(current: Region | None, message: Mapping[str, Any], fds: list[int]) -> Region | None:
+    """The region a control message brought (``"region": size`` with its descriptor first in ``fds``; then
+    ``current`` is closed), else ``current``. Every other descriptor received with it is closed."""
+    region = current
+    if "region" in message:
+        if current is not None:
+            current.close()
+        region = Region(fds.pop(0), int(message["region"]))
+    for fd in fds:
+        os.close(fd)
+    return region
 
 
 @dataclass(frozen=True, slots=True)

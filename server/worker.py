@@ -35,7 +35,7 @@ import orjson
 from .inference import Tensors
 from .model_config import SessionConfig
 from .session import open_session
-from .shm import Region, TensorLayout, read_tensors, region_size_for, write_tensors
+from .shm import Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
 
 __all__ = ["MAX_FDS", "MAX_MESSAGE", "WorkerSpec", "recv_message", "send_message", "worker_main"]
 
@@ -132,12 +132,7 @@ class _Serving:
         return self.outputs
 
     def run(self, message: dict[str, Any], fds: list[int]) -> None:
-        if "region" in message:
-            if self.inputs is not None:
-                self.inputs.close()
-            self.inputs = Region(fds.pop(0), int(message["region"]))
-        for fd in fds:
-            os.close(fd)
+        self.inputs = adopt_region(self.inputs, message, fds)
         if self.inputs is None:
             raise RuntimeError("protocol error: a run message arrived before any input region")
         layouts = [TensorLayout.from_wire(item) for item in message["inputs"]]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .forkserver import prestart, worker_context
 from .inference import Tensors
-from .shm import Parts, Region, TensorLayout, read_tensors, region_size_for, write_tensors
+from .shm import Parts, Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
 from .worker import WorkerSpec, recv_message, send_message, worker_main
 
 __all__ = ["BatchTimings", "WorkerDied", "WorkerFailed", "WorkerProcess", "prestart", "worker_context"]
@@ -161,12 +161,7 @@ class WorkerProcess:
         if reply.get("op") == "failed":
             raise WorkerFailed(str(reply.get("message")), kind=str(reply.get("kind", "internal")))
         started = time.monotonic_ns()
-        if "region" in reply:
-            if self._outputs is not None:
-                self._outputs.close()
-            self._outputs = Region(fds.pop(0), int(reply["region"]))
-        for fd in fds:
-            os.close(fd)
+        self._outputs = adopt_region(self._outputs, reply, fds)
         if self._outputs is None:
             raise WorkerDied("protocol error: outputs arrived without a region")
         outputs = read_tensors(self._outputs, [TensorLayout.from_wire(x) for x in reply["outputs"]])
