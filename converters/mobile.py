@@ -20,7 +20,7 @@ from typing import Literal
 
 from .quantize_errors import QuantizeError
 
-__all__ = ["OptimizationStyle", "OrtExport", "convert_to_ort", "ort_session_config"]
+__all__ = ["OptimizationStyle", "OrtExport", "convert_to_ort", "ort_file_names", "ort_session_config"]
 
 OptimizationStyle = Literal["fixed", "runtime"]
 _RUNTIME_OPT_SUFFIX = ".with_runtime_opt.ort"
@@ -43,6 +43,13 @@ class OrtExport:
 def ort_session_config(ort_path: Path) -> dict[str, str]:
     """Session config entries an ``.ort`` file needs to load as intended (empty for ``fixed`` style)."""
     return {_REPLAY_ENTRY: "1"} if ort_path.name.endswith(_RUNTIME_OPT_SUFFIX) else {}
+
+
+def ort_file_names(style: OptimizationStyle) -> tuple[str, str]:
+    """The names :func:`convert_to_ort` writes for ``style``: the ``.ort`` model and its operators config."""
+    if style == "runtime":
+        return f"model{_RUNTIME_OPT_SUFFIX}", "required_operators.with_runtime_opt.config"
+    return "model.ort", "required_operators.config"
 
 
 def convert_to_ort(
@@ -87,11 +94,10 @@ def convert_to_ort(
             ) from error
         finally:
             tool_logger.setLevel(level)
-        suffix = _RUNTIME_OPT_SUFFIX if style == "runtime" else ".ort"
-        config_name = f"required_operators{'.with_runtime_opt' if style == 'runtime' else ''}.config"
-        ort_path = output_dir / f"model{suffix}"
+        ort_name, config_name = ort_file_names(style)
+        ort_path = output_dir / ort_name
         config_path = output_dir / config_name
-        shutil.move(out_dir / f"model{suffix}", ort_path)
+        shutil.move(out_dir / ort_name, ort_path)
         # The tool's header lists the scratch paths it read; name the exported file instead.
         lines = (out_dir / config_name).read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if not line.startswith("# - ")]

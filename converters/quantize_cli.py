@@ -196,12 +196,12 @@ def export_mobile(**params: Any) -> None:
     def body() -> None:
         from rich.console import Console
 
+        from .mobile import ort_file_names
         from .quantize_report import save_report
 
         mode = params["mode"] or "none"
         output: Path = params["output"]
-        ort_name = "model.with_runtime_opt.ort" if params["optimization_style"] == "runtime" else "model.ort"
-        config_name = ort_name.replace("model", "required_operators", 1).removesuffix(".ort") + ".config"
+        ort_name, config_name = ort_file_names(params["optimization_style"])
         names = [ort_name, config_name, "model.onnx", _MOBILE_REPORT]
         _check_output(output, params["overwrite"], names)
         with tempfile.TemporaryDirectory(prefix="modelport-export-") as scratch:
