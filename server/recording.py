@@ -17,7 +17,7 @@ when the model itself is unknown, ``model=""`` (client-chosen names never become
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 
 from .access_log import log_access
 from .errors import ModelportError
@@ -51,7 +51,7 @@ class RequestRecorder:
 
     def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
         """Counts the request in ``modelport_requests_in_flight`` while the block runs."""
-        return self.metrics.in_flight(model, version) if model else nullcontext()
+        return self.metrics.in_flight(model, version)
 
     def finish(
         self,
