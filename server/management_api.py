@@ -21,6 +21,7 @@ import hmac
 import logging
 import re
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -235,8 +236,16 @@ def create_management_app(manager: ModelManager, *, token: str | None) -> FastAP
             status = 404 if isinstance(error, ModelNotFound) else MANAGEMENT_STATUS[error.code]
             return _error(status, type(error).__name__, error.message)
         except Exception:
-            log.exception("management request %s %s failed", request.method, request.url.path)
-            return _error(500, "InternalServerError", "internal error; see the server log")
+            request_id = uuid.uuid4().hex[:16]
+            log.exception(
+                "management request %s %s failed (request id %s)",
+                request.method,
+                request.url.path,
+                request_id,
+            )
+            return _error(
+                500, "InternalServerError", f"internal error (request id {request_id}); see the server log"
+            )
         return response
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,32 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         wait_for(lambda: count() == 1, 30, "the idle scale-down (1 s cooldown)")
         assert time.monotonic() - idle_since < 8, "scale_down_idle_s: 1 must beat the 10 s default"
         assert "scaling down to 1 workers" in server.logs()
+
+
+class _BrokenManager:
+    """A model manager that fails unexpectedly (the management app's only dependency)."""
+
+    def serving(self) -> list[Any]:
+        raise RuntimeError("boom")
+
+    def index(self) -> list[Any]:
+        raise RuntimeError("boom")
+
+
+def test_an_unexpected_error_is_a_500_with_a_request_id_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from modelport.server.management_api import create_management_app
+
+    app = create_management_app(_BrokenManager(), token=None)  # type: ignore[arg-type]  # a stand-in
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://management") as client:
+            return await client.get("/models/mlp")
+
+    response = asyncio.run(call())
+    assert response.status_code == 500
+    told = re.fullmatch(
+        r"internal error \(request id ([0-9a-f]{16})\); see the server log", response.json()["message"]
+    )
+    assert told is not None  # the client gets no detail of the failure
+    assert any(told[1] in r.getMessage() and r.exc_info for r in caplog.records)  # the log has it
