@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .datatypes import by_onnx
-from .errors import InvalidInput
-from .inference import Tensors, TensorSpec
+from .inference import TensorSpec
 from .model_config import SessionConfig
 
 if TYPE_CHECKING:
@@ -27,10 +24,8 @@ __all__ = [
     "ModelLoadError",
     "OpenSession",
     "Signature",
-    "from_ort_outputs",
     "open_session",
     "read_signature",
-    "to_ort_inputs",
     "translate_ort_error",
 ]
 
@@ -164,37 +159,3 @@ def read_signature(path: Path, *, model: str, config: SessionConfig, providers: 
     and the active provider, and release the session: its weights are freed at once (blocking)."""
     opened = open_session(path, model=model, config=config, providers=providers)
     return Signature(opened.inputs, opened.outputs, opened.provider)
-
-
-def to_ort_inputs(inputs: Tensors) -> Tensors:
-    """ONNX Runtime takes string tensors as UTF-8 ``str``: BYTES inputs are decoded (else InvalidInput)."""
-    if all(array.dtype.kind != "O" for array in inputs.values()):
-        return inputs
-    converted = dict(inputs)
-    for name, array in inputs.items():
-        if array.dtype.kind == "O":
-            flat = array.reshape(-1)
-            text = np.empty(flat.size, dtype=np.object_)
-            for index, item in enumerate(flat):
-                try:
-                    text[index] = item.decode() if isinstance(item, bytes) else str(item)
-                except UnicodeDecodeError:
-                    raise InvalidInput(
-                        f"tensor '{name}': element {index} is not UTF-8 text; ONNX string tensors hold UTF-8"
-                    ) from None
-            converted[name] = text.reshape(array.shape)
-    return converted
-
-
-def from_ort_outputs(names: list[str], arrays: list[Any]) -> Tensors:
-    """Name ONNX Runtime's outputs; string outputs become BYTES (object arrays of ``bytes``)."""
-    outputs: Tensors = {}
-    for name, array in zip(names, arrays, strict=True):
-        if array.dtype.kind in "OU":
-            flat = array.reshape(-1)
-            data = np.empty(flat.size, dtype=np.object_)
-            data[:] = [item.encode() if isinstance(item, str) else bytes(item) for item in flat]
-            outputs[name] = data.reshape(array.shape)
-        else:
-            outputs[name] = array
-    return outputs
