@@ -211,8 +211,8 @@ class _Routes:
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("scaling workers failed: %s", task.exception())
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("scaling workers failed: %s", error, exc_info=error)
 
 
 def create_management_app(manager: ModelManager, *, token: str | None) -> FastAPI:
