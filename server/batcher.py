@@ -141,7 +141,8 @@ class Batcher:
         batch_axis = self.settings.max_batch_size > 0
         rows = int(next(iter(inputs.values())).shape[0]) if batch_axis and inputs else 1
         loop = asyncio.get_running_loop()
-        request = _Request(inputs, names, _key(inputs, names), rows, deadline, now, loop.create_future())
+        key = _key(inputs, names) if self._merge else ()  # only merging compares keys
+        request = _Request(inputs, names, key, rows, deadline, now, loop.create_future())
         if deadline is not None:
             request.timer = loop.call_at(deadline, self._expire, request)
         self._queue.append(request)
