@@ -17,7 +17,7 @@ from torch import nn
 
 from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
-from examples.torch_training import fit, predict
+from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DenoisingAutoencoder", "build"]
 
@@ -69,10 +69,7 @@ def build(workdir: Path, repository: Path) -> Built:
     error = float(np.mean((predict(model, validation_noisy)["denoised"] - split.validation_x) ** 2))
     noisy_error = float(np.mean((validation_noisy - split.validation_x) ** 2))
 
-    example = (torch.from_numpy(noisy[:2]),)
-    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
-    source = workdir / "denoiser.pt2"
-    torch.export.save(program, source)
+    source = save_program(model, noisy[:2], workdir / "denoiser.pt2")
     spec = ModelSpec(name=NAME, source=source, samples={"noisy": validation_noisy[:16]})
     return publish(
         spec, repository, metric=f"reconstruction MSE (noisy input: {noisy_error:.4f})", value=error

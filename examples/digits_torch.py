@@ -16,7 +16,7 @@ from torch import nn
 
 from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
-from examples.torch_training import fit, predict
+from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DigitsCNN", "build"]
 
@@ -63,10 +63,7 @@ def build(workdir: Path, repository: Path) -> Built:
         np.mean(predict(model, split.validation_x)["probabilities"].argmax(axis=1) == split.validation_y)
     )
 
-    example = (torch.from_numpy(split.train_x[:2]),)
-    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
-    source = workdir / "digits.pt2"
-    torch.export.save(program, source)
+    source = save_program(model, split.train_x[:2], workdir / "digits.pt2")
     spec = ModelSpec(
         name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples={"images": split.validation_x[:16]}
     )

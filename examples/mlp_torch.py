@@ -17,7 +17,7 @@ from torch import nn
 
 from examples import datasets
 from examples.publish import Built, ModelSpec, main_for, publish
-from examples.torch_training import fit, predict
+from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DigitsMLP", "build"]
 
@@ -64,10 +64,7 @@ def build(workdir: Path, repository: Path) -> Built:
         np.mean(predict(model, validation_x)["probabilities"].argmax(axis=1) == split.validation_y)
     )
 
-    example = (torch.from_numpy(train_x[:2]),)
-    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
-    source = workdir / "mlp.pt2"
-    torch.export.save(program, source)
+    source = save_program(model, train_x[:2], workdir / "mlp.pt2")
     spec = ModelSpec(
         name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples={"features": validation_x[:16]}
     )

@@ -1,14 +1,16 @@
-"""The training loop the PyTorch recipes share: mini-batch Adam on in-memory tensors, seeded."""
+"""What the PyTorch recipes share: the training loop (mini-batch Adam on in-memory tensors, seeded) and the
+``torch.export`` program they save."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["Objective", "fit", "predict"]
+__all__ = ["Objective", "fit", "predict", "save_program"]
 
 # Loss of one mini-batch (inputs, targets) -> scalar tensor.
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,3 +56,12 @@ def predict(model: torch.nn.Module, inputs: npt.NDArray[np.float32]) -> dict[str
         outputs = model(torch.from_numpy(inputs))
     assert isinstance(outputs, dict), "the recipes' models return {output name: tensor}"
     return {name: tensor.numpy().astype(np.float32) for name, tensor in outputs.items()}
+
+
+def save_program(model: torch.nn.Module, example: npt.NDArray[np.generic], path: Path) -> Path:
+    """Export ``model`` with a dynamic batch axis, traced on ``example`` rows (two or more), to ``path``."""
+    program = torch.export.export(
+        model, (torch.from_numpy(example),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, path)
+    return path
