@@ -16,6 +16,7 @@ import tritonclient.http.aio as httpclient
 
 from tests.helpers.onnx_models import matmul_chain_model, mlp_model, write_model
 from tests.helpers.server_process import ServerExited, ServerProcess, start_server
+from tests.helpers.waiting import wait_for
 
 MLP_CONFIG = {
     "max_batch_size": 16,
@@ -42,15 +43,6 @@ def server(repository: Path) -> Iterator[ServerProcess]:
 
 def api(server: ServerProcess) -> httpx.Client:
     return httpx.Client(base_url=f"http://{server.management_url}", timeout=30)
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_list_and_describe(server: ServerProcess) -> None:
@@ -83,7 +75,9 @@ def test_scale_synchronously_and_back(server: ServerProcess) -> None:
         assert all(w["status"] == "READY" for w in workers)
         response = client.put("/models/mlp", params={"min_worker": 1, "max_worker": 1})
         assert response.status_code == 202
-        wait_for(lambda: len(client.get("/models/mlp").json()[0]["workers"]) == 1, 10, "scale-down to 1")
+        wait_for(
+            lambda: len(client.get("/models/mlp").json()[0]["workers"]) == 1, "scale-down to 1", timeout=10
+        )
         bad = client.put("/models/mlp", params={"min_worker": 3, "max_worker": 2})
         assert bad.status_code == 400 and "min_worker" in bad.json()["message"]
         bad = client.put("/models/mlp", params={"min_worker": "many"})
@@ -129,7 +123,7 @@ def test_register_with_initial_workers_then_unregister(server: ServerProcess) ->
         pids = [w["pid"] for w in entry["workers"]]
         assert client.delete("/models/other").status_code == 200
         assert client.get("/models/other").status_code == 404
-        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), 5, "the workers to exit")
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "the workers to exit", timeout=5)
 
 
 def test_unregister_one_of_several_versions_is_refused(server: ServerProcess) -> None:
@@ -219,7 +213,7 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         assert peak == 2, "queue delay far above the target: the pool must have grown to its max"
         assert "scaling up to 2 workers" in server.logs()
         idle_since = time.monotonic()
-        wait_for(lambda: count() == 1, 30, "the idle scale-down (1 s cooldown)")
+        wait_for(lambda: count() == 1, "the idle scale-down (1 s cooldown)", timeout=30)
         assert time.monotonic() - idle_since < 8, "scale_down_idle_s: 1 must beat the 10 s default"
         assert "scaling down to 1 workers" in server.logs()
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,7 @@ from tests.helpers.onnx_models import (
     write_model,
 )
 from tests.helpers.server_process import start_server
-
-_DEADLINE_S = 30.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = _DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.helpers.waiting import wait_for
 
 
 class ContinuousLoad(threading.Thread):
