@@ -99,8 +99,10 @@ def _notes(
             )
     if config.is_file():
         try:
-            document = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            document = yaml.safe_load(config.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
+            document = None
+        if not isinstance(document, dict):  # unreadable or not a mapping: the server reports that, not us
             document = {}
         for key, specs in (("inputs", inputs), ("outputs", outputs)):
             listed = [t.get("name") for t in document.get(key) or [] if isinstance(t, dict)]

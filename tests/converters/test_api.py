@@ -78,6 +78,16 @@ def test_factory_input_names_must_be_forward_arguments(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_a_kept_config_that_is_not_a_mapping_gets_no_notes(tmp_path: Path) -> None:
+    (tmp_path / "r" / "m").mkdir(parents=True)
+    (tmp_path / "r" / "m" / "config.yaml").write_text("- not a mapping\n", encoding="utf-8")
+    options = FactoryOptions(inputs=(parse_input_spec("input:float32:-1,4"),))
+    report = convert(
+        "tests.converters.factories:tiny_mlp", repository=tmp_path / "r", name="m", options=options
+    )
+    assert report.version == 1 and not report.config_created and report.notes == ()
+
+
 def test_generated_token_ids_stay_inside_the_embedding(tmp_path: Path) -> None:
     options = FactoryOptions(inputs=(parse_input_spec("tokens:int64:-1,9"),))
     # The embedding has 5 rows: an id of 5 or more makes torch raise, so passing proves the ids fit.
