@@ -16,6 +16,7 @@ when the model itself is unknown, ``model=""`` (client-chosen names never become
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import AbstractContextManager
 
@@ -30,12 +31,15 @@ __all__ = ["RequestRecorder", "internal_error", "tag_with_request_id"]
 
 
 def tag_with_request_id(error: ModelportError, request_id: str) -> ModelportError:
-    """Append ``(request id: ...)`` to the message the client gets, so its failure can be found in the log."""
+    """``error`` with ``(request id: ...)`` appended to the message the client gets, so its failure can be
+    found in the log. A copy: the requests of one batch share the batch's error, each with its own id."""
     suffix = f" (request id: {request_id})"
-    if not error.message.endswith(suffix):
-        error.message += suffix
-        error.args = (error.message,)
-    return error
+    if error.message.endswith(suffix):
+        return error
+    tagged = copy.copy(error)
+    tagged.message = error.message + suffix
+    tagged.args = (tagged.message,)
+    return tagged
 
 
 def internal_error() -> ModelportError:
