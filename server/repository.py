@@ -86,6 +86,8 @@ class Repository:
         if not directory.is_dir():
             raise FileNotFoundError(f"no model directory {directory}")
         config_file = directory / CONFIG_FILE
+        # Stamped before it is read: a config.yaml replaced meanwhile then differs at the next poll.
+        config_stamp = _stamp(config_file)
         config: ModelConfig | None
         try:
             config, error = load_model_config(config_file), None
@@ -96,4 +98,4 @@ class Repository:
             for entry in directory.iterdir()
             if entry.is_dir() and _VERSION_DIR.fullmatch(entry.name)
         }
-        return ModelSource(name, directory, config, error, _stamp(config_file), versions)
+        return ModelSource(name, directory, config, error, config_stamp, versions)
