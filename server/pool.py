@@ -229,6 +229,8 @@ class WorkerPool:
             return
         try:
             await self._start_worker()
+        except OSError as error:  # no process, socket or log file: the autoscaler restores min_workers
+            log.warning("model %s: a restarted worker failed to start: %s", self.settings.model, error)
         except (WorkerDied, WorkerFailed) as error:
             # A worker that dies while loading was reported through _on_exit already.
             if isinstance(error, WorkerFailed):
@@ -263,7 +265,7 @@ class WorkerPool:
         self.last_change_at = time.monotonic()
         try:
             await self._start_worker()
-        except (WorkerDied, WorkerFailed) as error:
+        except (WorkerDied, WorkerFailed, OSError) as error:  # OSError: no process, socket or log file
             log.warning("model %s: a new worker failed to start: %s", self.settings.model, error)
         # Count from when it can take work: delays measured while it loaded do not reflect it.
         self.last_change_at = time.monotonic()

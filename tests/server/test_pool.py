@@ -228,6 +228,29 @@ def test_scale_up_and_down(mlp_path: Path) -> None:
     run_async(scenario)
 
 
+def test_a_worker_that_cannot_be_started_is_logged_not_raised(
+    mlp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_descriptors(model: str) -> str:
+        raise OSError(24, "Too many open files")
+
+    async def scenario() -> None:
+        pool = WorkerPool(settings(mlp_path, min_workers=1, max_workers=2))
+        await pool.start()
+        try:
+            # The autoscaler calls add_worker: an OS refusal must not end it (nor its executor's close).
+            monkeypatch.setattr("modelport.server.pool.worker_log_path", no_descriptors)
+            await pool.add_worker()
+            assert pool.size == 1
+            monkeypatch.undo()
+            await pool.add_worker()
+            assert pool.size == 2
+        finally:
+            await pool.close(drain_timeout=1)
+
+    run_async(scenario)
+
+
 def test_thread_budget_shares_the_cores() -> None:
     cores = len(os.sched_getaffinity(0))
     assert thread_budget(3, 4) == 3  # configured: taken as given
