@@ -220,6 +220,19 @@ class ResolvedConfig:
     outputs: tuple[TensorSpec, ...]
     labels: dict[str, tuple[str, ...]]  # output name -> labels
 
+    @property
+    def dynamic_batching(self) -> DynamicBatchingConfig | None:
+        """The dynamic batching in force, None when every request runs alone.
+
+        As in Triton, a model whose batch support was read from the graph (no ``max_batch_size`` in
+        config.yaml) gets dynamic batching with the default settings; an explicit ``max_batch_size`` without
+        ``dynamic_batching`` does not.
+        """
+        dynamic = self.config.dynamic_batching
+        if dynamic is None and self.config.max_batch_size is None and self.max_batch_size > 0:
+            return DynamicBatchingConfig()
+        return dynamic
+
 
 def resolve_config(
     name: str,

@@ -25,7 +25,7 @@ from .batcher import Batcher, BatcherSettings
 from .executor import ExecutionResult
 from .inference import Tensors
 from .metrics import VersionMetrics
-from .model_config import DynamicBatchingConfig, ModelConfig
+from .model_config import ModelConfig
 from .pool import PoolSettings, WorkerPool, WorkerStatus
 
 if TYPE_CHECKING:
@@ -71,16 +71,10 @@ class PooledExecutor:
 
     @classmethod
     def from_spec(cls, spec: VersionSpec, metrics: VersionMetrics | None = None) -> PooledExecutor:
-        """Build from a model version as the model manager describes it.
-
-        As in Triton, a model whose batch support was read from the graph (no ``max_batch_size`` in
-        config.yaml) gets dynamic batching with the default settings; an explicit ``max_batch_size`` without
-        ``dynamic_batching`` runs every request alone.
-        """
+        """Build from a model version as the model manager describes it (batching: the resolved config's
+        :attr:`~.model_config.ResolvedConfig.dynamic_batching`)."""
         config = spec.config.config
-        dynamic = config.dynamic_batching
-        if dynamic is None and config.max_batch_size is None and spec.config.max_batch_size > 0:
-            dynamic = DynamicBatchingConfig()
+        dynamic = spec.config.dynamic_batching
         delay_s = dynamic.max_queue_delay_us / 1e6 if dynamic else 0.0
         pool = PoolSettings(
             model=spec.name,

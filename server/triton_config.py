@@ -89,7 +89,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
         "model_transaction_policy": {"decoupled": False},
     }
     if batching:
-        batcher = config.dynamic_batching
+        batcher = resolved.dynamic_batching
         if batcher is not None:
             result["dynamic_batching"] = {
                 "preferred_batch_size": list(batcher.preferred_batch_sizes),

@@ -195,6 +195,12 @@ def test_a_model_without_config_gets_dynamic_batching_as_in_triton(server: Serve
 
     entry = httpx.get(f"http://{server.management_url}/models/bare", timeout=10).json()[0]
     assert entry["config"]["dynamic_batching"]["enabled"] is True
+    # Triton's /config tells the same (perf_analyzer and model_analyzer read it there).
+    triton = httpx.get(f"http://{server.http_url}/v2/models/bare/config", timeout=10).json()
+    assert (
+        triton["dynamic_batching"]["max_queue_delay_microseconds"]
+        == entry["config"]["dynamic_batching"]["max_queue_delay_us"]
+    )
     x = np.ones((2, 16), np.float32)
 
     async def scenario() -> None:
