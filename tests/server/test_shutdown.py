@@ -40,20 +40,25 @@ def _iterations_for(server: ServerProcess, seconds: float) -> int:
     return int(min(max(seconds / per_iteration, 500), 200_000))
 
 
+def _infer_in_background(server: ServerProcess, iterations: int) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start one slow request in a thread; its outcome lands in the dict as ``result`` or ``error``."""
+    outcome: dict[str, Any] = {}
+
+    def in_flight() -> None:
+        try:
+            outcome["result"] = _slow_infer(server, iterations)
+        except Exception as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=in_flight, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     write_model(tmp_path, "slow", slow_model())
     with start_server(tmp_path, "--drain-timeout", "30") as server:
-        iterations = _iterations_for(server, 2.0)
-        outcome: dict[str, Any] = {}
-
-        def in_flight() -> None:
-            try:
-                outcome["result"] = _slow_infer(server, iterations)
-            except Exception as error:
-                outcome["error"] = error
-
-        thread = threading.Thread(target=in_flight)
-        thread.start()
+        thread, outcome = _infer_in_background(server, _iterations_for(server, 2.0))
         time.sleep(0.5)  # the request is running in the model now
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -79,23 +84,14 @@ def test_sigint_with_nothing_in_flight_exits_0_quickly(tmp_path: Path) -> None:
 def test_drain_timeout_bounds_the_shutdown(tmp_path: Path) -> None:
     write_model(tmp_path, "slow", slow_model())
     with start_server(tmp_path, "--drain-timeout", "1") as server:
-        iterations = _iterations_for(server, 30.0)
-        outcome: dict[str, Any] = {}
-
-        def in_flight() -> None:
-            try:
-                outcome["result"] = _slow_infer(server, iterations)
-            except InferenceServerException as error:
-                outcome["error"] = error
-
-        thread = threading.Thread(target=in_flight, daemon=True)
-        thread.start()
+        thread, outcome = _infer_in_background(server, _iterations_for(server, 30.0))
         time.sleep(0.5)
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(20) == 0
         assert time.monotonic() - started < 8  # the 30 s request was not waited for
         thread.join(10)
+        assert isinstance(outcome["error"], InferenceServerException)
         assert outcome["error"].status() == "503"
         assert "drain timeout" in str(outcome["error"])
 
@@ -151,5 +147,6 @@ def test_worker_log_files_do_not_outlive_startup(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, server.logs()
             time.sleep(0.05)
         assert "last stderr: modelport worker" in server.logs()
+
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     assert glob.glob(pattern) == []
