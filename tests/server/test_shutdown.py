@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import slow_model, write_model
 from tests.helpers.server_process import ServerProcess, server_command, start_server
+from tests.helpers.waiting import wait_for
 
 
 def _slow_infer(server: ServerProcess, iterations: int) -> Any:
@@ -148,5 +149,11 @@ def test_worker_log_files_do_not_outlive_startup(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert "last stderr: modelport worker" in server.logs()
 
+        def replaced() -> bool:  # its replacement is up, so its log file is unlinked too
+            entry = httpx.get(f"http://{server.management_url}/models/{model}", timeout=10).json()[0]
+            up = [w for w in entry["workers"] if w["status"] == "READY"]
+            return len(up) == 2 and workers[0]["pid"] not in {w["pid"] for w in up}
+
+        wait_for(replaced, "the killed worker's replacement to start", timeout=10)
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     assert glob.glob(pattern) == []
