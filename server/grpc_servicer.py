@@ -16,7 +16,7 @@ from .errors import InvalidInput, ModelportError
 from .generated import grpc_service_pb2 as pb
 from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
-from .grpc_status import Undecodable, internal_error, unary, unsupported
+from .grpc_status import Undecodable, guarded, internal_error, unary, unsupported
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -69,14 +69,21 @@ class InferenceServicer:
             outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
         )
 
-    @unary
-    async def model_infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+    @guarded
+    async def model_infer(
+        self, request: pb.ModelInferRequest | Undecodable, context: Any
+    ) -> pb.ModelInferResponse:
         return await self._infer(request)
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest | Undecodable) -> pb.ModelInferResponse:
+        # A request that cannot be decoded is counted and access-logged like any failed request.
+        if isinstance(request, Undecodable):  # not even the model's name is known
+            raise self._dataplane.reject(
+                request.error(), model_name="", model_version="", request_id="", protocol="grpc"
+            )
         try:
             decoded = decode_infer_request(request, max_bytes=self._max_tensor_bytes)
-        except ModelportError as error:  # counted and access-logged like any failed request
+        except ModelportError as error:
             raise self._dataplane.reject(
                 error,
                 model_name=request.model_name,
@@ -89,8 +96,6 @@ class InferenceServicer:
     async def _stream_answer(
         self, request: pb.ModelInferRequest | Undecodable
     ) -> pb.ModelStreamInferResponse:
-        if isinstance(request, Undecodable):
-            return pb.ModelStreamInferResponse(error_message=request.error().message)
         try:
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
         except ModelportError as error:

@@ -24,6 +24,7 @@ __all__ = [
     "GRPC_STATUS",
     "Unary",
     "Undecodable",
+    "guarded",
     "internal_error",
     "lenient_deserializer",
     "unary",
@@ -91,9 +92,20 @@ def unary(handler: Unary[_Req, _Resp]) -> Unary[_Req | Undecodable, _Resp]:
     """Wrap a unary RPC: refuse undecodable requests, map errors through :data:`GRPC_STATUS`."""
 
     @functools.wraps(handler)
-    async def rpc(self: Any, request: _Req | Undecodable, context: grpc.aio.ServicerContext) -> _Resp:
+    async def decoded(self: Any, request: _Req | Undecodable, context: grpc.aio.ServicerContext) -> _Resp:
         if isinstance(request, Undecodable):
-            await _abort(context, request.error())
+            raise request.error()
+        return await handler(self, request, context)
+
+    return guarded(decoded)
+
+
+def guarded(handler: Unary[_Req, _Resp]) -> Unary[_Req, _Resp]:
+    """Wrap a unary RPC that handles an :class:`Undecodable` request itself: map errors through
+    :data:`GRPC_STATUS`."""
+
+    @functools.wraps(handler)
+    async def rpc(self: Any, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
         try:
             return await handler(self, request, context)
         except grpc.aio.AbortError:

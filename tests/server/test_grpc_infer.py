@@ -16,6 +16,8 @@ from modelport.server.generated import grpc_service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import ALL_DATATYPES
+from tests.helpers.scrape import scrape
+from tests.helpers.server_process import ServerProcess
 from tests.helpers.tensors import TYPED_FIELD, sample
 from tests.server.cases import REFUSALS, RefusalCase, WireTensor, raw
 from tests.server.conftest import ALL_TYPES
@@ -215,14 +217,34 @@ def test_fp16_has_no_typed_contents(grpc_stub: Any) -> None:
     "payload", [b"\xff\xff\xff\xff", b"\x0a\x80", b"\x2a\x05ab"], ids=["bad-tag", "truncated", "short-field"]
 )
 def test_undecodable_protobuf_is_invalid_argument_and_the_server_goes_on(
-    grpc_channel: grpc.Channel, grpc_client: grpcclient.InferenceServerClient, payload: bytes
+    server: ServerProcess,
+    grpc_channel: grpc.Channel,
+    grpc_client: grpcclient.InferenceServerClient,
+    payload: bytes,
 ) -> None:
+    refused = {"model": "", "version": "", "protocol": "grpc", "outcome": "invalid_input"}
+    before = scrape(server.metrics_url).value("modelport_requests_total", **refused)
     call = grpc_channel.unary_unary(_INFER_PATH)  # no serializer: the bytes go out as they are
     error = rpc_error(call, payload)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid inference.ModelInferRequest protobuf message" in error.details()
+    # Recorded like any refused request: counted, with a request id to find its access-log line.
+    assert "(request id: " in error.details()
+    assert scrape(server.metrics_url).value("modelport_requests_total", **refused) == before + 1
     assert grpc_client.is_server_live()
     assert grpc_client.is_model_ready("case_fp32")
+
+
+def test_an_undecodable_stream_request_is_answered_in_its_place(grpc_channel: grpc.Channel) -> None:
+    stream = grpc_channel.stream_stream(  # no request serializer: the bytes go out as they are
+        "/inference.GRPCInferenceService/ModelStreamInfer",
+        response_deserializer=pb.ModelStreamInferResponse.FromString,
+    )
+    good = infer_request("case_fp32", (WireTensor("INPUT0", "FP32", (1, 4), values=[1.0] * 4),))
+    answers = list(stream(iter([b"\xff\xff\xff\xff", good.SerializeToString()]), timeout=30))
+    assert "not a valid inference.ModelInferRequest protobuf message" in answers[0].error_message
+    assert "(request id: " in answers[0].error_message  # recorded like any refused request
+    assert answers[1].error_message == "" and answers[1].infer_response.model_name == "case_fp32"
 
 
 def test_a_message_above_4_mib_is_accepted_and_answered(
