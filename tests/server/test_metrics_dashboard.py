@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.onnx_models import identity_model, write_model
 from tests.helpers.scrape import scrape
-from tests.helpers.server_process import start_server
+from tests.helpers.server_process import ServerProcess
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "modelport.json"
 
@@ -62,11 +61,9 @@ def test_metric_name_extraction_finds_names_and_skips_functions() -> None:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    repository = tmp_path_factory.mktemp("repo")
-    write_model(repository, "identity", identity_model())
-    with start_server(repository) as server:
-        return scrape(server.metrics_url).exported_names()
+def exported(server: ServerProcess) -> set[str]:
+    """Every sample name the shared server can export (conftest's ``server``)."""
+    return scrape(server.metrics_url).exported_names()
 
 
 def test_every_dashboard_metric_is_exported_by_the_server(exported: set[str]) -> None:
