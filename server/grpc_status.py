@@ -1,5 +1,5 @@
 """How the gRPC adapter reports failure: the one ErrorCode -> StatusCode table and the wrapper every unary RPC
-goes through.
+goes through (:func:`guarded`; :func:`unary` also refuses an undecodable request before its handler runs).
 
 An error of :mod:`errors` becomes its status with the error's message. Anything else becomes INTERNAL with a
 fresh request id; the traceback is logged under that id and never sent. A request whose bytes did not parse
