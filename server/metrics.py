@@ -179,6 +179,7 @@ class ServerMetrics:
         # Label children resolved once; a lost race only resolves the same child twice (labels() is locked).
         self._request_children: dict[tuple[str, str, str, Outcome], tuple[Counter, Histogram]] = {}
         self._success_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._in_flight_children: dict[tuple[str, str], Gauge] = {}
         reg.register(self.live)
         if process_metrics:
             ProcessCollector(namespace="modelport", registry=reg)
@@ -221,7 +222,10 @@ class ServerMetrics:
 
     def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
         """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs."""
-        return self._in_flight.labels(model, version).track_inprogress()
+        gauge = self._in_flight_children.get((model, version))
+        if gauge is None:  # as in record_request: labels() once per label set, not once per request
+            gauge = self._in_flight_children[(model, version)] = self._in_flight.labels(model, version)
+        return gauge.track_inprogress()
 
     def watch(self, loop: asyncio.AbstractEventLoop, source: StateSource) -> None:
         """Read queue depths and workers from ``source()``, called on ``loop`` at each scrape."""
