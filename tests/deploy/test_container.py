@@ -37,6 +37,7 @@ from tritonclient.utils import triton_to_np_dtype
 
 from tests.deploy.image_build import ReplayedBuild, map_path, replay_build
 from tests.deploy.image_config import ImageConfig, read_stages, stage_config
+from tests.helpers.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -338,14 +339,7 @@ def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container
     running = Container(process=process, env=env, ports={}, log=log)
     started = time.monotonic()
     try:
-        deadline = started + READY_TIMEOUT_S
-        while not ready_file.exists():
-            assert process.poll() is None, (
-                f"exited with {process.returncode} before ready:\n{running.output()}"
-            )
-            assert time.monotonic() < deadline, f"not ready after {READY_TIMEOUT_S} s:\n{running.output()}"
-            time.sleep(0.05)
-        running.ports = json.loads(ready_file.read_text())
+        running.ports = wait_ready(process, ready_file, log, READY_TIMEOUT_S)
         running.ready_s = time.monotonic() - started
         yield running
     finally:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerExited", "ServerProcess", "server_command", "start_server"]
+__all__ = ["ServerExited", "ServerProcess", "server_command", "start_server", "wait_ready"]
 
 _START_TIMEOUT_S = 60.0
 
@@ -123,15 +123,17 @@ def start_server(
             )
         handle = ServerProcess(process=process, ports={}, log_path=log_path)
         try:
-            handle.ports = _wait_ready(process, ready_file, log_path, timeout)
+            handle.ports = wait_ready(process, ready_file, log_path, timeout)
             yield handle
         finally:
             handle.stop()
 
 
-def _wait_ready(
+def wait_ready(
     process: subprocess.Popen[bytes], ready_file: Path, log_path: Path, timeout: float
 ) -> dict[str, Any]:
+    """The ports ``process`` wrote to ``ready_file``; :class:`ServerExited` with its output (``log_path``) if
+    it ends first or is not ready after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready_file.exists():
