@@ -6,6 +6,7 @@ batch size) before anything runs, calls the version's executor, and records stat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -330,16 +331,8 @@ class DataPlane:
         if config is None:
             raise InvalidInput(f"load request for '{name}': file overrides need parameters.config as well")
         with tempfile.TemporaryDirectory(prefix="modelport-load-") as scratch:
-            for key, content in files.items():
-                match = _FILE_KEY.fullmatch(key)
-                if match is None or ".." in key.split("/"):
-                    raise InvalidInput(
-                        f"load request for '{name}': file key '{key}' must look like "
-                        "'file:<version>/model.onnx'"
-                    )
-                path = Path(scratch) / name / match.group(1)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
+            # Up to the body limit of bytes: written off the event loop.
+            await asyncio.to_thread(_write_uploaded_files, Path(scratch) / name, files, model=name)
             await self._manager.load(name, config=config, root=Path(scratch))
 
     async def unload_model(self, name: str) -> None:
@@ -352,6 +345,19 @@ class DataPlane:
                 f"explicit model {action} is not allowed with --model-control "
                 f"{self._settings.model_control}; start the server with --model-control explicit"
             )
+
+
+def _write_uploaded_files(model_dir: Path, files: dict[str, bytes], *, model: str) -> None:
+    """Write a load request's ``file:<version>/<name>`` parameters below ``model_dir``."""
+    for key, content in files.items():
+        match = _FILE_KEY.fullmatch(key)
+        if match is None or ".." in key.split("/"):
+            raise InvalidInput(
+                f"load request for '{model}': file key '{key}' must look like 'file:<version>/model.onnx'"
+            )
+        path = model_dir / match.group(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
 
 
 def _datatype_of(array: np.ndarray[Any, Any]) -> str:
