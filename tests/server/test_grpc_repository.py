@@ -118,6 +118,13 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
             {"file:1/model.onnx": pb.ModelRepositoryParameter(string_param="x")},
             "'file:1/model.onnx' must be a bytes_param",
         ),
+        (
+            {
+                "config": pb.ModelRepositoryParameter(string_param="{}"),
+                "file:1/../../escape.onnx": pb.ModelRepositoryParameter(bytes_param=b"x"),
+            },
+            "file key 'file:1/../../escape.onnx' must look like 'file:<version>/model.onnx'",
+        ),
     ],
     ids=[
         "config-not-json",
@@ -125,6 +132,7 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
         "unknown-parameter",
         "files-without-config",
         "file-not-bytes",
+        "file-key-outside-the-model",
     ],
 )
 def test_bad_load_requests_are_invalid_argument(
