@@ -40,6 +40,7 @@ from tests.helpers.onnx_models import write_model
 from tests.helpers.server_process import ServerProcess, start_server
 
 from .bench_models import BenchModel, cnn, mlp
+from .floors import floor_server
 from .loadgen import LoadResult, ensure_tools, grpc_body, raw_ort, rest_body, run_h2load, run_wrk
 
 TRITON_REST_C8 = 3249.0  # Triton, Python backend + ONNX Runtime, same MLP, concurrency 8, these machines
@@ -195,6 +196,67 @@ def bench_model(
     return lines, medians, reference
 
 
+def bench_floors(args: argparse.Namespace) -> tuple[list[str], dict[str, LoadResult]]:
+    """Each protocol's floor (see floors.py) at concurrency 8 with the MLP's request body, median of runs."""
+    model = mlp()
+    body, header_length = rest_body(model)
+    lines = [
+        "## Protocol floors (benchmarks/floors.py: the same stack answering a fixed body, no model)",
+        "",
+        "| run | inferences/s (median) | all runs | p50 ms | p99 ms | server CPU ms/req | "
+        "front end | workers | batch | failed |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    medians: dict[str, LoadResult] = {}
+    for protocol in ("REST", "gRPC"):
+        with floor_server(protocol.lower()) as address:
+            results = []
+            for _ in range(args.repeat):
+                if protocol == "REST":
+                    url = f"http://{address}/v2/models/{model.name}/infer"
+                    results.append(run_wrk(url, body, header_length, concurrency=8, seconds=args.seconds))
+                else:
+                    url = f"http://{address}/inference.GRPCInferenceService/ModelInfer"
+                    results.append(run_h2load(url, grpc_body(model), concurrency=8, seconds=args.seconds))
+        mid = sorted(results, key=lambda r: r.rate)[(len(results) - 1) // 2]
+        medians[protocol] = mid
+        lines.append(row(f"{protocol} floor c=8", mid, None, [r.rate for r in results]))
+        print(lines[-1], flush=True)
+    return [*lines, ""], medians
+
+
+def ratio_lines(
+    medians: dict[tuple[str, str, int], LoadResult],
+    raw: dict[str, LoadResult],
+    floors: dict[str, LoadResult],
+    *,
+    top: int,
+) -> list[str]:
+    """The closing section: each target's ratio, from the medians."""
+    lines = ["## Ratios (medians)", ""]
+    if ("mlp", "REST", 8) in medians:
+        rest, grpc = medians[("mlp", "REST", 8)].rate, medians[("mlp", "gRPC", 8)].rate
+        lines.append(
+            f"- MLP, concurrency 8: REST {rest:,.0f}/s = {rest / TRITON_REST_C8:.2f}x Triton's 3,249; "
+            f"gRPC {grpc:,.0f}/s = {grpc / TRITON_GRPC_C8:.2f}x Triton's 2,760 (target 1.5x)."
+        )
+    for protocol, floor in floors.items():
+        if ("mlp", protocol, 8) in medians:
+            rate = medians[("mlp", protocol, 8)].rate
+            lines.append(
+                f"- MLP {protocol} at concurrency 8 reached {rate / floor.rate:.0%} of the {protocol} floor "
+                f"({floor.rate:,.0f}/s: the protocol stack alone, answering without a model)."
+            )
+    if ("cnn", "REST", top) in medians:
+        for protocol in ("REST", "gRPC"):
+            rate = medians[("cnn", protocol, top)].rate
+            lines.append(
+                f"- CNN {protocol} at concurrency {top}: {rate:,.0f}/s = {rate / raw['cnn'].rate:.2f}x raw "
+                f"ONNX Runtime with the same {CORES} threads ({raw['cnn'].rate:,.0f}/s) (target 0.9x)."
+            )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -205,6 +267,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
     parser.add_argument("--cnn-max-batch", type=int, default=None, help="override the CNN's max_batch_size")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-floors", action="store_true", help="skip the protocol floor rows")
     args = parser.parse_args()
     ensure_tools()
     if args.cnn_max_batch is not None:
@@ -243,21 +306,11 @@ def main() -> int:
                 lines += rows
                 medians.update({(model.name, p, c): r for (p, c), r in got.items()})
                 lines.append("")
-    lines += ["## Ratios (medians)", ""]
-    if ("mlp", "REST", 8) in medians:
-        rest, grpc = medians[("mlp", "REST", 8)].rate, medians[("mlp", "gRPC", 8)].rate
-        lines.append(
-            f"- MLP, concurrency 8: REST {rest:,.0f}/s = {rest / TRITON_REST_C8:.2f}x Triton's 3,249; "
-            f"gRPC {grpc:,.0f}/s = {grpc / TRITON_GRPC_C8:.2f}x Triton's 2,760 (target 1.5x)."
-        )
-    top = max(args.concurrency)
-    if ("cnn", "REST", top) in medians:
-        for protocol in ("REST", "gRPC"):
-            rate = medians[("cnn", protocol, top)].rate
-            lines.append(
-                f"- CNN {protocol} at concurrency {top}: {rate:,.0f}/s = {rate / raw['cnn'].rate:.2f}x raw "
-                f"ONNX Runtime with the same {CORES} threads ({raw['cnn'].rate:,.0f}/s) (target 0.9x)."
-            )
+    floors: dict[str, LoadResult] = {}
+    if not args.no_floors:
+        floor_lines, floors = bench_floors(args)
+        lines += floor_lines
+    lines += ratio_lines(medians, raw, floors, top=max(args.concurrency))
     lines.append(f"- 1-minute load average at the end: {os.getloadavg()[0]:.2f}.")
     text = "\n".join(lines) + "\n"
     out = (

@@ -150,6 +150,8 @@ async def serve(settings: ServerSettings) -> int:
             log_config=None,
             access_log=False,
             server_header=False,
+            # Nothing reads the client's address (the access log has none): no X-Forwarded-For middleware.
+            proxy_headers=False,
             timeout_graceful_shutdown=int(settings.drain_timeout) or 1,
         )
     )

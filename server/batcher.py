@@ -85,9 +85,10 @@ class Batcher:
         self._pool = pool
         self._delays = delays
         self._queue: collections.deque[_Request] = collections.deque()
-        self._wake = asyncio.Event()
         self._in_flight = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump_scheduled = False
+        self._delay_timer: asyncio.TimerHandle | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self._closed = False
         self._merge = settings.batching and settings.max_batch_size > 0
@@ -106,20 +107,8 @@ class Batcher:
 
     def start(self) -> None:
         """Start dispatching (call on the event loop that will submit)."""
-        self._task = asyncio.get_running_loop().create_task(self._dispatch_forever())
-
-    async def _dispatch_forever(self) -> None:
-        # A bug in forming a batch must not leave every later request waiting forever: fail the oldest
-        # request with the error and carry on.
-        while True:
-            try:
-                await self._dispatch_loop()
-            except Exception as error:
-                log.exception("model %s: the batcher failed; failing the oldest request", self.settings.model)
-                if self._queue:
-                    request = self._queue.popleft()
-                    if not request.future.done():
-                        request.future.set_exception(error)
+        self._loop = asyncio.get_running_loop()
+        self._schedule_pump()
 
     async def submit(
         self, inputs: Tensors, output_names: Sequence[str], deadline: float | None
@@ -146,7 +135,7 @@ class Batcher:
         if deadline is not None:
             request.timer = loop.call_at(deadline, self._expire, request)
         self._queue.append(request)
-        self._wake.set()
+        self._schedule_pump()
         return await request.future
 
     def _expire(self, request: _Request) -> None:
@@ -161,34 +150,63 @@ class Batcher:
                     )
                 )
 
-    async def _dispatch_loop(self) -> None:
+    # ----- dispatching ------------------------------------------------------------------------------------
+    # No task waits for work: whatever can change the answer to "can a batch go now?" (a request queued, a
+    # batch finished, the queue delay ran out) schedules one call of _pump with call_soon. Requests that
+    # arrive in the same loop iteration (uvicorn reads every ready socket before the pump runs) are batched
+    # together, and an idle server costs nothing.
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled and self._loop is not None:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        try:
+            self._dispatch_ready()
+        except Exception as error:  # a bug in forming a batch must not leave every later request waiting
+            log.exception("model %s: the batcher failed; failing the oldest request", self.settings.model)
+            if self._queue:
+                request = self._queue.popleft()
+                if not request.future.done():
+                    request.future.set_exception(error)
+            self._schedule_pump()
+
+    def _dispatch_ready(self) -> None:
+        """Start every batch that can start now; arm the delay timer for one that must wait for rows."""
+        loop = self._loop
+        assert loop is not None  # scheduled only after start()
         while True:
             self._drop_finished()
-            if not self._queue or self._in_flight >= max(1, self._pool.size):
-                if self._queue:
-                    self.last_busy_at = time.monotonic()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+            if not self._queue:
+                return
+            if self._in_flight >= max(1, self._pool.size):
+                self.last_busy_at = time.monotonic()
+                return
             batch, rows = self._gather()
             if not batch:
                 continue
-            first = batch[0]
             if self._merge and not self._complete(rows):
-                remaining = first.enqueued + self.settings.max_queue_delay_s - time.monotonic()
-                if remaining > 0:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), remaining)
-                    continue
+                due = batch[0].enqueued + self.settings.max_queue_delay_s
+                if due > time.monotonic():
+                    if self._delay_timer is None or self._delay_timer.when() > due:
+                        if self._delay_timer is not None:
+                            self._delay_timer.cancel()
+                        self._delay_timer = loop.call_at(due, self._delay_over)
+                    return
             for request in batch:
                 self._queue.remove(request)
                 if request.timer is not None:
                     request.timer.cancel()
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+            task = loop.create_task(self._run(batch, rows))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
+
+    def _delay_over(self) -> None:
+        self._delay_timer = None
+        self._schedule_pump()
 
     def _drop_finished(self) -> None:
         # Requests whose caller went away (cancelled) leave the queue without running.
@@ -200,7 +218,8 @@ class Batcher:
 
     def _gather(self) -> tuple[list[_Request], int]:
         now = time.monotonic()
-        for request in [r for r in self._queue if r.deadline is not None and r.deadline <= now]:
+        expired = [r for r in self._queue if r.deadline is not None and r.deadline <= now]
+        for request in expired:
             self._expire(request)  # its timer may not have fired yet: never run a request past its deadline
         if not self._queue:
             return [], 0
@@ -267,7 +286,7 @@ class Batcher:
                 )
         finally:
             self._in_flight -= 1
-            self._wake.set()
+            self._schedule_pump()
 
     async def close(self, *, drain_timeout: float) -> None:
         """Refuse new requests, let queued and running ones finish (up to ``drain_timeout``), then stop."""
@@ -275,11 +294,13 @@ class Batcher:
         deadline = time.monotonic() + drain_timeout
         while (self._queue or self._in_flight) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
+        self._loop = None  # no more pumping: what is still queued is refused below
         for request in self._queue:
+            if request.timer is not None:
+                request.timer.cancel()
             if not request.future.done():
                 request.future.set_exception(ModelNotReady(f"model '{self.settings.model}' is unloading"))
         self._queue.clear()

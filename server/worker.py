@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -37,10 +38,20 @@ from .model_config import SessionConfig
 from .session import open_session
 from .shm import Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
 
-__all__ = ["MAX_FDS", "MAX_MESSAGE", "WorkerSpec", "recv_message", "send_message", "worker_main"]
+__all__ = [
+    "MAX_FDS",
+    "MAX_MESSAGE",
+    "WorkerSpec",
+    "message_buffer",
+    "recv_message",
+    "send_message",
+    "worker_main",
+]
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 2
+_FD_SIZE = struct.calcsize("i")
+_FD_SPACE = socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,14 +79,32 @@ def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int
         sock.sendall(data)
 
 
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """Receive one message and its descriptors; ``(None, [])`` when the other side closed the socket."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
-    if not data:
+def message_buffer() -> bytearray:
+    """The buffer one receiving side reuses for every message (see :func:`recv_message`)."""
+    return bytearray(MAX_MESSAGE)
+
+
+def recv_message(sock: socket.socket, buffer: bytearray) -> tuple[dict[str, Any] | None, list[int]]:
+    """Receive one message and its descriptors; ``(None, [])`` when the other side closed the socket.
+
+    The bytes land in ``buffer`` (from :func:`message_buffer`, one per receiver): ``socket.recv_fds`` would
+    allocate and shrink a fresh MAX_MESSAGE bytes object per message, an mmap/mremap/munmap round trip that
+    cost more than running a small model.
+    """
+    nbytes, ancdata, flags, _addr = sock.recvmsg_into([buffer], _FD_SPACE)
+    fds = [
+        fd
+        for level, kind, data in ancdata
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+        for (fd,) in struct.iter_unpack("i", data[: len(data) - len(data) % _FD_SIZE])
+    ]
+    if nbytes == 0 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         for fd in fds:
             os.close(fd)
-        return None, []
-    message: dict[str, Any] = orjson.loads(data)
+        if nbytes == 0:
+            return None, []
+        raise OSError(f"a control message was cut: more than {MAX_MESSAGE} bytes or {MAX_FDS} descriptors")
+    message: dict[str, Any] = orjson.loads(memoryview(buffer)[:nbytes])
     return message, fds
 
 
@@ -189,8 +218,9 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
         sys.exit(1)
     send_message(sock, {"op": "ready", "pid": os.getpid(), "load_ns": time.monotonic_ns() - started})
     serving = _Serving(sock, session)
+    buffer = message_buffer()
     while True:
-        message, fds = recv_message(sock)
+        message, fds = recv_message(sock, buffer)
         if message is None or message.get("op") == "stop":
             return
         serving.run(message, fds)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .forkserver import prestart, worker_context
 from .inference import Tensors
 from .shm import Parts, Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
-from .worker import WorkerSpec, recv_message, send_message, worker_main
+from .worker import WorkerSpec, message_buffer, recv_message, send_message, worker_main
 
 __all__ = ["BatchTimings", "WorkerDied", "WorkerFailed", "WorkerProcess", "prestart", "worker_context"]
 
@@ -102,6 +102,7 @@ class WorkerProcess:
         self._log_fd = os.open(spec.log_path, os.O_RDONLY | os.O_CREAT, 0o600)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
+        self._buffer = message_buffer()
         self._process = worker_context().Process(
             target=worker_main, args=(child, spec), daemon=True, name=f"modelport-{spec.model}"
         )
@@ -198,7 +199,7 @@ class WorkerProcess:
 
     def _readable(self) -> None:
         try:
-            message, fds = recv_message(self._sock)
+            message, fds = recv_message(self._sock, self._buffer)
         except BlockingIOError:
             return
         except OSError:
