@@ -16,7 +16,7 @@ import logging
 import re
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -48,6 +48,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL: 500,
 }
 _JSON = "application/json"
+_BINARY = "application/octet-stream"
 _EMPTY_OK = Response(status_code=200)
 
 Endpoint = Callable[..., Awaitable[Response]]
@@ -61,24 +62,30 @@ def _error(message: str, status: int) -> Response:
     return _json({"error": message}, status)
 
 
+def _error_response(error: BaseException) -> Response:
+    """The answer to an endpoint's exception: :class:`ModelportError` through the table, anything else a
+    logged 500 with a request id."""
+    if isinstance(error, ModelportError):
+        return _error(error.message, HTTP_STATUS[error.code])
+    if isinstance(error, asyncio.CancelledError):
+        # uvicorn cancels requests still running when the drain timeout ends: say so to the client.
+        return _error("the server shut down before this request finished (drain timeout)", 503)
+    if isinstance(error, ClientDisconnect):
+        return _error("the client closed the connection before sending the whole body", 400)
+    request_id = uuid.uuid4().hex[:16]
+    logger.error("internal error (request id %s)", request_id, exc_info=error)
+    return _error(f"internal error (request id {request_id})", 500)
+
+
 def _guarded(endpoint: Endpoint) -> Endpoint:
-    """Map :class:`ModelportError` through the table; anything else is a logged 500 with a request id."""
+    """Answer the endpoint's exceptions with :func:`_error_response`."""
 
     @functools.wraps(endpoint)
     async def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             return await endpoint(*args, **kwargs)
-        except ModelportError as error:
-            return _error(error.message, HTTP_STATUS[error.code])
-        except asyncio.CancelledError:
-            # uvicorn cancels requests still running when the drain timeout ends: say so to the client.
-            return _error("the server shut down before this request finished (drain timeout)", 503)
-        except ClientDisconnect:
-            return _error("the client closed the connection before sending the whole body", 400)
-        except Exception:
-            request_id = uuid.uuid4().hex[:16]
-            logger.exception("internal error (request id %s)", request_id)
-            return _error(f"internal error (request id {request_id})", 500)
+        except (Exception, asyncio.CancelledError) as error:
+            return _error_response(error)
 
     return wrapper
 
@@ -97,24 +104,33 @@ def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
     }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit``."""
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole body (``declared``: the Content-Length header), refused with 413 as soon as it is known to
+    exceed ``limit``."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    headers = request.headers
     body = decompress_body(
-        await _read_body(request, limit), request.headers.get("content-encoding", ""), limit=limit
+        await _read_body(request.receive, headers.get("content-length"), limit),
+        headers.get("content-encoding", ""),
+        limit=limit,
     )
     if not body.strip():
         return {}
@@ -174,32 +190,53 @@ class _Endpoints:
     async def model_stats(self, model_name: str, model_version: str = "") -> Response:
         return _json({"model_stats": self.dataplane.model_statistics(model_name, model_version)})
 
-    async def infer(self, request: Request, model_name: str, model_version: str = "") -> Response:
-        headers = request.headers
+    async def infer(
+        self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str = ""
+    ) -> tuple[bytes, dict[str, str]]:
+        """One inference: the response body and its headers (lower-case names, Content-Length aside)."""
         try:
-            infer_request, output_format = await self._decode(request, model_name, model_version)
+            infer_request, output_format = await self._decode(headers, receive, model_name, model_version)
         except ModelportError as error:
             raise self.dataplane.reject(
                 error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
             ) from None
         response = await self.dataplane.infer(infer_request)
         content, json_length = encode_infer_response(response, output_format)
-        response_headers: dict[str, str] = {}
+        response_headers = {"content-type": _JSON if json_length is None else _BINARY}
         if json_length is not None:
-            response_headers["Inference-Header-Content-Length"] = str(json_length)
+            response_headers["inference-header-content-length"] = str(json_length)
         accept = headers.get("accept-encoding")
         if accept:
             content, applied = _compress(content, accept)
             if applied:
-                response_headers["Content-Encoding"] = applied
-        media_type = _JSON if json_length is None else "application/octet-stream"
-        return Response(content, media_type=media_type, headers=response_headers)
+                response_headers["content-encoding"] = applied
+        return content, response_headers
+
+    async def infer_route(self, request: Request, model_name: str, model_version: str = "") -> Response:
+        """The registered route (for the OpenAPI document and the 405 on other methods): :class:`_RestApp`
+        answers every POST .../infer itself with :meth:`serve_infer` before routing."""
+        content, headers = await self.infer(request.headers, request.receive, model_name, model_version)
+        return Response(content, headers=headers)
+
+    async def serve_infer(
+        self, scope: Scope, receive: Receive, send: Send, model_name: str, model_version: str
+    ) -> None:
+        """POST .../infer on plain ASGI: no Request or Response objects on the hot path."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        try:
+            content, response_headers = await self.infer(headers, receive, model_name, model_version)
+        except (Exception, asyncio.CancelledError) as error:
+            await _error_response(error)(scope, receive, send)
+            return
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response_headers.items()]
+        raw.append((b"content-length", str(len(content)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
 
     async def _decode(
-        self, request: Request, model_name: str, model_version: str
+        self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str
     ) -> tuple[InferRequest, OutputFormat]:
-        headers = request.headers
-        body = await _read_body(request, self.limit)
+        body = await _read_body(receive, headers.get("content-length"), self.limit)
         encoding = headers.get("content-encoding")
         if encoding:
             body = decompress_body(body, encoding, limit=self.limit)
@@ -262,19 +299,17 @@ _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 
 
 class _RestApp(FastAPI):
-    """FastAPI with a fast path for ``POST .../infer``: straight to the handler, past the middleware stack and
-    route matching (the handler maps its own errors). The infer routes stay registered for the OpenAPI
-    document and for the 405 on other methods."""
+    """FastAPI with a fast path for ``POST .../infer``: straight to the handler on plain ASGI, past the
+    middleware stack and route matching (the handler maps its own errors). The infer routes stay registered
+    for the OpenAPI document and for the 405 on other methods."""
 
-    infer_endpoint: Endpoint | None = None
+    endpoints: _Endpoints | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and self.infer_endpoint is not None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.endpoints is not None:
             match = _INFER_PATH.fullmatch(scope["path"])
             if match is not None:
-                request = Request(scope, receive)
-                response = await self.infer_endpoint(request, match[1], match[2] or "")
-                await response(scope, receive, send)
+                await self.endpoints.serve_infer(scope, receive, send, match[1], match[2] or "")
                 return
         await super().__call__(scope, receive, send)
 
@@ -307,13 +342,13 @@ def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
         ("GET", f"{version}/config", e.model_config, "Model version configuration"),
         ("GET", f"{model}/stats", e.model_stats, "Model statistics"),
         ("GET", f"{version}/stats", e.model_stats, "Model version statistics"),
-        ("POST", f"{model}/infer", e.infer, "Inference: JSON or binary tensor extension"),
-        ("POST", f"{version}/infer", e.infer, "Inference on a version"),
+        ("POST", f"{model}/infer", e.infer_route, "Inference: JSON or binary tensor extension"),
+        ("POST", f"{version}/infer", e.infer_route, "Inference on a version"),
         ("POST", "/v2/repository/index", e.repository_index, "Every model, version, state and reason"),
         ("POST", "/v2/repository/models/{model_name}/load", e.load, "Load or reload (explicit mode)"),
         ("POST", "/v2/repository/models/{model_name}/unload", e.unload, "Unload (explicit mode)"),
     ]
     for method, path, endpoint, summary in routes:
         app.add_api_route(path, _guarded(endpoint), methods=[method], summary=summary)
-    app.infer_endpoint = _guarded(e.infer)
+    app.endpoints = e
     return app
