@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import importlib.metadata
+import itertools
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .errors import DeadlineExceeded, ErrorCode, ModelportError, QueueFull
 from .executor import ExecutionResult
@@ -99,61 +109,20 @@ class ServerMetrics:
     version's executor and pool get a :class:`VersionMetrics` (:meth:`for_version`) for batches, worker
     restarts and autoscaling decisions; the model manager calls
     :meth:`record_model_load`; ``app.py`` calls :meth:`watch` once, so that queue depths and workers are
-    read when scraped (see :mod:`.live_metrics`). All methods are cheap, thread-safe and never raise.
+    read when scraped (see :mod:`.live_metrics`). All methods are cheap and never raise.
+
+    The per-request and per-batch series (:meth:`record_request`, :meth:`in_flight`,
+    :meth:`VersionMetrics.record_execution`) are plain numbers written by the event-loop thread only, without
+    a lock, and read by :class:`_RequestSeries` when scraped: a ``prometheus_client`` child takes a lock per
+    call and walks a histogram's buckets in Python, several microseconds per request. The rarely hit ones
+    (loads, restarts, autoscaling) stay ``prometheus_client`` objects and are thread-safe.
     """
 
     def __init__(self, *, process_metrics: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
-        self._requests = Counter(
-            "modelport_requests",
-            "Inference requests by outcome.",
-            [*_MODEL, "protocol", "outcome"],
-            registry=reg,
-        )
-        self._request_duration = Histogram(
-            "modelport_request_duration_seconds",
-            "Time from a request entering the data plane to its answer (or error), all outcomes.",
-            [*_MODEL, "protocol", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self._inferences = Counter(
-            "modelport_inferences",
-            "Rows inferred by successful requests (a batch of N counts N).",
-            _MODEL,
-            registry=reg,
-        )
-        self._executions = Counter(
-            "modelport_executions",
-            "Model executions (batches run; many requests can share one).",
-            _MODEL,
-            registry=reg,
-        )
-        self._queue_duration = Histogram(
-            "modelport_queue_duration_seconds",
-            "Time a successful request waited in the queue and for a free worker.",
-            _MODEL,
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self._compute_duration = Histogram(
-            "modelport_compute_duration_seconds",
-            "Compute time (input copy, inference, output copy) of the batch a successful request ran in.",
-            _MODEL,
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self._batch_size = Histogram(
-            "modelport_batch_size",
-            "Rows per executed batch.",
-            _MODEL,
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=reg,
-        )
-        self._in_flight = Gauge(
-            "modelport_requests_in_flight", "Requests inside the data plane right now.", _MODEL, registry=reg
-        )
+        self._series = _RequestSeries()  # registered first: its families come first, as they always did
+        reg.register(self._series)
         self._worker_restarts = Counter(
             "modelport_worker_restarts", "Worker processes restarted after they died.", _MODEL, registry=reg
         )
@@ -176,10 +145,6 @@ class ServerMetrics:
         )
         Info("modelport_build", "The modelport release serving.", registry=reg).info({"version": _release()})
         self.live = LiveStateCollector()
-        # Label children resolved once; a lost race only resolves the same child twice (labels() is locked).
-        self._request_children: dict[tuple[str, str, str, Outcome], tuple[Counter, Histogram]] = {}
-        self._success_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
-        self._in_flight_children: dict[tuple[str, str], Gauge] = {}
         reg.register(self.live)
         if process_metrics:
             ProcessCollector(namespace="modelport", registry=reg)
@@ -195,47 +160,47 @@ class ServerMetrics:
         inferences: int = 0,
         result: ExecutionResult | None = None,
     ) -> None:
-        """Count one finished request; ``inferences`` (its rows) and ``result``'s timings count on success."""
+        """Count one finished request; ``inferences`` (its rows) and ``result``'s timings count on success.
+
+        Call on the event loop (the series have one writer and no lock)."""
+        series = self._series
         key = (model, version, protocol, outcome)
-        children = self._request_children.get(key)
-        if children is None:  # labels() costs a lock and a few microseconds: resolve once per label set
-            label_values = (model, version, protocol, outcome.value)
-            children = (self._requests.labels(*label_values), self._request_duration.labels(*label_values))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(duration_s)
+        duration = series.requests.get(key)
+        if duration is None:
+            duration = series.requests[key] = _Histogram(LATENCY_BUCKETS)
+        duration.observe(duration_s)
         if outcome is not Outcome.SUCCESS:
             return
-        success = self._success_children.get((model, version))
+        success = series.successes.get((model, version))
         if success is None:
-            success = (
-                self._inferences.labels(model, version),
-                self._queue_duration.labels(model, version),
-                self._compute_duration.labels(model, version),
-            )
-            self._success_children[(model, version)] = success
-        success[0].inc(inferences)
+            success = series.successes[(model, version)] = _Successes()
+        success.inferences += inferences
         if result is not None:
-            success[1].observe(result.queue_ns / 1e9)
+            success.queue.observe(result.queue_ns / 1e9)
             compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns
-            success[2].observe(compute_ns / 1e9)
+            success.compute.observe(compute_ns / 1e9)
 
     def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
-        """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs."""
-        gauge = self._in_flight_children.get((model, version))
-        if gauge is None:  # as in record_request: labels() once per label set, not once per request
-            gauge = self._in_flight_children[(model, version)] = self._in_flight.labels(model, version)
-        return gauge.track_inprogress()
+        """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs.
+
+        Use it on the event loop; one object per (model, version), reused by every request."""
+        gauge = self._series.in_flight.get((model, version))
+        if gauge is None:
+            gauge = self._series.in_flight[(model, version)] = _InFlight()
+        return gauge
 
     def watch(self, loop: asyncio.AbstractEventLoop, source: StateSource) -> None:
         """Read queue depths and workers from ``source()``, called on ``loop`` at each scrape."""
         self.live.watch(loop, source)
 
     def for_version(self, model: str, version: str) -> VersionMetrics:
-        """The recorder an executor and its worker pool use for one model version."""
+        """The recorder an executor and its worker pool use for one model version (the same series when
+        called again for it, as after a reload)."""
+        batches = self._series.batches.get((model, version))
+        if batches is None:
+            batches = self._series.batches[(model, version)] = _Histogram(BATCH_SIZE_BUCKETS)
         return VersionMetrics(
-            executions=self._executions.labels(model, version),
-            batch_size=self._batch_size.labels(model, version),
+            batches=batches,
             restarts=self._worker_restarts.labels(model, version),
             scaled_up=self._autoscale.labels(model, version, "up"),
             scaled_down=self._autoscale.labels(model, version, "down"),
@@ -254,16 +219,14 @@ class ServerMetrics:
 class VersionMetrics:
     """The events of one model version's executor and pool, with the label values already bound."""
 
-    executions: Counter
-    batch_size: Histogram
+    batches: _Histogram  # modelport_batch_size; its count is modelport_executions_total
     restarts: Counter
     scaled_up: Counter
     scaled_down: Counter
 
     def record_execution(self, batch_size: int) -> None:
-        """Count one successfully executed batch of ``batch_size`` rows."""
-        self.executions.inc()
-        self.batch_size.observe(batch_size)
+        """Count one successfully executed batch of ``batch_size`` rows (on the event loop)."""
+        self.batches.observe(batch_size)
 
     def record_worker_restart(self) -> None:
         """Count one worker restarted after it died."""
@@ -272,6 +235,159 @@ class VersionMetrics:
     def record_autoscale(self, direction: Literal["up", "down"]) -> None:
         """Count one autoscaling decision carried out: a worker added (``up``) or removed (``down``)."""
         (self.scaled_up if direction == "up" else self.scaled_down).inc()
+
+
+class _Histogram:
+    """One histogram series with a single writer and no lock: per-bucket counts, then the sum, in one list.
+
+    Counts are per bucket (``bisect_left`` puts a value equal to a bound in that bound's bucket, as ``le``
+    means; the last count is ``+Inf``); the scrape makes them cumulative. Keeping the sum in the same list
+    lets a scrape in another thread copy counts and sum together with one ``list(...)``, which the GIL makes
+    atomic.
+    """
+
+    __slots__ = ("bounds", "created", "values")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.values: list[float] = [0] * (len(bounds) + 1) + [0.0]
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        values = self.values
+        values[bisect_left(self.bounds, value)] += 1
+        values[-1] += value
+
+
+@dataclass(slots=True, eq=False)
+class _Successes:
+    """The series of one version's successful requests: rows inferred, queue and compute time."""
+
+    inferences: int = 0
+    queue: _Histogram = field(default_factory=lambda: _Histogram(LATENCY_BUCKETS))
+    compute: _Histogram = field(default_factory=lambda: _Histogram(LATENCY_BUCKETS))
+    created: float = field(default_factory=time.time)
+
+
+class _InFlight:
+    """``modelport_requests_in_flight`` of one version, and the context manager that counts a request in it
+    (reentrant: the one object serves every concurrent request of the version on the loop)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __enter__(self) -> None:
+        self.value += 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.value -= 1
+
+
+class _RequestSeries(Collector):
+    """The per-request and per-batch series, written by the event loop, exported at scrape time.
+
+    ``collect`` runs in the metrics listener's thread while the loop keeps writing: it copies each dict
+    (``dict.copy``) and each histogram's list (``list(...)``), single C calls the GIL does not interrupt,
+    so a scrape never sees a dict change size under it. It yields the families ``prometheus_client``'s
+    Counter, Histogram and Gauge yielded before (same names, help, types, labels, buckets and ``_created``).
+    """
+
+    def __init__(self) -> None:
+        # modelport_request_duration_seconds; its count is modelport_requests_total (one observation each)
+        self.requests: dict[tuple[str, str, str, Outcome], _Histogram] = {}
+        self.successes: dict[tuple[str, str], _Successes] = {}
+        # modelport_batch_size; its count is modelport_executions_total
+        self.batches: dict[tuple[str, str], _Histogram] = {}
+        self.in_flight: dict[tuple[str, str], _InFlight] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        # Whether to write _created samples, as the library's own metrics decide (disable_created_metrics() or
+        # PROMETHEUS_DISABLE_CREATED_SERIES); only readable through this private module variable.
+        created = prometheus_metrics._use_created
+        request_labels = [*_MODEL, "protocol", "outcome"]
+        requests = CounterMetricFamily(
+            "modelport_requests", "Inference requests by outcome.", labels=request_labels
+        )
+        request_duration = HistogramMetricFamily(
+            "modelport_request_duration_seconds",
+            "Time from a request entering the data plane to its answer (or error), all outcomes.",
+            labels=request_labels,
+        )
+        for (model, version, protocol, outcome), series in self.requests.copy().items():
+            labels = [model, version, protocol, outcome.value]
+            count = _add_histogram(request_duration, request_labels, labels, series, created=created)
+            requests.add_metric(labels, count, series.created if created else None)
+
+        inferences = CounterMetricFamily(
+            "modelport_inferences",
+            "Rows inferred by successful requests (a batch of N counts N).",
+            labels=_MODEL,
+        )
+        queue_duration = HistogramMetricFamily(
+            "modelport_queue_duration_seconds",
+            "Time a successful request waited in the queue and for a free worker.",
+            labels=_MODEL,
+        )
+        compute_duration = HistogramMetricFamily(
+            "modelport_compute_duration_seconds",
+            "Compute time (input copy, inference, output copy) of the batch a successful request ran in.",
+            labels=_MODEL,
+        )
+        for key, success in self.successes.copy().items():
+            labels = list(key)
+            inferences.add_metric(labels, success.inferences, success.created if created else None)
+            _add_histogram(queue_duration, _MODEL, labels, success.queue, created=created)
+            _add_histogram(compute_duration, _MODEL, labels, success.compute, created=created)
+
+        executions = CounterMetricFamily(
+            "modelport_executions",
+            "Model executions (batches run; many requests can share one).",
+            labels=_MODEL,
+        )
+        batch_size = HistogramMetricFamily("modelport_batch_size", "Rows per executed batch.", labels=_MODEL)
+        for key, series in self.batches.copy().items():
+            labels = list(key)
+            count = _add_histogram(batch_size, _MODEL, labels, series, created=created)
+            executions.add_metric(labels, count, series.created if created else None)
+
+        in_flight = GaugeMetricFamily(
+            "modelport_requests_in_flight", "Requests inside the data plane right now.", labels=_MODEL
+        )
+        for key, gauge in self.in_flight.copy().items():
+            in_flight.add_metric(list(key), gauge.value)
+
+        yield from (requests, request_duration, inferences, executions)
+        yield from (queue_duration, compute_duration, batch_size, in_flight)
+
+
+def _add_histogram(
+    family: HistogramMetricFamily,
+    label_names: Sequence[str],
+    labels: list[str],
+    series: _Histogram,
+    *,
+    created: bool,
+) -> float:
+    """Add ``series`` to ``family`` as ``prometheus_client.Histogram`` writes it (cumulative buckets,
+    ``_count``, ``_sum``, ``_created``); returns its count."""
+    values = list(series.values)  # counts and sum of one instant, copied in one call
+    cumulative = list(itertools.accumulate(values[:-1]))
+    family.add_metric(labels, list(zip(_le(series.bounds), cumulative, strict=True)), values[-1])
+    if created:
+        family.add_sample(
+            family.name + "_created", dict(zip(label_names, labels, strict=True)), series.created
+        )
+    return cumulative[-1]
+
+
+@functools.cache
+def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The ``le`` label values of ``bounds`` plus ``+Inf``, formatted as ``prometheus_client`` does."""
+    return (*map(floatToGoString, bounds), "+Inf")
 
 
 def _release() -> str:

@@ -48,13 +48,16 @@ def internal_error() -> ModelportError:
 
 
 class RequestRecorder:
-    """Records finished requests into ``metrics``, the versions' statistics and the access log."""
+    """Records finished requests into ``metrics``, the versions' statistics and the access log.
+
+    Call it on the event loop: the statistics and the per-request metrics it writes have that one writer and
+    no lock."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self.metrics = metrics
 
     def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
-        """Counts the request in ``modelport_requests_in_flight`` while the block runs."""
+        """Counts the request in ``modelport_requests_in_flight`` while the block runs (on the event loop)."""
         return self.metrics.in_flight(model, version)
 
     def finish(
@@ -77,6 +80,7 @@ class RequestRecorder:
         ``result`` the executor's answer on success; ``error`` what it raised otherwise.
         """
         duration_ns = time.monotonic_ns() - started_ns
+        duration_s = duration_ns / 1e9
         outcome = outcome_of(error)
         if statistics is not None:
             model, version = statistics.name, statistics.version
@@ -91,7 +95,7 @@ class RequestRecorder:
             version=version,
             protocol=protocol,
             outcome=outcome,
-            duration_s=duration_ns / 1e9,
+            duration_s=duration_s,
             inferences=rows,
             result=result,
         )
@@ -103,7 +107,7 @@ class RequestRecorder:
             protocol=protocol,
             outcome=outcome,
             status=status,
-            duration_s=duration_ns / 1e9,
+            duration_s=duration_s,
             batch_size=result.batch_size if result is not None else None,
             error=None if error is None else _message(error),
         )

@@ -73,7 +73,9 @@ class VersionStatistics:
         self.inference_count += rows
         share = rows / max(result.batch_size, 1)
         self.executions += share
-        batch = self.batches.setdefault(result.batch_size, _BatchStats())
+        batch = self.batches.get(result.batch_size)
+        if batch is None:  # not setdefault: that would build a _BatchStats per request to throw away
+            batch = self.batches[result.batch_size] = _BatchStats()
         batch.executions += share
         batch.compute_input_ns += result.compute_input_ns * share
         batch.compute_infer_ns += result.compute_infer_ns * share
