@@ -5,13 +5,16 @@ driven programmatically, and the gRPC server (``grpc.aio``) joins the same loop.
 ephemeral ports; the ports actually bound are logged and written to the ready file once every listener is up
 and the startup models are loaded. SIGTERM/SIGINT: readiness goes false, listeners stop accepting, in-flight
 requests finish within the drain timeout, executors close, exit status 0. A signal while the startup models
-load abandons the load at once (a file read still in progress is left to its daemon thread).
+load abandons the load at once (a file read still in progress is left to its daemon thread). A failed
+startup closes whatever it had started (listeners, executors and their worker processes) the same way, then
+raises its error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -19,7 +22,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ import uvicorn
 
 from .dataplane import DataPlane
 from .executor import Executor
-from .grpc_api import build_grpc_server
+from .grpc_api import GrpcServer, build_grpc_server
 from .live_metrics import version_states
 from .management_api import create_management_app
 from .metrics import ServerMetrics
@@ -77,21 +80,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _start_metrics(
-    metrics: ServerMetrics,
-    manager: ModelManager,
-    settings: ServerSettings,
-    loop: asyncio.AbstractEventLoop,
-    ports: dict[str, Any],
-) -> MetricsListener:
-    """The metrics port (into ``ports``), served from a thread of its own (see metrics_listener.py); queue
-    depths and workers are read on ``loop`` when scraped."""
-    metrics.watch(loop, lambda: version_states(manager))
-    listener = MetricsListener(metrics.registry, host=settings.host, port=settings.metrics_port)
-    ports["metrics_port"] = listener.start()
-    return listener
-
-
 def _write_ready_file(path: Path, ports: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(ports))
@@ -104,6 +92,15 @@ async def _until_started(server: uvicorn.Server, task: asyncio.Task[Any]) -> Non
         await asyncio.sleep(0.005)
     if task.done():
         task.result()
+
+
+def _stop_requested() -> asyncio.Task[Any]:
+    """A task that ends at the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return asyncio.create_task(stop.wait())
 
 
 async def _load_unless_stopped(manager: ModelManager, stopping: asyncio.Task[Any]) -> bool:
@@ -121,95 +118,180 @@ async def _load_unless_stopped(manager: ModelManager, stopping: asyncio.Task[Any
     return False
 
 
-async def serve(settings: ServerSettings) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the exit status."""
-    started = time.monotonic()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+class _Listeners:
+    """The REST, management and gRPC listeners started so far. :meth:`stop` stops them together, so the
+    requests in flight on every port share one drain timeout."""
 
-    repository = Repository(settings.repository)
-    metrics = ServerMetrics()
-    manager = ModelManager(
-        repository=repository,
-        settings=settings,
-        make_executor=functools.partial(make_executor, metrics=metrics),
-        metrics=metrics,
-    )
-    dataplane = DataPlane(manager=manager, settings=settings, metrics=metrics)
-    ports: dict[str, Any] = {"pid": os.getpid()}
+    def __init__(self, drain_timeout: float) -> None:
+        self._drain_timeout = drain_timeout
+        self._uvicorn: list[tuple[_UvicornServer, asyncio.Task[Any]]] = []
+        self._sockets: list[socket.socket] = []
+        self._grpc: GrpcServer | None = None
 
-    # REST
-    http_socket = _bind(settings.host, settings.http_port)
-    ports["http_port"] = http_socket.getsockname()[1]
-    http = _UvicornServer(
-        uvicorn.Config(
-            create_rest_app(dataplane, settings),
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
+    @property
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        """The uvicorn servers' tasks (one that ends by itself has failed)."""
+        return [task for _, task in self._uvicorn]
+
+    def start_uvicorn(self, app: Any, host: str, port: int, **options: Any) -> int:
+        """Bind ``host:port`` and serve ``app`` there from a task (``options``: uvicorn's); the bound port."""
+        config = uvicorn.Config(
+            app, lifespan="off", log_config=None, access_log=False, server_header=False, **options
+        )
+        server = _UvicornServer(config)
+        sock = _bind(host, port)
+        self._sockets.append(sock)
+        self._uvicorn.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
+        return int(sock.getsockname()[1])
+
+    async def start_grpc(self, server: GrpcServer) -> int:
+        """Start ``server`` (health NOT_SERVING until :meth:`serving`); its port."""
+        self._grpc = server
+        return await server.start()
+
+    async def started(self) -> None:
+        """Wait until every uvicorn server listens; raise the error of one that failed to start."""
+        for server, task in self._uvicorn:
+            await _until_started(server, task)
+
+    async def serving(self) -> None:
+        """Startup is done: gRPC health reports SERVING."""
+        if self._grpc is not None:
+            await self._grpc.serving()
+
+    async def drain(self) -> None:
+        """gRPC health reports NOT_SERVING from now on; requests are still answered."""
+        if self._grpc is not None:
+            await self._grpc.drain()
+
+    async def stop(self) -> None:
+        """Stop accepting; requests in flight finish within the drain timeout; the sockets close."""
+        for server, _ in self._uvicorn:
+            server.should_exit = True
+        stopping: list[Awaitable[Any]] = [task for _, task in self._uvicorn]
+        if self._grpc is not None:
+            stopping.append(self._grpc.stop(self._drain_timeout))
+        await asyncio.gather(*stopping, return_exceptions=True)
+        for sock in self._sockets:  # uvicorn closed them, unless it failed to start
+            sock.close()
+
+
+@dataclasses.dataclass
+class _Server:
+    """What :func:`serve` wires together, with the steps that start it and the steps that close it."""
+
+    settings: ServerSettings
+    metrics: ServerMetrics
+    manager: ModelManager
+    dataplane: DataPlane
+    listeners: _Listeners
+    metrics_listener: MetricsListener
+    drain_deadline: float = 0.0
+
+    @classmethod
+    def compose(cls, settings: ServerSettings) -> _Server:
+        """settings -> repository -> model manager -> data plane; nothing is bound or started yet."""
+        metrics = ServerMetrics()
+        manager = ModelManager(
+            repository=Repository(settings.repository),
+            settings=settings,
+            make_executor=functools.partial(make_executor, metrics=metrics),
+            metrics=metrics,
+        )
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            manager=manager,
+            dataplane=DataPlane(manager=manager, settings=settings, metrics=metrics),
+            listeners=_Listeners(settings.drain_timeout),
+            metrics_listener=MetricsListener(
+                metrics.registry, host=settings.host, port=settings.metrics_port
+            ),
+        )
+
+    async def open_listeners(self) -> dict[str, Any]:
+        """Bind and start every listener; the ports they got (and this process's pid) for the ready file."""
+        settings, ports = self.settings, {"pid": os.getpid()}
+        ports["http_port"] = self.listeners.start_uvicorn(
+            create_rest_app(self.dataplane, settings),
+            settings.host,
+            settings.http_port,
             # Nothing reads the client's address (the access log has none): no X-Forwarded-For middleware.
             proxy_headers=False,
             timeout_graceful_shutdown=int(settings.drain_timeout) or 1,
         )
-    )
-    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
-    listeners: list[asyncio.Task[Any]] = [http_task]
-
-    # gRPC (grpc.aio) in this loop; started now, it answers ServerReady false until the models are loaded.
-    grpc_server = build_grpc_server(dataplane, settings)
-    ports["grpc_port"] = await grpc_server.start()
-
-    metrics_listener = _start_metrics(metrics, manager, settings, loop, ports)
-
-    # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
-    management_socket = _bind(settings.management_host, settings.management_port)
-    ports["management_port"] = management_socket.getsockname()[1]
-    management = _UvicornServer(
-        uvicorn.Config(
-            create_management_app(manager, token=settings.management_token),
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
+        # gRPC (grpc.aio) in this loop; started now, it answers ServerReady false until the models are loaded.
+        ports["grpc_port"] = await self.listeners.start_grpc(build_grpc_server(self.dataplane, settings))
+        # Served from a thread of its own (see metrics_listener.py); queue depths and workers are read on this
+        # loop when scraped.
+        self.metrics.watch(asyncio.get_running_loop(), lambda: version_states(self.manager))
+        ports["metrics_port"] = self.metrics_listener.start()
+        # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
+        ports["management_port"] = self.listeners.start_uvicorn(
+            create_management_app(self.manager, token=settings.management_token),
+            settings.management_host,
+            settings.management_port,
         )
-    )
-    management_task = asyncio.create_task(management.serve(sockets=[management_socket]))
-    listeners.append(management_task)
+        return ports
 
-    stopping = asyncio.create_task(stop.wait())
-    poller: asyncio.Task[None] | None = None
-    if await _load_unless_stopped(manager, stopping):
-        await _until_started(http, http_task)
-        await _until_started(management, management_task)
-        if settings.model_control == "poll":
-            poller = asyncio.create_task(manager.poll_forever(settings.poll_interval))
-        dataplane.set_ready(True)
-        await grpc_server.serving()
-        if settings.ready_file is not None:
-            _write_ready_file(settings.ready_file, ports)
+    async def announce_ready(self, ports: dict[str, Any], started: float) -> None:
+        """Readiness true on every protocol, the ready file written, one log line."""
+        self.dataplane.set_ready(True)
+        await self.listeners.serving()
+        if self.settings.ready_file is not None:
+            _write_ready_file(self.settings.ready_file, ports)
         logger.info(
             "modelport ready in %.2f s: %s (repository %s, model control %s)",
             time.monotonic() - started,
             ", ".join(f"{k} {v}" for k, v in ports.items() if k != "pid"),
-            settings.repository,
-            settings.model_control,
+            self.settings.repository,
+            self.settings.model_control,
         )
-        await asyncio.wait([stopping, *listeners], return_when=asyncio.FIRST_COMPLETED)
-    logger.info("shutting down: finishing in-flight requests (at most %.1f s)", settings.drain_timeout)
-    drain_deadline = time.monotonic() + settings.drain_timeout
-    dataplane.set_ready(False)
-    await grpc_server.drain()
-    if poller is not None:
-        poller.cancel()
-    http.should_exit = True
-    management.should_exit = True
-    await asyncio.gather(grpc_server.stop(settings.drain_timeout), *listeners, return_exceptions=True)
-    # What the listeners left of the drain timeout: the whole shutdown stays within it.
-    await manager.close(drain_timeout=max(0.0, drain_deadline - time.monotonic()))
-    metrics_listener.stop()
+
+    async def begin_shutdown(self, _type: Any, error: BaseException | None, _traceback: Any) -> None:
+        """The first step out (after a stop signal, or with the ``error`` startup failed on): readiness goes
+        false and the drain clock starts."""
+        if error is None:
+            drain_timeout = self.settings.drain_timeout
+            logger.info("shutting down: finishing in-flight requests (at most %.1f s)", drain_timeout)
+        else:
+            logger.info("startup failed: closing what already started")
+        self.drain_deadline = time.monotonic() + self.settings.drain_timeout
+        self.dataplane.set_ready(False)
+        await self.listeners.drain()
+
+    async def close_models(self) -> None:
+        """After the listeners: the executors and their worker processes, in what is left of the drain."""
+        # What the listeners left of the drain timeout: the whole shutdown stays within it.
+        await self.manager.close(drain_timeout=max(0.0, self.drain_deadline - time.monotonic()))
+
+
+async def serve(settings: ServerSettings) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status.
+
+    Every closing step is on an exit stack before what it closes exists, so the stack unwinds the same way
+    after a stop signal (the drain) and after a failed startup (a port taken, a listener that failed, a load
+    that raised): whatever was started is closed, worker processes included, and the error propagates.
+    """
+    started = time.monotonic()
+    stopping = _stop_requested()
+    server = _Server.compose(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        # Unwound last to first: readiness false, listeners stop, executors close, /metrics last of all.
+        stack.callback(server.metrics_listener.stop)
+        stack.push_async_callback(server.close_models)
+        stack.push_async_callback(server.listeners.stop)
+        stack.push_async_exit(server.begin_shutdown)
+        stack.callback(stopping.cancel)
+        ports = await server.open_listeners()
+        if await _load_unless_stopped(server.manager, stopping):
+            await server.listeners.started()
+            if settings.model_control == "poll":
+                stack.callback(
+                    asyncio.create_task(server.manager.poll_forever(settings.poll_interval)).cancel
+                )
+            await server.announce_ready(ports, started)
+            await asyncio.wait([stopping, *server.listeners.tasks], return_when=asyncio.FIRST_COMPLETED)
     logger.info("stopped")
     return 0
 
