@@ -29,23 +29,37 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import ErrorCode, InvalidInput, ModelNotFound, ModelportError
+from .errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ModelportError,
+    PayloadTooLarge,
+    QueueFull,
+    ServerUnavailable,
+    Unsupported,
+)
 from .model_manager import LoadedVersion, ModelManager
 from .pooled_executor import PooledExecutor
 
-__all__ = ["MANAGEMENT_STATUS", "create_management_app"]
+__all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
 log = logging.getLogger("modelport.server.management")
 
-MANAGEMENT_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_ARG: 400,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.UNSUPPORTED: 501,
-    ErrorCode.ALREADY_EXISTS: 409,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.RESOURCE_EXHAUSTED: 413,
-    ErrorCode.INTERNAL: 500,
+# TorchServe's statuses, by exception class: the error codes cannot say it, since an unknown model is
+# INVALID_ARG to the inference protocols (Triton answers it with 400) but a 404 here. An error takes the entry
+# of its class or else of its nearest base class, so every ModelportError has one.
+MANAGEMENT_STATUS: dict[type[ModelportError], int] = {
+    ModelNotFound: 404,
+    InvalidInput: 400,
+    ModelNotReady: 503,
+    QueueFull: 503,
+    ServerUnavailable: 503,
+    Unsupported: 501,
+    DeadlineExceeded: 504,
+    PayloadTooLarge: 413,
+    ModelportError: 500,
 }
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -56,6 +70,11 @@ def _json(content: Any, status: int = 200) -> Response:
 
 def _error(status: int, kind: str, message: str) -> Response:
     return _json({"code": status, "type": kind, "message": message}, status)
+
+
+def management_status(error: ModelportError) -> int:
+    """The status ``error`` is answered with: :data:`MANAGEMENT_STATUS` of its class or nearest base class."""
+    return next(MANAGEMENT_STATUS[kind] for kind in type(error).__mro__ if kind in MANAGEMENT_STATUS)
 
 
 def _int_param(request: Request, key: str, default: int | None = None) -> int | None:
@@ -232,9 +251,7 @@ def create_management_app(manager: ModelManager, *, token: str | None) -> FastAP
         try:
             response: Response = await call_next(request)
         except ModelportError as error:
-            # TorchServe answers an unknown model with 404 (the inference API keeps Triton's 400).
-            status = 404 if isinstance(error, ModelNotFound) else MANAGEMENT_STATUS[error.code]
-            return _error(status, type(error).__name__, error.message)
+            return _error(management_status(error), type(error).__name__, error.message)
         except Exception:
             request_id = uuid.uuid4().hex[:16]
             log.exception(

@@ -103,6 +103,44 @@ def test_register_unknown_name_is_404(server: ServerProcess) -> None:
         assert "absent" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("GET", {}), ("PUT", {"min_worker": 1}), ("DELETE", {})],
+    ids=["get", "put", "delete"],
+)
+def test_an_unknown_model_is_404_naming_it(
+    server: ServerProcess, method: str, params: dict[str, Any]
+) -> None:
+    with api(server) as client:
+        response = client.request(method, "/models/nowhere", params=params)
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert body["code"] == 404 and body["type"] == "ModelNotFound"
+        assert "'nowhere'" in body["message"]
+
+
+def test_every_error_takes_its_status_from_the_one_table() -> None:
+    """Management's own statuses (TorchServe's) by error class, a subclass inheriting its base's: no error
+    of the server's tree is left without one, and an unknown model is a 404, not the inference API's 400."""
+    from modelport.server import errors
+    from modelport.server.management_api import MANAGEMENT_STATUS, management_status
+
+    class UnknownVersion(errors.ModelNotFound):
+        pass
+
+    assert management_status(errors.ModelNotFound("m")) == 404
+    assert management_status(UnknownVersion("m")) == 404
+    assert management_status(errors.InvalidInput("m")) == 400
+    assert management_status(errors.QueueFull("m")) == 503
+    assert management_status(errors.PayloadTooLarge("m")) == 413
+    exported = [getattr(errors, name) for name in errors.__all__]
+    kinds = [k for k in exported if isinstance(k, type) and issubclass(k, errors.ModelportError)]
+    assert set(kinds) == set(
+        MANAGEMENT_STATUS
+    )  # every class has its own entry: none falls through by accident
+
+
 def test_register_with_initial_workers_then_unregister(server: ServerProcess) -> None:
     with api(server) as client:
         response = client.post("/models", params={"url": "other", "initial_workers": 2})
