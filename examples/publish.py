@@ -32,6 +32,7 @@ __all__ = [
     "ModelSpec",
     "main_for",
     "publish",
+    "replace_folder",
     "workdir_for",
 ]
 
@@ -81,6 +82,26 @@ def workdir_for(name: str) -> Path:
     return workdir
 
 
+def replace_folder(target: Path, new: Path, aside: Path) -> None:
+    """Replace the folder ``target`` (if any) by the folder ``new``, by renames, never losing both.
+
+    The old folder is renamed to ``aside`` (a path that does not exist yet, on the same file system), the new
+    one renamed in, and only then is the old one deleted. If the new one cannot be moved in, the old one is
+    renamed back and the error propagates.
+    """
+    previous = target.exists()
+    if previous:
+        target.rename(aside)
+    try:
+        new.rename(target)
+    except BaseException:
+        if previous:
+            aside.rename(target)
+        raise
+    if previous:
+        shutil.rmtree(aside)
+
+
 def _shown(path: Path) -> Path:
     """``path`` relative to the current directory when inside it: what ``conversion.json`` records."""
     try:
@@ -121,9 +142,7 @@ def publish(spec: ModelSpec, repository: Path, *, metric: str, value: float) -> 
         for extra in spec.extra_files:
             shutil.copy2(extra, staged / extra.name)
         target = repository / spec.name
-        if target.exists():
-            target.rename(staging / "previous")  # removed with the staging folder
-        staged.rename(target)
+        replace_folder(target, staged, staging / "previous")
     print(f"  {spec.name}: {metric} {value:.4f} -> {target}", flush=True)
     return Built(spec.name, target, metric, value)
 
