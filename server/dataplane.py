@@ -29,14 +29,13 @@ from .model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .recording import RequestRecorder, internal_error, tag_with_request_id
 from .settings import ServerSettings
 from .statistics import VersionStatistics
-from .triton_config import triton_model_config
+from .triton_config import PLATFORM, triton_model_config
 from .triton_model_config_in import from_triton_config, is_triton_config
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "onnxruntime_onnx"
 SERVER_NAME = "modelport"
 EXTENSIONS = [
     "binary_tensor_data",

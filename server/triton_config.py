@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from .inference import TensorSpec
     from .model_manager import VersionSpec
 
-__all__ = ["triton_model_config"]
+__all__ = ["PLATFORM", "triton_model_config"]
+
+# Triton's name for what serves the models (model metadata and config both report it).
+PLATFORM = "onnxruntime_onnx"
 
 _GPU_PROVIDERS = ("cuda", "tensorrt", "rocm", "migraphx", "dml")
 _GRAPH_LEVELS = {"disable": -1, "basic": 1, "extended": 1, "all": 0}
@@ -56,7 +59,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
     ]
     result: dict[str, Any] = {
         "name": spec.name,
-        "platform": "onnxruntime_onnx",
+        "platform": PLATFORM,
         "backend": "onnxruntime",
         "version_policy": _version_policy(config.version_policy),
         "max_batch_size": resolved.max_batch_size,
