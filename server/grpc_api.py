@@ -120,7 +120,8 @@ def build_grpc_server(dataplane: DataPlane, settings: ServerSettings) -> GrpcSer
     """Build and bind the gRPC server on ``settings.host:settings.grpc_port`` (0 = an ephemeral port).
 
     Call it inside the running event loop that will serve it. Message size limits in both directions are
-    ``settings.grpc_max_message_bytes``. Raises ``RuntimeError`` naming the address if it cannot be bound.
+    ``settings.grpc_max_message_bytes``. Raises ``OSError`` naming the address if it cannot be bound
+    (the CLI prints it).
     """
     limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
@@ -143,8 +144,8 @@ def build_grpc_server(dataplane: DataPlane, settings: ServerSettings) -> GrpcSer
     address = _address(settings.host, settings.grpc_port)
     try:
         port = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise RuntimeError(f"cannot bind the gRPC listener to {address}: {error}") from error
+    except RuntimeError as error:  # grpcio's way of saying the bind failed: an OS error, as for the REST port
+        raise OSError(f"cannot bind the gRPC listener to {address}: {error}") from None
     if port == 0:  # older grpcio reports a failed bind as port 0
-        raise RuntimeError(f"cannot bind the gRPC listener to {address} (address in use?)")
+        raise OSError(f"cannot bind the gRPC listener to {address} (address in use?)")
     return GrpcServer(server=server, port=port, health=health)

@@ -74,3 +74,14 @@ def test_port_in_use_exits_1(tmp_path: Path) -> None:
         result = _serve("--repository", str(tmp_path), "--host", "127.0.0.1", "--http-port", port)
         assert result.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_grpc_port_in_use_exits_1_naming_it_without_a_traceback(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", identity_model())
+    with start_server(tmp_path) as server:
+        port = server.grpc_url.rsplit(":", 1)[1]
+        result = _serve("--repository", str(tmp_path), "--host", "127.0.0.1", "--http-port", "0",
+                        "--metrics-port", "0", "--management-port", "0", "--grpc-port", port)  # fmt: skip
+        assert result.returncode == 1
+        assert f"cannot bind the gRPC listener to 127.0.0.1:{port}" in result.stderr
+        assert "Traceback" not in result.stderr
