@@ -54,12 +54,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "dynamic_batching": {"max_queue_delay_us": 0, "max_queue_size": 4096},
         "workers": {"min": 1, "max": 1, "threads": 1},
     },
-    # The CNN is compute-bound: one single-threaded worker per core. Batching barely changes the workers' cost
-    # per image (raw ORT, one thread: ~480 images per CPU-second at batch 1 to 8, ~4% less at 16; in the
-    # server 2.2 ms per request at batch 4 and at batch 10) while the front end's cost per request falls with
-    # the batch (0.44 ms at batch 4, 0.29 ms at batch 10, REST c=32), so it may batch up to 16.
+    # The CNN is compute-bound: one single-threaded worker per core. ONNX Runtime's cost per image depends on
+    # the batch (one thread, CPU time: 2.07 ms at batch 1, 2.03 at 4 and 8, 2.12 at 16, 2.23 at 32), and the
+    # front end's cost per request falls with the batch: 8 is the most efficient batch for the workers and
+    # leaves the front end little to gain from larger ones.
     "cnn": {
-        "max_batch_size": 16,
+        "max_batch_size": 8,
         "dynamic_batching": {"max_queue_delay_us": 0, "max_queue_size": 4096},
         "workers": {"min": CORES, "max": CORES, "threads": 1},
     },
