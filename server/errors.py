@@ -1,6 +1,7 @@
 """One transport-neutral exception tree for everything the server refuses or fails at.
 
-Each adapter (REST, gRPC, management) owns exactly one table from :class:`ErrorCode` to its status codes.
+Each adapter owns exactly one table to its status codes: REST and gRPC map :class:`ErrorCode`, the management
+API maps the exception class (its statuses follow TorchServe's, not Triton's).
 Messages are written for the client: they name the model, the tensor or the key, and say what was expected.
 """
 

@@ -84,7 +84,11 @@ class ModelManager:
             for missing in sorted(wanted - set(names) - {"*"}):
                 logger.error("--load-model %s: no such model in %s", missing, self._repository.root)
             names = names if "*" in wanted else [n for n in names if n in wanted]
-        await asyncio.gather(*(self._apply(name, self._read(name)) for name in names))
+        # A task group, not gather: if one model's load fails unexpectedly, the others are cancelled and
+        # awaited instead of loading on unattended while the server shuts down.
+        async with asyncio.TaskGroup() as group:
+            for name in names:
+                group.create_task(self._apply(name, self._read(name)))
 
     async def poll_forever(self, interval: float) -> None:
         """Poll mode: rescan every ``interval`` seconds and apply what changed, until cancelled."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from .datatypes import DATATYPES
 from .errors import InvalidInput
+from .triton_config import PLATFORM
 
 __all__ = ["from_triton_config", "is_triton_config"]
 
@@ -66,7 +67,7 @@ def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> di
     result: dict[str, Any] = {}
     handlers: dict[str, Callable[[Any, str], None]] = {
         "name": lambda v, at: _same_name(v, model, at),
-        "platform": lambda v, at: _allowed(v, ("onnxruntime_onnx", ""), at),
+        "platform": lambda v, at: _allowed(v, (PLATFORM, ""), at),
         "backend": lambda v, at: _allowed(v, ("onnxruntime", ""), at),
         "default_model_filename": lambda v, at: _allowed(v, ("model.onnx", ""), at),
         "max_batch_size": lambda v, at: result.__setitem__("max_batch_size", _int(v, at)),
