@@ -174,13 +174,8 @@ class DataPlane:
         if isinstance(failure, ModelportError):
             raise tag_with_request_id(failure, request.id) from None
         if failure is not None:
-            logger.error(
-                "request %s to model '%s' failed unexpectedly",
-                request.id,
-                request.model_name,
-                exc_info=failure,
-            )
-            raise tag_with_request_id(internal_error(), request.id) from failure
+            what = f"inference request to model '{request.model_name}'"
+            raise internal_error(logger, what, failure, request_id=request.id) from failure
         assert result is not None  # no failure: the executor answered
         return InferResponse(
             model_name=request.model_name,

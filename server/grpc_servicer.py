@@ -7,6 +7,7 @@ are mapped by :mod:`grpc_status`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,15 @@ from .errors import InvalidInput, ModelportError
 from .generated import grpc_service_pb2 as pb
 from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
-from .grpc_status import Undecodable, guarded, internal_error, unary, unsupported
+from .grpc_status import Undecodable, guarded, unary, unsupported
+from .recording import internal_error
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
 
 __all__ = ["STREAM_WINDOW", "InferenceServicer"]
+
+logger = logging.getLogger(__name__)
 
 # Requests of one ModelStreamInfer stream that may be in flight at once; beyond it the stream stops reading
 # (HTTP/2 flow control holds the client back).
@@ -100,8 +104,9 @@ class InferenceServicer:
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
         except ModelportError as error:
             return pb.ModelStreamInferResponse(error_message=error.message)
-        except Exception:
-            return pb.ModelStreamInferResponse(error_message=internal_error("ModelStreamInfer").message)
+        except Exception as error:
+            failed = internal_error(logger, "gRPC ModelStreamInfer request", error)
+            return pb.ModelStreamInferResponse(error_message=failed.message)
 
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Any

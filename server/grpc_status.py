@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -19,13 +18,13 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from .errors import ErrorCode, InvalidInput, ModelportError, Unsupported
+from .recording import internal_error
 
 __all__ = [
     "GRPC_STATUS",
     "Unary",
     "Undecodable",
     "guarded",
-    "internal_error",
     "lenient_deserializer",
     "unary",
     "unsupported",
@@ -76,13 +75,6 @@ def lenient_deserializer(message_class: type[Message]) -> Callable[[bytes], Mess
     return deserialize
 
 
-def internal_error(rpc: str) -> ModelportError:
-    """Log the exception being handled under a fresh request id; return what the client is told."""
-    request_id = uuid.uuid4().hex[:16]
-    logger.exception("gRPC %s failed unexpectedly (request id %s)", rpc, request_id)
-    return ModelportError(f"internal error (request id {request_id}); the server log has the details")
-
-
 async def _abort(context: grpc.aio.ServicerContext, error: ModelportError) -> NoReturn:
     await context.abort(GRPC_STATUS[error.code], error.message)
     raise AssertionError("context.abort returned")  # it always raises
@@ -112,8 +104,8 @@ def guarded(handler: Unary[_Req, _Resp]) -> Unary[_Req, _Resp]:
             raise
         except ModelportError as error:
             await _abort(context, error)
-        except Exception:
-            await _abort(context, internal_error(handler.__name__))
+        except Exception as error:
+            await _abort(context, internal_error(logger, f"gRPC {handler.__name__}", error))
 
     return rpc
 

@@ -21,7 +21,6 @@ import hmac
 import logging
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -42,6 +41,7 @@ from .errors import (
 )
 from .model_manager import LoadedVersion, ModelManager
 from .pooled_executor import PooledExecutor
+from .recording import internal_error
 
 __all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
@@ -252,17 +252,9 @@ def create_management_app(manager: ModelManager, *, token: str | None) -> FastAP
             response: Response = await call_next(request)
         except ModelportError as error:
             return _error(management_status(error), type(error).__name__, error.message)
-        except Exception:
-            request_id = uuid.uuid4().hex[:16]
-            log.exception(
-                "management request %s %s failed (request id %s)",
-                request.method,
-                request.url.path,
-                request_id,
-            )
-            return _error(
-                500, "InternalServerError", f"internal error (request id {request_id}); see the server log"
-            )
+        except Exception as error:
+            what = f"management request {request.method} {request.url.path}"
+            return _error(500, "InternalServerError", internal_error(log, what, error).message)
         return response
 
     @app.exception_handler(StarletteHTTPException)

@@ -17,10 +17,11 @@ when the model itself is unknown, ``model=""`` (client-chosen names never become
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from contextlib import AbstractContextManager
 
-from .access_log import log_access
+from .access_log import log_access, new_request_id
 from .errors import ModelportError
 from .executor import ExecutionResult
 from .inference import Protocol
@@ -42,9 +43,15 @@ def tag_with_request_id(error: ModelportError, request_id: str) -> ModelportErro
     return tagged
 
 
-def internal_error() -> ModelportError:
-    """What the client is told about an unexpected exception (whose traceback goes to the log)."""
-    return ModelportError("internal error; the server log has the details")
+def internal_error(
+    log: logging.Logger, what: str, error: BaseException, *, request_id: str = ""
+) -> ModelportError:
+    """Log ``error``'s traceback as ``what`` failing, under ``request_id`` (a new id when empty), and return
+    what the client is told: ``internal error; the server log has the details (request id: ...)``. The one
+    way every adapter and the data plane report an unexpected exception."""
+    request_id = request_id or new_request_id()
+    log.error("%s failed unexpectedly (request id %s)", what, request_id, exc_info=error)
+    return tag_with_request_id(ModelportError("internal error; the server log has the details"), request_id)
 
 
 class RequestRecorder:

@@ -14,7 +14,6 @@ import binascii
 import functools
 import logging
 import re
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -29,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from .dataplane import DataPlane, ModelMetadata
 from .errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
 from .inference import InferRequest, TensorSpec
+from .recording import internal_error
 from .rest_codec import OutputFormat, decode_infer_request, decompress_body, encode_infer_response
 from .settings import ServerSettings
 
@@ -72,9 +72,7 @@ def _error_response(error: BaseException) -> Response:
         return _error("the server shut down before this request finished (drain timeout)", 503)
     if isinstance(error, ClientDisconnect):
         return _error("the client closed the connection before sending the whole body", 400)
-    request_id = uuid.uuid4().hex[:16]
-    logger.error("internal error (request id %s)", request_id, exc_info=error)
-    return _error(f"internal error (request id {request_id})", 500)
+    return _error(internal_error(logger, "REST request", error).message, 500)
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:

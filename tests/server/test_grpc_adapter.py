@@ -124,7 +124,7 @@ def test_unexpected_errors_are_internal_with_a_request_id_and_a_logged_traceback
         assert caught.value.code() == grpc.StatusCode.INTERNAL
         details = caught.value.details() or ""
         match = re.fullmatch(
-            r"internal error \(request id ([0-9a-f]{16})\); the server log has the details", details
+            r"internal error; the server log has the details \(request id: ([0-9a-f]{32})\)", details
         )
         assert match, details
         assert "secret detail" not in details
@@ -133,7 +133,7 @@ def test_unexpected_errors_are_internal_with_a_request_id_and_a_logged_traceback
         assert "secret detail" in str(logged[0].exc_info[1])
         # The stream reports the same in band, and the server keeps answering.
         responses = [r async for r in stub.ModelStreamInfer(iter([_infer_request()]))]
-        assert len(responses) == 1 and responses[0].error_message.startswith("internal error (request id ")
+        assert len(responses) == 1 and responses[0].error_message.startswith("internal error; the server log")
         assert (await stub.ServerLive(pb.ServerLiveRequest())).live
 
     with caplog.at_level(logging.ERROR, logger="modelport.server.grpc_status"):

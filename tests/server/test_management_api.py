@@ -279,7 +279,8 @@ def test_an_unexpected_error_is_a_500_with_a_request_id_in_the_log(caplog: pytes
     response = asyncio.run(call())
     assert response.status_code == 500
     told = re.fullmatch(
-        r"internal error \(request id ([0-9a-f]{16})\); see the server log", response.json()["message"]
+        r"internal error; the server log has the details \(request id: ([0-9a-f]{32})\)",
+        response.json()["message"],
     )
     assert told is not None  # the client gets no detail of the failure
     assert any(told[1] in r.getMessage() and r.exc_info for r in caplog.records)  # the log has it

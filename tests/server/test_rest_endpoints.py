@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+from typing import Any
+
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from modelport.server.dataplane import ServerMetadata
+from modelport.server.rest_api import create_rest_app
+from modelport.server.settings import ServerSettings
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.server_process import ServerProcess
@@ -169,3 +177,32 @@ def test_unavailable_execution_providers_fall_back_with_one_warning(
     assert len(warnings) == 1, warnings
     assert "tensorrt, cuda" in warnings[0]
     assert "using cpu" in warnings[0]
+
+
+def test_an_unexpected_failure_is_a_500_with_an_id_the_log_has(caplog: pytest.LogCaptureFixture) -> None:
+    """The client learns nothing of the failure but an id; the log has the traceback under that id."""
+
+    class FailingDataPlane:
+        def server_metadata(self) -> Any:
+            return ServerMetadata("modelport", "0", [])
+
+        async def infer(self, request: Any) -> Any:
+            raise RuntimeError("secret detail")
+
+    app = create_rest_app(FailingDataPlane(), ServerSettings())  # type: ignore[arg-type]  # a stand-in
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
+            return await client.post("/v2/models/m/infer", json={"inputs": []})
+
+    with caplog.at_level(logging.ERROR, logger="modelport.server.rest"):
+        response = asyncio.run(call())
+    assert response.status_code == 500
+    told = re.fullmatch(
+        r"internal error; the server log has the details \(request id: ([0-9a-f]{32})\)",
+        response.json()["error"],
+    )
+    assert told is not None, response.text
+    assert "secret detail" not in response.text
+    assert any(told[1] in r.getMessage() and r.exc_info for r in caplog.records)
