@@ -109,6 +109,34 @@ def test_preferred_batch_size_dispatches_without_waiting_for_the_delay(tmp_path:
     assert [r.batch_size for r in results] == [4, 4, 4, 4]
 
 
+def test_requests_arriving_within_the_queue_delay_share_a_batch_and_a_lone_one_waits_it_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), str(path))
+    x = np.ones((1, 16), np.float32)
+
+    async def scenario() -> tuple[list[Any], float, Any]:
+        batcher, pool = await open_batcher(path, max_queue_delay_s=0.3)
+        try:
+
+            async def later(delay: float) -> Any:
+                await asyncio.sleep(delay)
+                return await batcher.submit({"features": x}, ["probabilities"], None)
+
+            spread = await asyncio.gather(later(0.0), later(0.05), later(0.1))  # 50 ms apart
+            started = time.monotonic()
+            lone = await batcher.submit({"features": x}, ["probabilities"], None)
+            return spread, time.monotonic() - started, lone
+        finally:
+            await close(batcher, pool)
+
+    spread, waited, lone = run_async(scenario)
+    assert [r.batch_size for r in spread] == [3, 3, 3]  # the first request's delay gathered the other two
+    assert lone.batch_size == 1
+    assert 0.25 <= waited < 2.0  # it waited for the 0.3 s delay (uvloop timers are ms-grained), then ran
+
+
 def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
     path = tmp_path / "slow.onnx"
     onnx.save(matmul_chain_model(), str(path))
