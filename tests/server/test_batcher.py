@@ -124,7 +124,7 @@ def test_requests_arriving_within_the_queue_delay_share_a_batch_and_a_lone_one_w
                 await asyncio.sleep(delay)
                 return await batcher.submit({"features": x}, ["probabilities"], None)
 
-            spread = await asyncio.gather(later(0.0), later(0.05), later(0.1))  # 50 ms apart
+            spread = list(await asyncio.gather(later(0.0), later(0.05), later(0.1)))  # 50 ms apart
             started = time.monotonic()
             lone = await batcher.submit({"features": x}, ["probabilities"], None)
             return spread, time.monotonic() - started, lone
