@@ -28,7 +28,7 @@ from .inference import Tensors
 from .metrics import VersionMetrics
 from .pool_settings import PoolSettings, WorkerStatus, thread_budget
 from .shm import Parts
-from .supervision import CrashTracker, watch_for_hung_workers, worker_log_path
+from .supervision import CrashTracker, watch_for_hung_workers
 from .worker import WorkerSpec
 from .worker_process import BatchTimings, WorkerDied, WorkerFailed, WorkerProcess
 
@@ -110,7 +110,6 @@ class WorkerPool:
             model=self.settings.model,
             version=self.settings.version,
             path=self.settings.path,
-            log_path=worker_log_path(self.settings.model),
             intra_op_threads=self._threads,
             inter_op_threads=self.settings.inter_op_threads,
             graph_optimization_level=self.settings.graph_optimization_level,

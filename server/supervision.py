@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 
 from .pool_settings import PoolSettings
 from .worker_process import WorkerProcess
 
-__all__ = ["CrashTracker", "watch_for_hung_workers", "worker_log_path"]
+__all__ = ["CrashTracker", "watch_for_hung_workers"]
 
 log = logging.getLogger("modelport.pool")
 
@@ -74,10 +72,3 @@ async def watch_for_hung_workers(
         for process in list(workers()):
             if process.kill_if_hung(now):
                 log.error("model %s: worker pid %d stuck in a batch; killed", model, process.pid)
-
-
-def worker_log_path(model: str) -> str:
-    """A new, empty file for one worker's stdout/stderr (its name is removed once the worker is up)."""
-    handle, path = tempfile.mkstemp(prefix=f"modelport-worker-{model[:40]}-", suffix=".log")
-    os.close(handle)
-    return path

@@ -4,6 +4,7 @@
 imported this module, numpy and onnxruntime). It speaks a tiny request/response protocol over a Unix
 ``SOCK_SEQPACKET`` socket; every message is one JSON object, tensor bytes stay in :class:`~.shm.Region` s:
 
+- server -> worker, first: ``{"op": "log"}`` with the descriptor of the worker's log file attached;
 - worker -> server, once: ``{"op": "ready", "pid", "load_ns"}``, or ``{"op": "error", "message"}`` and exit 1
 - server -> worker: ``{"op": "run", "inputs": [layout...], "outputs": [name...], "region": size?}``, with the
   input region's descriptor attached when ``region`` is present (a new, larger region);
@@ -11,8 +12,9 @@ imported this module, numpy and onnxruntime). It speaks a tiny request/response 
   worker's new output region attached when present) or ``{"op": "failed", "kind", "message"}``;
 - server -> worker: ``{"op": "stop"}``, or just closing the socket.
 
-The worker's stdout and stderr go to a log file the server reads the tail of when the worker dies. It records
-no metrics: timings travel back with each result and only the server records them.
+The worker's stdout and stderr go to that log file, which has no name (see :func:`anonymous_log`): the server
+reads its tail when the worker dies, and nothing is left on disk whatever ends the server or the worker. The
+worker records no metrics: timings travel back with each result and only the server records them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ __all__ = [
     "MAX_FDS",
     "MAX_MESSAGE",
     "WorkerSpec",
+    "anonymous_log",
     "message_buffer",
     "recv_message",
     "send_message",
@@ -61,13 +65,24 @@ class WorkerSpec:
     model: str
     version: str
     path: str
-    log_path: str
     intra_op_threads: int
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"
     providers: list[str] = field(
         default_factory=lambda: ["cpu"]
     )  # config.yaml's short names, preferred first
+
+
+def anonymous_log() -> int:
+    """A new, empty file without a name for one worker's stdout and stderr, open for reading and appending.
+
+    ``O_TMPFILE`` in the temp directory (on disk, as a log should be), else a ``memfd``: the file goes when
+    the last descriptor closes, so a killed server or worker leaves nothing behind.
+    """
+    try:
+        return os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR | os.O_APPEND, 0o600)
+    except OSError:  # a temp file system without O_TMPFILE
+        return os.memfd_create("modelport-worker-log", os.MFD_CLOEXEC)
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -199,10 +214,13 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
     with contextlib.suppress(OSError):  # name it for top/ps -o comm (15 characters at most)
         Path("/proc/self/comm").write_text(f"mp-{spec.model}"[:15])
-    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND)  # created by the server, unlinked later
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
+    buffer = message_buffer()
+    message, fds = recv_message(sock, buffer)
+    if message is None or message.get("op") != "log" or len(fds) != 1:
+        sys.exit(f"modelport worker {os.getpid()}: expected the log file first, got {message}")
+    os.dup2(fds[0], 1)
+    os.dup2(fds[0], 2)
+    os.close(fds[0])
     print(
         f"modelport worker {os.getpid()}: loading {spec.model} version {spec.version} "
         f"(intra-op threads {spec.intra_op_threads})",
@@ -218,7 +236,6 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
         sys.exit(1)
     send_message(sock, {"op": "ready", "pid": os.getpid(), "load_ns": time.monotonic_ns() - started})
     serving = _Serving(sock, session)
-    buffer = message_buffer()
     while True:
         message, fds = recv_message(sock, buffer)
         if message is None or message.get("op") == "stop":

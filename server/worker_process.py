@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .forkserver import prestart, worker_context
 from .inference import Tensors
 from .shm import Parts, Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
-from .worker import WorkerSpec, message_buffer, recv_message, send_message, worker_main
+from .worker import WorkerSpec, anonymous_log, message_buffer, recv_message, send_message, worker_main
 
 __all__ = ["BatchTimings", "WorkerDied", "WorkerFailed", "WorkerProcess", "prestart", "worker_context"]
 
@@ -97,9 +97,9 @@ class WorkerProcess:
         self._response_timeout_s = response_timeout_s
         self._hung = False
         self.waiting_since: float | None = None
-        # The log file's name is removed once the worker has it open (its first message) or has ended;
-        # this descriptor still reads its last lines for a crash report. Nothing is left in the temp dir.
-        self._log_fd = os.open(spec.log_path, os.O_RDONLY | os.O_CREAT, 0o600)
+        # The worker's stdout/stderr: a file without a name, sent to the worker as its first message; this
+        # descriptor reads its last lines for a crash report.
+        self._log_fd = anonymous_log()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
         self._buffer = message_buffer()
@@ -110,12 +110,13 @@ class WorkerProcess:
             self._process.start()
         except BaseException:
             os.close(self._log_fd)
-            self._unlink_log()
             parent.close()
             raise
         finally:
             child.close()
         self.pid = self._process.pid or 0
+        with contextlib.suppress(OSError):  # a worker dead already is reported through its sentinel
+            send_message(parent, {"op": "log"}, [self._log_fd])
         parent.setblocking(False)
         self._loop.add_reader(parent.fileno(), self._readable)
         self._loop.add_reader(self._process.sentinel, self._exited)
@@ -127,7 +128,6 @@ class WorkerProcess:
         except TimeoutError:
             self.kill()
             raise WorkerDied(f"did not load its model within {timeout:g} s") from None
-        self._unlink_log()  # the worker opened it before its first message
         if message.get("op") != "ready":
             raise WorkerFailed(str(message.get("message", message)))
         self.started_at = time.time()
@@ -225,7 +225,6 @@ class WorkerProcess:
         self._loop.remove_reader(self._process.sentinel)
         self._process.join(timeout=1.0)  # the process has closed its socket or ended: this is quick
         cause = self._cause = self.describe()
-        self._unlink_log()
         os.close(self._log_fd)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(WorkerDied(cause))
@@ -249,10 +248,6 @@ class WorkerProcess:
             text = f"gave no answer within {self._response_timeout_s:g} s and was {text}"
         tail = self.stderr_tail()
         return f"worker pid {self.pid} {text}" + (f"; last stderr: {tail}" if tail else "")
-
-    def _unlink_log(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.spec.log_path)
 
     def stderr_tail(self, lines: int = 5) -> str:
         """The last ``lines`` lines of the worker's stdout/stderr log (read through the kept descriptor)."""

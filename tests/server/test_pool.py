@@ -231,7 +231,7 @@ def test_scale_up_and_down(mlp_path: Path) -> None:
 def test_a_worker_that_cannot_be_started_is_logged_not_raised(
     mlp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_descriptors(model: str) -> str:
+    def no_descriptors() -> int:
         raise OSError(24, "Too many open files")
 
     async def scenario() -> None:
@@ -239,7 +239,7 @@ def test_a_worker_that_cannot_be_started_is_logged_not_raised(
         await pool.start()
         try:
             # The autoscaler calls add_worker: an OS refusal must not end it (nor its executor's close).
-            monkeypatch.setattr("modelport.server.pool.worker_log_path", no_descriptors)
+            monkeypatch.setattr("modelport.server.worker_process.anonymous_log", no_descriptors)
             await pool.add_worker()
             assert pool.size == 1
             monkeypatch.undo()
@@ -327,6 +327,22 @@ def test_a_worker_that_does_not_answer_is_killed_and_the_batch_retried_once(tmp_
             ):
                 await pool.run({"x": [np.ones((64, 1024), np.float32)]}, ["y"], copy_outputs)
             assert first not in {w.pid for w in pool.status()}
+        finally:
+            await pool.close(drain_timeout=1)
+
+    run_async(scenario)
+
+
+def test_worker_logs_have_no_name_so_nothing_is_left_behind(mlp_path: Path) -> None:
+    """A worker's stdout/stderr is a file without a name: a killed server cannot leave it in the temp dir."""
+
+    async def scenario() -> None:
+        pool = WorkerPool(settings(mlp_path, min_workers=1, max_workers=1))
+        await pool.start()
+        try:
+            (worker,) = pool.status()
+            stderr = os.readlink(f"/proc/{worker.pid}/fd/2")
+            assert stderr.endswith("(deleted)") or stderr.startswith("/memfd:"), stderr
         finally:
             await pool.close(drain_timeout=1)
 
