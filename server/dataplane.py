@@ -120,6 +120,18 @@ class DataPlane:
             outputs=list(config.outputs),
         )
 
+    def sole_input(self, name: str, version: str = "") -> tuple[TensorSpec, bool]:
+        """The one input of a model version and whether it batches: what a raw binary request (a body that is
+        one tensor, no JSON header) fills. :class:`InvalidInput` naming the inputs when there are several."""
+        config = self._manager.get(name, version).spec.config
+        if len(config.inputs) != 1:
+            names = ", ".join(t.name for t in config.inputs)
+            raise InvalidInput(
+                f"model '{name}' has {len(config.inputs)} inputs ({names}); a raw binary request "
+                "(Inference-Header-Content-Length: 0) fits single-input models only: send a JSON header"
+            )
+        return config.inputs[0], config.max_batch_size > 0
+
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
             self._manager.get(name, version)

@@ -29,7 +29,13 @@ from .dataplane import DataPlane, ModelMetadata
 from .errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
 from .inference import InferRequest, TensorSpec
 from .recording import internal_error
-from .rest_codec import OutputFormat, decode_infer_request, decompress_body, encode_infer_response
+from .rest_codec import (
+    OutputFormat,
+    decode_infer_request,
+    decode_raw_binary_request,
+    decompress_body,
+    encode_infer_response,
+)
 from .settings import ServerSettings
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
@@ -244,6 +250,16 @@ class _Endpoints:
             if not declared.strip().isdigit():
                 raise InvalidInput(f"Inference-Header-Content-Length '{declared}' is not a byte count")
             header_length = int(declared)
+        if header_length == 0:  # a raw binary request: the body is the one input's bytes
+            spec, batching = self.dataplane.sole_input(model_name, model_version)
+            return decode_raw_binary_request(
+                body,
+                spec,
+                batching=batching,
+                model_name=model_name,
+                model_version=model_version,
+                max_bytes=self.max_tensor_bytes,
+            )
         return decode_infer_request(
             body,
             header_length,

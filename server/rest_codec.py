@@ -3,11 +3,14 @@
 A request body is a JSON header, optionally followed by tensor blobs in the order of the inputs that carry
 ``parameters.binary_data_size``; ``Inference-Header-Content-Length`` gives the JSON length whenever blobs
 follow. The reply is JSON, or JSON + blobs for the outputs asked for as binary (``binary_data`` per output,
-``binary_data_output`` for all). Hand-written checks instead of a schema library: this is the hot path.
+``binary_data_output`` for all). A *raw binary request* (``Inference-Header-Content-Length: 0``) is one
+tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. Hand-written
+checks instead of a schema library: this is the hot path.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +18,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .datatypes import by_numpy
-from .errors import InvalidInput, PayloadTooLarge, Unsupported
-from .inference import InferRequest, InferResponse, Parameter, Tensors
+from .datatypes import by_name, by_numpy
+from .errors import InvalidInput, PayloadTooLarge
+from .inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
 from .wire_tensors import tensor_from_buffer, tensor_from_values, tensor_to_bytes
 
-__all__ = ["OutputFormat", "decode_infer_request", "decompress_body", "encode_infer_response"]
+__all__ = [
+    "OutputFormat",
+    "decode_infer_request",
+    "decode_raw_binary_request",
+    "decompress_body",
+    "encode_infer_response",
+]
 
 _SCALARS = (bool, int, float, str)
 
@@ -87,17 +96,13 @@ def _parameters(value: Any, where: str) -> dict[str, Parameter]:
 def decode_infer_request(
     body: bytes, header_length: int | None, *, model_name: str, model_version: str, max_bytes: int
 ) -> tuple[InferRequest, OutputFormat]:
-    """Parse one infer body; ``header_length`` is ``Inference-Header-Content-Length`` (None if absent)."""
+    """Parse one infer body; ``header_length`` is ``Inference-Header-Content-Length`` (None if absent; 0, a
+    raw binary request, goes to :func:`decode_raw_binary_request`)."""
     view = memoryview(body)
     if header_length is None:
         header_view, blobs = view, view[:0]
     else:
-        if header_length == 0:
-            raise Unsupported(
-                "Inference-Header-Content-Length: 0 (a raw binary request without a JSON header) is not "
-                "supported; send a JSON header with parameters.binary_data_size for each input"
-            )
-        if header_length > len(body):
+        if not 0 < header_length <= len(body):
             raise InvalidInput(
                 f"Inference-Header-Content-Length {header_length} must be between 1 and the body size "
                 f"({len(body)} bytes): the length of the JSON header in front of the binary tensors"
@@ -164,6 +169,49 @@ def decode_infer_request(
         protocol="http",
     )
     return request, output_format
+
+
+def decode_raw_binary_request(
+    body: bytes, spec: TensorSpec, *, batching: bool, model_name: str, model_version: str, max_bytes: int
+) -> tuple[InferRequest, OutputFormat]:
+    """A raw binary request: ``body`` is the bytes of the model's one input (``spec``), as a batch of 1.
+
+    As in Triton: at most one dimension besides the batch may be variable (its size follows from the byte
+    count); a BYTES input holds one element, the whole body; every output comes back binary.
+    """
+    dims = list(spec.shape)
+    if batching:
+        dims[0] = 1
+    variable = [index for index, size in enumerate(dims) if size < 0]
+    if len(variable) > 1:
+        raise InvalidInput(
+            f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request "
+            "(Inference-Header-Content-Length: 0) cannot tell more than one variable dimension besides the "
+            "batch; send a JSON header with the shape"
+        )
+    datatype = by_name(spec.datatype, tensor=spec.name)
+    if datatype.itemsize == 0:  # BYTES: the body is the one element
+        dims = [1 if size < 0 else size for size in dims]
+        if math.prod(dims) != 1:
+            raise InvalidInput(
+                f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request carries one BYTES "
+                "element; send a JSON header for more"
+            )
+        array = np.empty(1, dtype=np.object_)
+        array[0] = bytes(body)
+        inputs: Tensors = {spec.name: array.reshape(dims)}
+    else:
+        if variable:
+            row = math.prod(size for size in dims if size >= 0) * datatype.itemsize
+            if row == 0 or len(body) % row:
+                raise InvalidInput(
+                    f"input '{spec.name}' ({spec.datatype}, shape {list(spec.shape)}): {len(body)} bytes "
+                    f"are not a whole number of {row}-byte steps along its variable dimension"
+                )
+            dims[variable[0]] = len(body) // row
+        inputs = {spec.name: tensor_from_buffer(spec.name, spec.datatype, dims, body, max_bytes=max_bytes)}
+    request = InferRequest(model_name=model_name, model_version=model_version, inputs=inputs, protocol="http")
+    return request, OutputFormat(binary_default=True)
 
 
 def _requested_outputs(

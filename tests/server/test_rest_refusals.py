@@ -101,13 +101,6 @@ RAW_BODIES: list[tuple[str, bytes, dict[str, str], int, str]] = [
         "Inference-Header-Content-Length 100000",
     ),
     (
-        "raw-binary-request",
-        _ONES,
-        {"Inference-Header-Content-Length": "0"},
-        501,
-        "raw binary request without a JSON header) is not supported",
-    ),
-    (
         "header-length-not-a-number",
         _infer_body([{**_FP32_JSON, "data": [1, 2, 3, 4]}]),
         {"Inference-Header-Content-Length": "abc"},
