@@ -6,7 +6,8 @@ like Triton's client examples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,23 @@ def slow_model(size: int = 128) -> onnx.ModelProto:
         ],
     )
     return _model(graph)
+
+
+def slow_iterations(infer: Callable[[int], object], seconds: float) -> int:
+    """How many ``ITERATIONS`` keep :func:`slow_model` busy for about ``seconds`` where it is served.
+
+    ``infer(n)`` runs one request of ``n`` iterations. The count grows until one request takes 0.2 s, so the
+    request's own round trip (milliseconds on a loaded machine) does not pass for model time, then scales:
+    a few requests, the last under about a second.
+    """
+    count = 1_000
+    while True:
+        started = time.monotonic()
+        infer(count)
+        elapsed = time.monotonic() - started
+        if elapsed >= 0.2 or count >= 100_000_000:
+            return max(1, int(count * seconds / elapsed))
+        count *= 4
 
 
 def write_model(

@@ -12,28 +12,22 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers.onnx_models import slow_model, write_model
+from tests.helpers.onnx_models import slow_iterations, slow_model, write_model
 from tests.helpers.server_process import start_server
 
 
-def _iterations(client: grpcclient.InferenceServerClient) -> grpcclient.InferInput:
-    """An input that keeps the slow model busy for about two seconds on this machine."""
-    probe = grpcclient.InferInput("ITERATIONS", [1], "INT64")
-    probe.set_data_from_numpy(np.array([200], dtype=np.int64))
-    client.infer("slow", [probe])  # warm up
-    started = time.monotonic()
-    client.infer("slow", [probe])
-    per_iteration = max((time.monotonic() - started) / 200, 1e-6)
-    busy = grpcclient.InferInput("ITERATIONS", [1], "INT64")
-    busy.set_data_from_numpy(np.array([min(int(2.0 / per_iteration), 2_000_000)], dtype=np.int64))
-    return busy
+def _iterations(count: int) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("ITERATIONS", [1], "INT64")
+    tensor.set_data_from_numpy(np.array([count], dtype=np.int64))
+    return tensor
 
 
 def test_sigterm_finishes_the_in_flight_request(tmp_path: Path) -> None:
     write_model(tmp_path, "slow", slow_model(64))
     with start_server(tmp_path, "--drain-timeout", "30") as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
-        busy = _iterations(client)
+        # About two seconds of work on this machine, measured through the server.
+        busy = _iterations(slow_iterations(lambda n: client.infer("slow", [_iterations(n)]), 2.0))
         finished: list[tuple[float, Any, Any]] = []
         done = threading.Event()
 

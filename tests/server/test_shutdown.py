@@ -19,7 +19,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import slow_model, write_model
+from tests.helpers.onnx_models import slow_iterations, slow_model, write_model
 from tests.helpers.server_process import ServerProcess, server_command, start_server
 from tests.helpers.waiting import wait_for
 
@@ -35,10 +35,7 @@ def _slow_infer(server: ServerProcess, iterations: int) -> Any:
 
 
 def _iterations_for(server: ServerProcess, seconds: float) -> int:
-    started = time.monotonic()
-    _slow_infer(server, 500)
-    per_iteration = max((time.monotonic() - started) / 500, 1e-5)
-    return int(min(max(seconds / per_iteration, 500), 200_000))
+    return slow_iterations(lambda n: _slow_infer(server, n), seconds)
 
 
 def _infer_in_background(server: ServerProcess, iterations: int) -> tuple[threading.Thread, dict[str, Any]]:
