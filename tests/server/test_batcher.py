@@ -134,7 +134,7 @@ def test_requests_arriving_within_the_queue_delay_share_a_batch_and_a_lone_one_w
     spread, waited, lone = run_async(scenario)
     assert [r.batch_size for r in spread] == [3, 3, 3]  # the first request's delay gathered the other two
     assert lone.batch_size == 1
-    assert 0.25 <= waited < 2.0  # it waited for the 0.3 s delay (uvloop timers are ms-grained), then ran
+    assert 0.25 <= waited < 5.0  # it waited for the 0.3 s delay (timers may be ms-grained), then ran
 
 
 def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
