@@ -1,0 +1,166 @@
+"""The server's own cost per request, without a listener: clients call the REST or gRPC adapter in-process.
+
+    .venv/bin/python -m benchmarks.inprocess [--protocol grpc|rest] [--clients 8] [--seconds 4]
+
+Builds the real model manager, data plane and worker processes over a temporary repository holding the
+benchmark MLP (the same config as ``serving_bench``), then runs ``--clients`` coroutines that each send one
+request after another: gRPC through ``InferenceServicer.model_infer`` (the serialized request parsed and the
+answer serialized, as grpc.aio would), REST through the ASGI app with the binary tensor extension. It reports
+requests/s, the server process's CPU per request (``process_time``: no HTTP/2 or HTTP/1.1 stack, no load
+generator), the mean batch, and the worker's CPU per batch. ``N`` clients submit in the same loop iteration,
+so batches hold ``N`` requests; ``--clients 1`` shows the cost of a batch of one. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+import uvloop
+from modelport.server.app import make_executor
+from modelport.server.dataplane import DataPlane
+from modelport.server.generated import grpc_service_pb2 as pb
+from modelport.server.grpc_servicer import InferenceServicer
+from modelport.server.grpc_status import lenient_deserializer
+from modelport.server.metrics import ServerMetrics
+from modelport.server.model_manager import ModelManager
+from modelport.server.repository import Repository
+from modelport.server.rest_api import create_rest_app
+from modelport.server.settings import ServerSettings
+from modelport.server.worker_process import prestart
+
+from tests.helpers.onnx_models import write_model
+
+from .bench_models import mlp
+from .loadgen import grpc_body, rest_body
+from .serving_bench import CONFIGS
+
+Call = Callable[[], Awaitable[None]]
+
+
+def grpc_call(dataplane: DataPlane) -> Call:
+    """One ModelInfer: parse the request bytes, run the RPC's handler, serialize the answer."""
+    servicer = InferenceServicer(dataplane, max_tensor_bytes=2**31 - 1)
+    parse = lenient_deserializer(pb.ModelInferRequest)
+    body = grpc_body(mlp())[5:]  # without the gRPC length prefix
+
+    async def call() -> None:
+        request = parse(body)
+        assert isinstance(request, pb.ModelInferRequest), request
+        answer = await servicer.model_infer(request, None)
+        answer.SerializeToString()
+
+    return call
+
+
+def rest_call(dataplane: DataPlane, settings: ServerSettings) -> Call:
+    """One POST .../infer with the binary tensor extension, straight into the ASGI app."""
+    app = create_rest_app(dataplane, settings)
+    body, header_length = rest_body(mlp())
+    headers = [
+        (b"inference-header-content-length", str(header_length).encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    path = "/v2/models/mlp/infer"
+
+    async def call() -> None:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": headers,
+        }
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"the infer call answered {status}")
+
+    return call
+
+
+def worker_cpu_seconds() -> float:
+    """User + system CPU of this process's worker processes (``mp-*``)."""
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name().startswith("mp-"):
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+async def measure(args: argparse.Namespace, repository: Path) -> str:
+    settings = ServerSettings(repository=repository)
+    metrics = ServerMetrics()
+    manager = ModelManager(
+        repository=Repository(repository),
+        settings=settings,
+        make_executor=functools.partial(make_executor, metrics=metrics),
+        metrics=metrics,
+    )
+    await manager.start()
+    dataplane = DataPlane(manager=manager, settings=settings, metrics=metrics)
+    dataplane.set_ready(True)
+    call = grpc_call(dataplane) if args.protocol == "grpc" else rest_call(dataplane, settings)
+    try:
+        for _ in range(20):  # warm up
+            await call()
+        count = 0
+        stop = time.monotonic() + args.seconds
+
+        async def client() -> None:
+            nonlocal count
+            while time.monotonic() < stop:
+                await call()
+                count += 1
+
+        batches_before = manager.statistics("mlp")[0]["execution_count"]
+        workers_before, started, cpu_before = worker_cpu_seconds(), time.monotonic(), time.process_time()
+        await asyncio.gather(*(client() for _ in range(args.clients)))
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_before
+        batches = max(1, manager.statistics("mlp")[0]["execution_count"] - batches_before)
+        workers = worker_cpu_seconds() - workers_before
+    finally:
+        await manager.close(drain_timeout=2)
+    return (
+        f"{args.protocol} in-process, {args.clients} client(s): {count / elapsed:,.0f} requests/s, "
+        f"server CPU {cpu / count * 1e6:.1f} us/request, mean batch {count / batches:.2f}, "
+        f"worker CPU {workers / batches * 1e6:.1f} us/batch"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=["grpc", "rest"], default="grpc")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    prestart()
+    with tempfile.TemporaryDirectory(prefix="modelport-inprocess-") as scratch:
+        repository = Path(scratch)
+        model = mlp()
+        write_model(repository, model.name, model.proto, config=CONFIGS[model.name])
+        print(uvloop.run(measure(args, repository)))
+
+
+if __name__ == "__main__":
+    main()
