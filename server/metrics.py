@@ -306,8 +306,9 @@ class _RequestSeries(Collector):
 
     def collect(self) -> Iterator[Metric]:
         # Whether to write _created samples, as the library's own metrics decide (disable_created_metrics() or
-        # PROMETHEUS_DISABLE_CREATED_SERIES); only readable through this private module variable.
-        created = prometheus_metrics._use_created
+        # PROMETHEUS_DISABLE_CREATED_SERIES); only readable through this private module variable, so a release
+        # without it falls back to the library's default (written) instead of failing every scrape.
+        created = bool(getattr(prometheus_metrics, "_use_created", True))
         request_labels = [*_MODEL, "protocol", "outcome"]
         requests = CounterMetricFamily(
             "modelport_requests", "Inference requests by outcome.", labels=request_labels
