@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import psutil
 import uvloop
 from modelport.server.app import make_executor
 from modelport.server.dataplane import DataPlane
@@ -40,7 +40,7 @@ from tests.helpers.onnx_models import write_model
 
 from .bench_models import mlp
 from .loadgen import grpc_body, rest_body
-from .serving_bench import CONFIGS
+from .serving_bench import CONFIGS, process_cpu_seconds, tree_cpu_seconds
 
 Call = Callable[[], Awaitable[None]]
 
@@ -96,16 +96,10 @@ def rest_call(dataplane: DataPlane, settings: ServerSettings) -> Call:
 
 
 def worker_cpu_seconds() -> float:
-    """User + system CPU of this process's worker processes (``mp-*``)."""
-    total = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name().startswith("mp-"):
-                times = child.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
+    """CPU of this process's descendants (the workers, and the idle forkserver), as serving_bench counts
+    a server's workers."""
+    pid = os.getpid()
+    return tree_cpu_seconds(pid) - process_cpu_seconds(pid)
 
 
 async def measure(args: argparse.Namespace, repository: Path) -> str:
