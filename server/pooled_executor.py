@@ -5,9 +5,11 @@ Implements :class:`~.executor.Executor`. Settings come from the version's resolv
 ``workers: {min, max, threads}``, ``session`` and ``execution_providers``.
 
 Autoscaling: every ``interval_s`` the queue delays of the last window go through
-:func:`~.autoscale.decide`. The target delay is ``workers.target_queue_delay_us``, by default
-``max(5 ms, 4 x max_queue_delay)``: a request waiting several times the batching delay means the workers, not
-the batcher, hold it up. ``workers.scale_down_idle_s`` (default 10 s) is the idle cooldown before one goes.
+:func:`~.autoscale.decide`. A quiet pool (no request in the window, no worker above the minimum) is looked
+at only every ``idle_interval_s``: an idle server with many models is not woken ten times a second for each.
+The target delay is ``workers.target_queue_delay_us``, by default ``max(5 ms, 4 x max_queue_delay)``: a
+request waiting several times the batching delay means the workers, not the batcher, hold it up.
+``workers.scale_down_idle_s`` (default 10 s) is the idle cooldown before one goes.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class PooledExecutor:
         policy: ScalingPolicy,
         metrics: VersionMetrics | None = None,
         interval_s: float = 0.1,
+        idle_interval_s: float = 1.0,
     ) -> None:
         self.policy = policy
         self.pool = WorkerPool(pool, metrics)
@@ -67,6 +70,7 @@ class PooledExecutor:
         self.batcher = Batcher(batching, self.pool, self._delays, metrics)
         self._metrics = metrics
         self._interval_s = interval_s
+        self._idle_interval_s = idle_interval_s
         self._autoscaler: asyncio.Task[None] | None = None
 
     @classmethod
@@ -169,18 +173,24 @@ class PooledExecutor:
         await self.pool.scale(min_workers=min_workers, max_workers=max_workers)
 
     async def _autoscale_forever(self) -> None:
+        interval = self._interval_s
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(interval)
             if self.pool.failure is not None:
                 continue
             now = time.monotonic()
+            samples = self._delays.samples(now)
+            workers = self.pool.size
+            # Only traffic can change the answer for a pool at its minimum with nothing in the window.
+            quiet = not samples and workers == self.pool.min_workers
+            interval = self._idle_interval_s if quiet else self._interval_s
             step = decide(
                 Observation(
                     now=now,
-                    workers=self.pool.size,
+                    workers=workers,
                     min_workers=self.pool.min_workers,
                     max_workers=self.pool.max_workers,
-                    samples=self._delays.samples(now),
+                    samples=samples,
                     last_change_at=self.pool.last_change_at,
                     last_busy_at=max(self.pool.last_busy_at, self.batcher.last_busy_at),
                 ),
