@@ -1,14 +1,16 @@
 """The server's own cost per request, without a listener: clients call the REST or gRPC adapter in-process.
 
-    .venv/bin/python -m benchmarks.inprocess [--protocol grpc|rest] [--clients 8] [--seconds 4]
+    .venv/bin/python -m benchmarks.inprocess [--protocol grpc|rest] [--model mlp|cnn] [--clients 8]
+                                             [--seconds 4]
 
 Builds the real model manager, data plane and worker processes over a temporary repository holding the
-benchmark MLP (the same config as ``serving_bench``), then runs ``--clients`` coroutines that each send one
-request after another: gRPC through ``InferenceServicer.model_infer`` (the serialized request parsed and the
-answer serialized, as grpc.aio would), REST through the ASGI app with the binary tensor extension. It reports
-requests/s, the server process's CPU per request (``process_time``: no HTTP/2 or HTTP/1.1 stack, no load
-generator), the mean batch, and the worker's CPU per batch. ``N`` clients submit in the same loop iteration,
-so batches hold ``N`` requests; ``--clients 1`` shows the cost of a batch of one. Not part of the test suite.
+benchmark model (``--model``, the MLP by default; the same config as ``serving_bench``), then runs
+``--clients`` coroutines that each send one request after another: gRPC through
+``InferenceServicer.model_infer`` (the serialized request parsed and the answer serialized, as grpc.aio
+would), REST through the ASGI app with the binary tensor extension. It reports requests/s, the server
+process's CPU per request (``process_time``: no HTTP/2 or HTTP/1.1 stack, no load generator), the mean batch,
+and the worker's CPU per batch. ``N`` clients submit in the same loop iteration, so batches hold ``N``
+requests; ``--clients 1`` shows the cost of a batch of one. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -38,18 +40,18 @@ from modelport.server.worker_process import prestart
 
 from tests.helpers.onnx_models import write_model
 
-from .bench_models import mlp
+from .bench_models import BenchModel, cnn, mlp
 from .loadgen import grpc_body, rest_body
 from .serving_bench import CONFIGS, process_cpu_seconds, tree_cpu_seconds
 
 Call = Callable[[], Awaitable[None]]
 
 
-def grpc_call(dataplane: DataPlane) -> Call:
+def grpc_call(dataplane: DataPlane, model: BenchModel) -> Call:
     """One ModelInfer: parse the request bytes, run the RPC's handler, serialize the answer."""
     servicer = InferenceServicer(dataplane, max_tensor_bytes=2**31 - 1)
     parse = lenient_deserializer(pb.ModelInferRequest)
-    body = grpc_body(mlp())[5:]  # without the gRPC length prefix
+    body = grpc_body(model)[5:]  # without the gRPC length prefix
 
     async def call() -> None:
         request = parse(body)
@@ -60,15 +62,15 @@ def grpc_call(dataplane: DataPlane) -> Call:
     return call
 
 
-def rest_call(dataplane: DataPlane, settings: ServerSettings) -> Call:
+def rest_call(dataplane: DataPlane, settings: ServerSettings, model: BenchModel) -> Call:
     """One POST .../infer with the binary tensor extension, straight into the ASGI app."""
     app = create_rest_app(dataplane, settings)
-    body, header_length = rest_body(mlp())
+    body, header_length = rest_body(model)
     headers = [
         (b"inference-header-content-length", str(header_length).encode()),
         (b"content-length", str(len(body)).encode()),
     ]
-    path = "/v2/models/mlp/infer"
+    path = f"/v2/models/{model.name}/infer"
 
     async def call() -> None:
         scope: dict[str, Any] = {
@@ -102,7 +104,7 @@ def worker_cpu_seconds() -> float:
     return tree_cpu_seconds(pid) - process_cpu_seconds(pid)
 
 
-async def measure(args: argparse.Namespace, repository: Path) -> str:
+async def measure(args: argparse.Namespace, repository: Path, model: BenchModel) -> str:
     settings = ServerSettings(repository=repository)
     metrics = ServerMetrics()
     manager = ModelManager(
@@ -114,7 +116,7 @@ async def measure(args: argparse.Namespace, repository: Path) -> str:
     await manager.start()
     dataplane = DataPlane(manager=manager, settings=settings, metrics=metrics)
     dataplane.set_ready(True)
-    call = grpc_call(dataplane) if args.protocol == "grpc" else rest_call(dataplane, settings)
+    call = grpc_call(dataplane, model) if args.protocol == "grpc" else rest_call(dataplane, settings, model)
     try:
         for _ in range(20):  # warm up
             await call()
@@ -127,16 +129,17 @@ async def measure(args: argparse.Namespace, repository: Path) -> str:
                 await call()
                 count += 1
 
-        batches_before = manager.statistics("mlp")[0]["execution_count"]
+        batches_before = manager.statistics(model.name)[0]["execution_count"]
         workers_before, started, cpu_before = worker_cpu_seconds(), time.monotonic(), time.process_time()
         await asyncio.gather(*(client() for _ in range(args.clients)))
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_before
-        batches = max(1, manager.statistics("mlp")[0]["execution_count"] - batches_before)
+        batches = max(1, manager.statistics(model.name)[0]["execution_count"] - batches_before)
         workers = worker_cpu_seconds() - workers_before
     finally:
         await manager.close(drain_timeout=2)
     return (
-        f"{args.protocol} in-process, {args.clients} client(s): {count / elapsed:,.0f} requests/s, "
+        f"{model.name} {args.protocol} in-process, {args.clients} client(s): "
+        f"{count / elapsed:,.0f} requests/s, "
         f"server CPU {cpu / count * 1e6:.1f} us/request, mean batch {count / batches:.2f}, "
         f"worker CPU {workers / batches * 1e6:.1f} us/batch"
     )
@@ -147,13 +150,14 @@ def main() -> None:
     parser.add_argument("--protocol", choices=["grpc", "rest"], default="grpc")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     args = parser.parse_args()
     prestart()
     with tempfile.TemporaryDirectory(prefix="modelport-inprocess-") as scratch:
         repository = Path(scratch)
-        model = mlp()
+        model = mlp() if args.model == "mlp" else cnn()
         write_model(repository, model.name, model.proto, config=CONFIGS[model.name])
-        print(uvloop.run(measure(args, repository)))
+        print(uvloop.run(measure(args, repository, model)))
 
 
 if __name__ == "__main__":
