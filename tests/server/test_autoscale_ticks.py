@@ -23,6 +23,7 @@ def test_a_quiet_pool_is_looked_at_on_the_idle_interval_and_a_busy_one_on_the_sh
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp_model(), str(path))
     looks: list[Observation] = []
+
     def counting_decide(obs: Observation, policy: ScalingPolicy) -> Decision:
         looks.append(obs)
         return decide(obs, policy)
