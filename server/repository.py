@@ -1,7 +1,8 @@
 """The model repository on disk: Triton's layout ``REPO/MODEL/VERSION/model.onnx`` + optional ``config.yaml``.
 
-Scanning reads only directory entries, file stats and ``config.yaml``; ONNX files are opened by the model
-manager. Each model gets a fingerprint of what it depends on, so poll mode can tell what changed.
+Scanning reads only directory entries, file stats and ``config.yaml`` (parsed again only when the file
+changed: a poll of an unchanged repository does no YAML work); ONNX files are opened by the model manager.
+Each model gets a fingerprint of what it depends on, so poll mode can tell what changed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MODEL_FILE = "model.onnx"
 _VERSION_DIR = re.compile(r"[1-9][0-9]*")
 
 Stamp = tuple[int, int]  # (mtime_ns, size); (0, -1) when the file is missing
+_Identity = tuple[int, int, int, int]  # (inode, mtime_ns, ctime_ns, size): ctime catches a chmod too
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Repository:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._configs: dict[Path, tuple[_Identity, ModelConfig | None, str | None]] = {}
 
     def model_names(self) -> list[str]:
         """Names of the model directories (hidden ones skipped), sorted."""
@@ -88,14 +91,31 @@ class Repository:
         config_file = directory / CONFIG_FILE
         # Stamped before it is read: a config.yaml replaced meanwhile then differs at the next poll.
         config_stamp = _stamp(config_file)
-        config: ModelConfig | None
-        try:
-            config, error = load_model_config(config_file), None
-        except ModelConfigError as refused:
-            config, error = None, str(refused)
+        config, error = self._read_config(config_file)
         versions = {
             int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
             for entry in directory.iterdir()
             if entry.is_dir() and _VERSION_DIR.fullmatch(entry.name)
         }
         return ModelSource(name, directory, config, error, config_stamp, versions)
+
+    def _read_config(self, path: Path) -> tuple[ModelConfig | None, str | None]:
+        """The parsed ``config.yaml`` (or why it was refused), from the cache while the file is unchanged."""
+        try:
+            stat = path.stat()
+            identity: _Identity | None = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+        except OSError:  # missing (the all-default config) or not even stat-able: nothing to cache by
+            identity = None
+        cached = self._configs.get(path)
+        if identity is not None and cached is not None and cached[0] == identity:
+            return cached[1], cached[2]
+        config: ModelConfig | None
+        try:
+            config, error = load_model_config(path), None
+        except ModelConfigError as refused:
+            config, error = None, str(refused)
+        if identity is None:
+            self._configs.pop(path, None)
+        else:
+            self._configs[path] = (identity, config, error)
+        return config, error

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from modelport.server import repository
 from modelport.server.inference import TensorSpec
 from modelport.server.model_config import (
+    ModelConfig,
     ModelConfigError,
     ResolvedConfig,
     VersionPolicy,
@@ -146,3 +148,34 @@ def test_repository_scan_follows_tritons_layout(tmp_path: Path) -> None:
     assert sources["other"].config_error is not None
     assert "other/config.yaml: bogus: unknown key" in sources["other"].config_error
     assert sources["other"].served_versions() == []
+
+
+def test_a_rescan_parses_only_the_configs_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        write_model(tmp_path, name, identity_model())
+        write_config(tmp_path, name, "max_batch_size: 4\n")
+    parsed: list[str] = []
+
+    def counting_load(path: Path) -> ModelConfig:
+        parsed.append(path.parent.name)
+        return load_model_config(path)
+
+    monkeypatch.setattr(repository, "load_model_config", counting_load)
+    scanner = Repository(tmp_path)
+    assert [s.config.max_batch_size for s in scanner.scan().values() if s.config] == [4, 4, 4]
+    assert parsed == ["a", "b", "c"]
+    scanner.scan()
+    assert parsed == ["a", "b", "c"], "an unchanged config.yaml was parsed again"
+
+    write_config(tmp_path, "b", "max_batch_size: 16\n")  # new content
+    (tmp_path / "c" / "config.yaml").chmod(0o600)  # same content and mtime; a permission fix looks like this
+    sources = scanner.scan()
+    assert parsed[3:] == ["b", "c"]
+    assert sources["a"].config is not None and sources["a"].config.max_batch_size == 4
+    assert sources["b"].config is not None and sources["b"].config.max_batch_size == 16
+
+    (tmp_path / "a" / "config.yaml").unlink()  # gone: the all-default config, and nothing cached for it
+    assert scanner.scan()["a"].config == ModelConfig()
+    assert parsed[5:] == ["a"]
