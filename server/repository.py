@@ -81,7 +81,10 @@ class Repository:
 
     def scan(self) -> dict[str, ModelSource]:
         """Every model in the repository, by name."""
-        return {name: self.read_model(name) for name in self.model_names()}
+        names = self.model_names()
+        present = set(names)  # a model directory that went also takes its cached config with it
+        self._configs = {path: entry for path, entry in self._configs.items() if path.parent.name in present}
+        return {name: self.read_model(name) for name in names}
 
     def read_model(self, name: str) -> ModelSource:
         """One model's directory; raises ``FileNotFoundError`` if it does not exist."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,7 @@ def test_a_rescan_parses_only_the_configs_that_changed(
     (tmp_path / "a" / "config.yaml").unlink()  # gone: the all-default config, and nothing cached for it
     assert scanner.scan()["a"].config == ModelConfig()
     assert parsed[5:] == ["a"]
+
+    shutil.rmtree(tmp_path / "b")  # a model directory that went takes its cached parse along
+    scanner.scan()
+    assert {path.parent.name for path in scanner._configs} == {"c"}  # a has no file, b no directory
