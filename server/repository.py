@@ -20,7 +20,8 @@ MODEL_FILE = "model.onnx"
 # Triton's rule: version directories are numbers that do not start with 0.
 _VERSION_DIR = re.compile(r"[1-9][0-9]*")
 
-Stamp = tuple[int, int]  # (mtime_ns, size); (0, -1) when the file is missing
+Stamp = tuple[int, int]  # (mtime_ns, size); _MISSING when the file is missing
+_MISSING: Stamp = (0, -1)
 _Identity = tuple[int, int, int, int]  # (inode, mtime_ns, ctime_ns, size): ctime catches a chmod too
 
 
@@ -62,7 +63,7 @@ def _stamp(path: Path) -> Stamp:
     try:
         stat = path.stat()
     except OSError:
-        return (0, -1)
+        return _MISSING
     return (stat.st_mtime_ns, stat.st_size)
 
 
@@ -92,9 +93,7 @@ class Repository:
         if not directory.is_dir():
             raise FileNotFoundError(f"no model directory {directory}")
         config_file = directory / CONFIG_FILE
-        # Stamped before it is read: a config.yaml replaced meanwhile then differs at the next poll.
-        config_stamp = _stamp(config_file)
-        config, error = self._read_config(config_file)
+        config, error, config_stamp = self._read_config(config_file)
         versions = {
             int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
             for entry in directory.iterdir()
@@ -102,16 +101,20 @@ class Repository:
         }
         return ModelSource(name, directory, config, error, config_stamp, versions)
 
-    def _read_config(self, path: Path) -> tuple[ModelConfig | None, str | None]:
-        """The parsed ``config.yaml`` (or why it was refused), from the cache while the file is unchanged."""
+    def _read_config(self, path: Path) -> tuple[ModelConfig | None, str | None, Stamp]:
+        """The parsed ``config.yaml`` (or why it was refused), from the cache while the file is unchanged, and
+        its stamp. One stat serves both, taken before the read: a file replaced meanwhile differs next
+        time."""
         try:
             stat = path.stat()
-            identity: _Identity | None = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         except OSError:  # missing (the all-default config) or not even stat-able: nothing to cache by
-            identity = None
+            identity, stamp = None, _MISSING
+        else:
+            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+            stamp = (stat.st_mtime_ns, stat.st_size)
         cached = self._configs.get(path)
         if identity is not None and cached is not None and cached[0] == identity:
-            return cached[1], cached[2]
+            return cached[1], cached[2], stamp
         config: ModelConfig | None
         try:
             config, error = load_model_config(path), None
@@ -121,4 +124,4 @@ class Repository:
             self._configs.pop(path, None)
         else:
             self._configs[path] = (identity, config, error)
-        return config, error
+        return config, error, stamp
