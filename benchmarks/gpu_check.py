@@ -5,9 +5,10 @@ modelport:0.1.0-cuda /opt/gpu_check.py`` after copying it in, or a venv with ``o
 
     python benchmarks/gpu_check.py [--repository models | --model PATH/model.onnx] [--batch 8] [--runs 50]
 
-It opens the model through ``modelport.server.session.open_session`` with ``execution_providers [cuda, cpu]``
-(what a model's ``config.yaml`` asks for), prints the providers the session really uses, and times the same
-inputs on CUDA and on a CPU-only session, checking both give the same outputs. Exit codes:
+It opens the model through ``modelport.server.workers.session.open_session`` with
+``execution_providers [cuda, cpu]`` (what a model's ``config.yaml`` asks for), prints the providers the
+session really uses, and times the same inputs on CUDA and on a CPU-only session, checking both give the
+same outputs. Exit codes:
 
 * 0: CUDA is active and the outputs agree; or there is nothing to check here (the onnxruntime build has no
   CUDA provider, or the machine has no NVIDIA GPU): it says which and does not pretend otherwise.
@@ -33,7 +34,7 @@ import numpy.typing as npt
 from modelport.server.datatypes import by_name
 from modelport.server.inference import TensorSpec
 from modelport.server.model_config import SessionConfig
-from modelport.server.session import OpenSession, open_session
+from modelport.server.workers.session import OpenSession, open_session
 
 __all__ = ["main"]
 

@@ -28,15 +28,15 @@ from typing import Any
 import uvloop
 from modelport.server.app import make_executor
 from modelport.server.dataplane import DataPlane
-from modelport.server.generated import grpc_service_pb2 as pb
-from modelport.server.grpc_servicer import InferenceServicer
-from modelport.server.grpc_status import lenient_deserializer
-from modelport.server.metrics import ServerMetrics
-from modelport.server.model_manager import ModelManager
-from modelport.server.repository import Repository
-from modelport.server.rest_api import create_rest_app
+from modelport.server.observability.metrics import ServerMetrics
+from modelport.server.protocols.generated import grpc_service_pb2 as pb
+from modelport.server.protocols.grpc_servicer import InferenceServicer
+from modelport.server.protocols.grpc_status import lenient_deserializer
+from modelport.server.protocols.rest_api import create_rest_app
+from modelport.server.repository.folders import Repository
+from modelport.server.repository.model_manager import ModelManager
 from modelport.server.settings import ServerSettings
-from modelport.server.worker_process import prestart
+from modelport.server.workers.worker_process import prestart
 
 from tests.helpers.onnx_models import write_model
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from modelport.server.generated import grpc_service_pb2 as pb
+from modelport.server.protocols.generated import grpc_service_pb2 as pb
 
 from .bench_models import BenchModel
 

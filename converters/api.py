@@ -55,22 +55,22 @@ def _sha256(path: Path | None) -> tuple[str, int]:
 def _export(source: str, options: SourceOptions) -> ExportedModel:
     path = Path(source)
     if isinstance(options, TorchExportOptions):
-        from .torch_export import export_program
+        from .frontends.torch_export import export_program
 
         return export_program(path, options)
     if isinstance(options, TorchScriptOptions):
-        from .torch_export import export_torchscript
+        from .frontends.torch_export import export_torchscript
 
         return export_torchscript(path, options)
     if isinstance(options, KerasOptions):
-        from .keras_export import load_keras
+        from .frontends.keras_export import load_keras
 
         return load_keras(path, options)
     if isinstance(options, SavedModelOptions):
-        from .savedmodel_export import export_saved_model
+        from .frontends.savedmodel_export import export_saved_model
 
         return export_saved_model(path, options)
-    from .factory import export_factory
+    from .frontends.factory import export_factory
 
     return export_factory(source, options)
 
@@ -118,7 +118,7 @@ def _checksum_target(source: str, options: SourceOptions) -> Path | None:
     if isinstance(options, FactoryOptions):
         if options.weights is not None:
             return options.weights
-        from .factory import factory_file
+        from .frontends.factory import factory_file
 
         return factory_file(source)
     return Path(source)

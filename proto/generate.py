@@ -1,4 +1,4 @@
-"""Generate server/generated/ from proto/*.proto, or check that the checked-in code is current.
+"""Generate server/protocols/generated/ from proto/*.proto, or check that the checked-in code is current.
 
     python proto/generate.py           # regenerate (what `make proto` runs)
     python proto/generate.py --check   # regenerate into a temporary folder; exit 1 if anything differs
@@ -11,7 +11,7 @@ protoc's output is rewritten in two ways, both checked so that a changed protoc 
 being half rewritten:
 
 - absolute imports between the generated modules (``import model_config_pb2``) become package-relative
-  (``from . import model_config_pb2``), so the package imports as ``modelport.server.generated``;
+  (``from . import model_config_pb2``), so the package imports as ``modelport.server.protocols.generated``;
 - the files are registered in the package's own descriptor pool (``POOL`` in ``__init__.py``) rather than
   protobuf's default pool. Our ``.proto`` files define the same ``inference.*`` names as Triton's, and
   tritonclient registers its copies in the default pool; two different definitions of one name in one pool
@@ -33,7 +33,7 @@ __all__ = ["GRPC_TOOLS_VERSION", "check", "generate", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_DIR = ROOT / "server" / "generated"
+OUT_DIR = ROOT / "server" / "protocols" / "generated"
 GRPC_TOOLS_VERSION = "1.81.1"
 # Files with messages (python + stubs); only the service file gets gRPC stubs.
 MESSAGE_PROTOS = ("model_config.proto", "grpc_service.proto")
@@ -110,7 +110,7 @@ def generate(out: Path) -> list[Path]:
 
 
 def check() -> int:
-    """Regenerate into a temporary folder and compare with ``server/generated``; 0 when identical."""
+    """Regenerate into a temporary folder and compare with the checked-in code; 0 when identical."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "generated"
         generate(fresh)
@@ -118,24 +118,24 @@ def check() -> int:
     actual = {p.name: p.read_text() for p in OUT_DIR.iterdir() if p.is_file()} if OUT_DIR.is_dir() else {}
     problems: list[str] = []
     for name in sorted(expected.keys() - actual.keys()):
-        problems.append(f"missing: server/generated/{name}")
+        problems.append(f"missing: server/protocols/generated/{name}")
     for name in sorted(actual.keys() - expected.keys()):
-        problems.append(f"not produced by proto/*.proto: server/generated/{name}")
+        problems.append(f"not produced by proto/*.proto: server/protocols/generated/{name}")
     for name in sorted(expected.keys() & actual.keys()):
         if expected[name] != actual[name]:
             diff = difflib.unified_diff(
                 actual[name].splitlines(),
                 expected[name].splitlines(),
-                f"server/generated/{name} (checked in)",
-                f"server/generated/{name} (from proto/)",
+                f"server/protocols/generated/{name} (checked in)",
+                f"server/protocols/generated/{name} (from proto/)",
                 lineterm="",
                 n=1,
             )
             problems.append("\n".join(list(diff)[:40]))
     if not problems:
-        print("server/generated/ is up to date with proto/")
+        print("server/protocols/generated/ is up to date with proto/")
         return 0
-    print("server/generated/ does not match proto/*.proto:", file=sys.stderr)
+    print("server/protocols/generated/ does not match proto/*.proto:", file=sys.stderr)
     for problem in problems:
         print(problem, file=sys.stderr)
     tools = _installed_grpc_tools_version()
@@ -145,13 +145,16 @@ def check() -> int:
             f"this environment has {tools}",
             file=sys.stderr,
         )
-    print("fix: run `make proto` (python proto/generate.py) and commit server/generated/", file=sys.stderr)
+    print(
+        "fix: run `make proto` (python proto/generate.py) and commit server/protocols/generated/",
+        file=sys.stderr,
+    )
     return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="fail if server/generated/ is not current")
+    parser.add_argument("--check", action="store_true", help="fail if the generated code is not current")
     args = parser.parse_args(argv)
     if args.check:
         return check()

@@ -28,21 +28,21 @@ from typing import Any
 
 import uvicorn
 
+from .batching.pooled_executor import PooledExecutor
 from .dataplane import DataPlane
-from .executor import Executor
-from .grpc_api import GrpcServer, build_grpc_server
-from .live_metrics import version_states
-from .management_api import create_management_app
-from .metrics import ServerMetrics
-from .metrics_listener import MetricsListener
-from .model_manager import ModelManager, VersionSpec
-from .pooled_executor import PooledExecutor
-from .repository import Repository
-from .rest_api import create_rest_app
+from .executor import Executor, VersionSpec
+from .observability.live_metrics import VersionState, WorkerState
+from .observability.metrics import ServerMetrics
+from .observability.metrics_listener import MetricsListener
+from .protocols.grpc_api import GrpcServer, build_grpc_server
+from .protocols.management_api import create_management_app
+from .protocols.rest_api import create_rest_app
+from .repository.folders import Repository
+from .repository.model_manager import ModelManager
 from .settings import ServerSettings
-from .worker_process import prestart
+from .workers.worker_process import prestart
 
-__all__ = ["make_executor", "run", "serve"]
+__all__ = ["make_executor", "run", "serve", "version_states"]
 
 logger = logging.getLogger("modelport.server")
 
@@ -55,6 +55,21 @@ def make_executor(spec: VersionSpec, metrics: ServerMetrics | None = None) -> Ex
     """
     version_metrics = metrics.for_version(spec.name, str(spec.version)) if metrics is not None else None
     return PooledExecutor.from_spec(spec, version_metrics)
+
+
+def version_states(manager: ModelManager) -> list[VersionState]:
+    """The state of every serving version: queue and workers of a pooled executor; an in-process executor
+    has neither (queue depth 0, no workers). Call on the event loop (it reads loop-owned objects)."""
+    states = []
+    for loaded in manager.serving():
+        model, version = loaded.spec.name, str(loaded.spec.version)
+        if not isinstance(loaded.executor, PooledExecutor):
+            states.append(VersionState(model, version, 0))
+            continue
+        status = loaded.executor.status()
+        workers = [WorkerState(str(w.id), w.pid, w.state.lower()) for w in status.workers]
+        states.append(VersionState(model, version, status.queue_depth, workers))
+    return states
 
 
 class _UvicornServer(uvicorn.Server):

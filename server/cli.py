@@ -17,9 +17,9 @@ __all__ = ["main"]
 _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("modelport.server.serve_cli:serve", "Serve a model repository over REST and gRPC."),
     "convert": ("modelport.converters.cli:convert", "Convert a Keras, TensorFlow or PyTorch model to ONNX."),
-    "quantize": ("modelport.converters.quantize_cli:quantize", "Quantize a model to INT8 or FP16."),
+    "quantize": ("modelport.converters.quantize.cli:quantize", "Quantize a model to INT8 or FP16."),
     "export-mobile": (
-        "modelport.converters.quantize_cli:export_mobile",
+        "modelport.converters.quantize.cli:export_mobile",
         "Export a model in ONNX Runtime's mobile .ort format.",
     ),
 }

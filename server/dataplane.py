@@ -18,19 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from .access_log import new_request_id
 from .datatypes import by_numpy
 from .errors import InvalidInput, ModelNotFound, ModelportError, Unsupported
 from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
-from .metrics import ServerMetrics
 from .model_config import ModelConfigError, parse_model_config
-from .model_manager import LoadedVersion, ModelIndexEntry, ModelManager
-from .recording import RequestRecorder, internal_error, tag_with_request_id
+from .observability.access_log import new_request_id
+from .observability.metrics import ServerMetrics
+from .observability.recording import RequestRecorder, internal_error, tag_with_request_id
+from .observability.statistics import VersionStatistics
+from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
+from .repository.triton_config import PLATFORM, triton_model_config
+from .repository.triton_model_config_in import from_triton_config, is_triton_config
 from .settings import ServerSettings
-from .statistics import VersionStatistics
-from .triton_config import PLATFORM, triton_model_config
-from .triton_model_config_in import from_triton_config, is_triton_config
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from .inference import Tensors
+from .inference import Signature, Tensors
+from .model_config import ResolvedConfig
 
-__all__ = ["ExecutionResult", "Executor"]
+__all__ = ["ExecutionResult", "Executor", "VersionSpec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +55,19 @@ class Executor(Protocol):
         The model manager reports such a version UNAVAILABLE with this as the reason and refuses requests
         to it with :class:`~modelport.server.errors.ModelNotReady`.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSpec:
+    """Everything an executor needs to run one model version.
+
+    ``signature`` is the graph's inputs, outputs and active provider, read from a session that was opened
+    with the configured providers and options and released again: executors open their own sessions (the
+    server process holds no weights).
+    """
+
+    name: str
+    version: int
+    path: Path
+    config: ResolvedConfig
+    signature: Signature

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InferRequest", "InferResponse", "Parameter", "Protocol", "TensorSpec", "Tensors"]
+__all__ = ["InferRequest", "InferResponse", "Parameter", "Protocol", "Signature", "TensorSpec", "Tensors"]
 
 Tensors = dict[str, npt.NDArray[np.generic]]
 Parameter = bool | int | float | str
@@ -54,3 +54,12 @@ class InferResponse:
     outputs: Tensors
     id: str = ""
     parameters: dict[str, Parameter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A model version's graph signature and the provider it gets, without holding a session."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    provider: str  # short name: "cpu", "cuda", ...

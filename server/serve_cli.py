@@ -180,12 +180,12 @@ def serve(**options: Any) -> None:
         settings = ServerSettings(**options)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    from .logging_setup import configure_logging
+    from .observability.logging_setup import configure_logging
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     # The forkserver workers start from imports ONNX Runtime in the background while this process imports
     # the HTTP/gRPC stack below (forkserver.py itself imports nothing heavy; no thread exists yet).
-    from .forkserver import prestart
+    from .workers.forkserver import prestart
 
     prestart()
     from .app import run

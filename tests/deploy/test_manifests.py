@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_validate import utils as kv
-from modelport.server.metrics import ServerMetrics
+from modelport.server.observability.metrics import ServerMetrics
 from modelport.server.serve_cli import serve
 from modelport.server.settings import ServerSettings
 

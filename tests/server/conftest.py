@@ -14,7 +14,7 @@ import grpc
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from modelport.server.generated import grpc_service_pb2_grpc as pb_grpc
+from modelport.server.protocols.generated import grpc_service_pb2_grpc as pb_grpc
 
 from tests.helpers.onnx_models import (
     add_sub_model,

@@ -1,0 +1,245 @@
+"""Quantize an FP32 ONNX model (dynamic INT8, static INT8, or FP16), measure it, and gate it on accuracy.
+
+:func:`quantize_model` works only inside a scratch folder the caller owns: it never writes next to the
+source model. Publishing the result (a new repository version, ``--output``, a mobile export) is the caller's
+step and happens only when ``result.report.accuracy.passed``.
+
+INT8 uses ONNX Runtime's quantizer after its pre-processing step (``quant_pre_process``: shape inference and
+graph optimization). Activations are uint8 and weights int8 (U8S8, the x86 path); ``reduce_range`` follows the
+CPU (see :mod:`.quantize_cpu`). FP16 uses ``onnxruntime.transformers.float16``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .cpu import decide_reduce_range, read_cpu_features
+from .data import SampleSet, model_inputs, select_samples
+from .errors import QuantizeError
+from .gate import Task, compare_outputs, run_model
+from .int8 import preprocess, quantize_int8
+from .measure import LATENCY_THREADS, count_converted_nodes, median_latency_ms
+from .minify import minify
+from .report import QuantizationReport
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .mobile import OptimizationStyle, OrtExport
+
+__all__ = [
+    "Mode",
+    "QuantizeOptions",
+    "QuantizeResult",
+    "quantize_model",
+]
+
+Mode = Literal["dynamic", "static", "float16", "none"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeOptions:
+    """What to do. ``mode="none"`` keeps FP32 (an ORT export of the model as it is).
+
+    ``calibration``, ``calibration_samples``, ``validation``: the samples, as
+    :func:`.quantize_data.select_samples` reads them. ``reduce_range``: ``None`` decides from the CPU.
+    ``keep_io_types``: FP16 mode keeps FP32 inputs/outputs. ``max_abs_error``: an optional second gate bound.
+    """
+
+    mode: Mode
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    per_channel: bool = False
+    reduce_range: bool | None = None
+    calibration: Path | None = None
+    calibration_samples: int | None = None
+    calibration_method: str = "minmax"
+    validation: Path | None = None
+    max_accuracy_drop: float = 0.01
+    max_abs_error: float | None = None
+    task: Task = "auto"
+    labelled_outputs: tuple[str, ...] = ()
+    keep_io_types: bool = True
+    latency_runs: int = 50
+    ort_style: OptimizationStyle | None = "fixed"  # None: no .ort (no size, latency or check for it)
+    ort_target_platform: Literal["amd64", "arm"] | None = None
+    keep_debug_info: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizeResult:
+    """The converted model (inside the scratch folder), its ``.ort`` export if asked, and the report."""
+
+    model_path: Path
+    ort: OrtExport | None
+    report: QuantizationReport
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    import onnx
+
+    if not path.is_file():
+        raise QuantizeError(f"{path}: no such model file")
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError and others
+        raise QuantizeError(f"{path}: not a readable ONNX model ({error})") from error
+
+
+@dataclass(slots=True)
+class _How:
+    """How the conversion went, for the report."""
+
+    cpu: str
+    reduce_range: bool | None = None
+    reduce_range_reason: str | None = None
+    preprocessing: str | None = None
+    debug_info_removed: int = 0
+
+
+def _convert(
+    source: Path,
+    work: Path,
+    calibration: SampleSet | None,
+    options: QuantizeOptions,
+    progress: Callable[[str], None],
+) -> tuple[Path, _How]:
+    """Write the converted model into ``work``; return it and how it was made."""
+    import onnx
+
+    target = work / "model.onnx"
+    cpu = read_cpu_features()
+    how = _How(cpu=f"{cpu.model_name or cpu.machine} ({cpu.machine}; flags from {cpu.source})")
+    if options.mode == "none":
+        onnx.save(_load(source), str(target))
+    elif options.mode == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        progress("converting weights and activations to FP16")
+        model = convert_float_to_float16(_load(source), keep_io_types=options.keep_io_types)
+        onnx.save(model, str(target))
+    else:
+        decision = decide_reduce_range(cpu, options.reduce_range)
+        how.reduce_range, how.reduce_range_reason = decision.value, decision.reason
+        progress("pre-processing (quant_pre_process)")
+        how.preprocessing = preprocess(source, work / "preprocessed.onnx")
+        progress(f"quantizing ({options.mode}{', calibrating' if calibration else ''})")
+        quantize_int8(
+            work / "preprocessed.onnx",
+            target,
+            mode=options.mode,
+            calibration=calibration,
+            quant_format=options.quant_format,
+            per_channel=options.per_channel,
+            reduce_range=decision.value,
+            calibration_method=options.calibration_method,
+        )
+    if not options.keep_debug_info:
+        stripped = _load(target)
+        how.debug_info_removed = minify(stripped)
+        if how.debug_info_removed:
+            onnx.save(stripped, str(target))
+    return target, how
+
+
+def quantize_model(
+    source: Path, work: Path, options: QuantizeOptions, *, progress: Callable[[str], None] = lambda _: None
+) -> QuantizeResult:
+    """Convert ``source`` as ``options`` say into ``work`` (an existing empty scratch folder); measure it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from .mobile import convert_to_ort
+
+    model = _load(source)
+    specs = model_inputs(source, model)
+    calibration, validation = select_samples(
+        specs,
+        needs_calibration=options.mode == "static",
+        calibration=options.calibration,
+        calibration_samples=options.calibration_samples,
+        validation=options.validation,
+        seed=options.seed,
+    )
+    target, how = _convert(source, work, calibration, options, progress)
+
+    progress(f"comparing with FP32 on {validation.count} samples")
+    reference = run_model(source, validation)
+    try:
+        candidate = run_model(target, validation)
+    except Exception as error:  # onnxruntime refuses models it cannot run (e.g. a missing kernel)
+        raise QuantizeError(
+            f"the {options.mode} model of {source} does not run in ONNX Runtime: {error}"
+        ) from error
+    accuracy = compare_outputs(
+        reference,
+        candidate,
+        samples=validation,
+        max_accuracy_drop=options.max_accuracy_drop,
+        max_abs_error=options.max_abs_error,
+        task=options.task,
+        labelled=options.labelled_outputs,
+    )
+
+    exported = None
+    ort_error = None
+    if options.ort_style is not None:
+        progress("converting to the ORT format")
+        exported = convert_to_ort(
+            target, work / "ort", style=options.ort_style, target_platform=options.ort_target_platform
+        )
+        from_ort = run_model(exported.ort_path, validation, session_config=exported.session_config)
+        ort_error = max(
+            (float(np.max(np.abs(from_ort[k].astype(np.float64) - v.astype(np.float64)), initial=0.0)))
+            for k, v in candidate.items()
+        )
+
+    progress(f"timing {options.latency_runs} runs of each model")
+    feed = next(validation.take(0, 1, "").batches(1))
+    sizes = {"fp32": source.stat().st_size}
+    latency = {"fp32": median_latency_ms(source, feed, options.latency_runs)}
+    if options.mode != "none":
+        sizes["converted"] = target.stat().st_size
+        latency["converted"] = median_latency_ms(target, feed, options.latency_runs)
+    if exported is not None:
+        sizes["ort"] = exported.ort_path.stat().st_size
+        latency["ort"] = median_latency_ms(
+            exported.ort_path, feed, options.latency_runs, session_config=exported.session_config
+        )
+
+    notes = []
+    if how.debug_info_removed:
+        notes.append(
+            f"saved {how.debug_info_removed:,} bytes of debug information (exporter metadata, long internal "
+            "tensor names) in the converted model; --keep-debug-info keeps it"
+        )
+    if options.mode == "float16" and exported is not None:
+        notes.append(
+            "FP16 is meant for GPUs: the .ort is optimized for the CPU execution provider, which computes "
+            "FP16 nodes in FP32 behind Cast nodes (hence its size and latency here)"
+        )
+    report = QuantizationReport(
+        source=str(source),
+        mode=options.mode,
+        quant_format=options.quant_format if options.mode == "static" else None,
+        per_channel=options.per_channel,
+        reduce_range=how.reduce_range,
+        reduce_range_reason=how.reduce_range_reason,
+        cpu=how.cpu,
+        preprocessing=how.preprocessing,
+        calibration=None if calibration is None else f"{calibration.source} ({options.calibration_method})",
+        accuracy=accuracy,
+        sizes=sizes,
+        latency_ms=latency,
+        latency_runs=options.latency_runs,
+        latency_threads=LATENCY_THREADS,
+        nodes_converted={} if options.mode == "none" else count_converted_nodes(_load(target), options.mode),
+        ort_vs_onnx_max_abs_error=ort_error,
+        ort_session_config=exported.session_config if exported else {},
+        onnxruntime_version=ort.__version__,
+        notes=notes,
+    )
+    return QuantizeResult(target, exported, report)

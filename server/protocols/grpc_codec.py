@@ -1,0 +1,159 @@
+"""gRPC inference messages <-> the internal :class:`InferRequest` / :class:`InferResponse`.
+
+Decoding accepts each input either as typed ``contents`` or as ``raw_input_contents`` (never both, one raw
+entry per input in ``inputs`` order) and builds the arrays through :mod:`wire_tensors`, so every check (shape,
+byte count, declared size before allocation) is the one the REST adapter applies. Encoding always answers
+with ``raw_output_contents``: ``tritonclient.grpc`` decodes only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..datatypes import by_name, by_numpy
+from ..errors import InvalidInput, Unsupported
+from ..inference import InferRequest, InferResponse, Parameter, Tensors
+from .generated import grpc_service_pb2 as pb
+from .wire_tensors import check_shape, tensor_from_buffer, tensor_from_values, tensor_to_bytes
+
+__all__ = [
+    "CONTENTS_FIELDS",
+    "decode_infer_request",
+    "decode_parameters",
+    "encode_infer_response",
+    "encode_parameters",
+]
+
+# The typed field of InferTensorContents that carries each datatype. FP16 has none: it travels raw only.
+CONTENTS_FIELDS: Mapping[str, str] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+_INT64_MAX = 2**63 - 1
+_SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: data lives in a registered region
+
+
+def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> InferRequest:
+    """Build the internal request; :class:`InvalidInput` naming the tensor for anything malformed.
+
+    ``max_bytes`` bounds each tensor's declared size (checked before any allocation).
+    """
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send exactly one "
+            "entry per input, in the order of 'inputs'"
+        )
+    inputs: Tensors = {}
+    for index, tensor in enumerate(message.inputs):
+        if tensor.name in inputs:
+            raise InvalidInput(f"input '{tensor.name}' is given twice")
+        inputs[tensor.name] = _decode_input(tensor, raw[index] if raw else None, max_bytes)
+    requested = [output.name for output in message.outputs]
+    for output in message.outputs:
+        if _SHARED_MEMORY in output.parameters:
+            raise Unsupported(f"output '{output.name}': shared memory is not supported by modelport")
+    return InferRequest(
+        model_name=message.model_name,
+        model_version=message.model_version,
+        inputs=inputs,
+        id=message.id,
+        requested_outputs=requested or None,
+        parameters=decode_parameters(message.parameters, where="request"),
+        output_parameters={
+            output.name: decode_parameters(output.parameters, where=f"output '{output.name}'")
+            for output in message.outputs
+            if output.parameters
+        },
+        protocol="grpc",
+    )
+
+
+def _decode_input(
+    tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, max_bytes: int
+) -> npt.NDArray[Any]:
+    name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    if _SHARED_MEMORY in tensor.parameters:
+        raise Unsupported(
+            f"input '{name}': shared memory is not supported by modelport; send raw_input_contents"
+        )
+    if raw is not None:
+        if tensor.HasField("contents"):
+            raise InvalidInput(
+                f"tensor '{name}': both 'contents' and raw_input_contents are set; "
+                "send the data in one of them"
+            )
+        return tensor_from_buffer(name, datatype, shape, raw, max_bytes=max_bytes)
+    dt = by_name(datatype, tensor=name)
+    field = CONTENTS_FIELDS.get(dt.name)
+    if field is None:
+        raise InvalidInput(
+            f"tensor '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
+        )
+    if not tensor.HasField("contents") and check_shape(name, dt, shape, max_bytes=max_bytes) > 0:
+        raise InvalidInput(f"tensor '{name}': no data; set contents.{field} or send raw_input_contents")
+    wrong = [f.name for f, _ in tensor.contents.ListFields() if f.name != field]
+    if wrong:
+        raise InvalidInput(
+            f"tensor '{name}': {datatype} data goes in contents.{field}, but contents.{wrong[0]} is set"
+        )
+    values = getattr(tensor.contents, field)
+    return tensor_from_values(name, datatype, shape, values, max_bytes=max_bytes)
+
+
+def decode_parameters(parameters: Mapping[str, pb.InferParameter], *, where: str) -> dict[str, Parameter]:
+    """The values of a protobuf parameter map; a parameter with no value set is refused."""
+    result: dict[str, Parameter] = {}
+    for key, parameter in parameters.items():
+        kind = parameter.WhichOneof("parameter_choice")
+        if kind is None:
+            raise InvalidInput(f"{where} parameter '{key}' has no value")
+        result[key] = getattr(parameter, kind)
+    return result
+
+
+def encode_parameters(
+    parameters: Mapping[str, Parameter], target: MutableMapping[str, pb.InferParameter]
+) -> None:
+    """Write ``parameters`` into a protobuf parameter map (bool, int64/uint64, double or string)."""
+    for key, value in parameters.items():
+        slot = target[key]
+        if isinstance(value, bool):
+            slot.bool_param = value
+        elif isinstance(value, int):
+            if value > _INT64_MAX:
+                slot.uint64_param = value
+            else:
+                slot.int64_param = value
+        elif isinstance(value, float):
+            slot.double_param = value
+        else:
+            slot.string_param = str(value)
+
+
+def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
+    """The protobuf answer: one output entry and one ``raw_output_contents`` entry per output, in order."""
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id
+    )
+    encode_parameters(response.parameters, message.parameters)
+    for name, array in response.outputs.items():
+        datatype = by_numpy(np.asarray(array).dtype).name
+        message.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        message.raw_output_contents.append(tensor_to_bytes(array))
+    return message

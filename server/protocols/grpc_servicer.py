@@ -1,0 +1,246 @@
+"""``inference.GRPCInferenceService``: one method per RPC of ``proto/grpc_service.proto``.
+
+Each RPC decodes its message, makes one data-plane call and encodes the answer; no logic lives here. Errors
+are mapped by :mod:`grpc_status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
+
+from ..errors import InvalidInput, ModelportError
+from ..observability.recording import internal_error
+from .generated import grpc_service_pb2 as pb
+from .generated import model_config_pb2
+from .grpc_codec import decode_infer_request, encode_infer_response
+from .grpc_status import Undecodable, guarded, unary, unsupported
+
+if TYPE_CHECKING:
+    from ..dataplane import DataPlane
+
+__all__ = ["STREAM_WINDOW", "InferenceServicer"]
+
+logger = logging.getLogger(__name__)
+
+# Requests of one ModelStreamInfer stream that may be in flight at once; beyond it the stream stops reading
+# (HTTP/2 flow control holds the client back).
+STREAM_WINDOW = 256
+_FILE_PREFIX = "file:"
+
+
+class InferenceServicer:
+    """The service's RPCs over one :class:`DataPlane`; :meth:`rpcs` lists them by their proto names."""
+
+    def __init__(self, dataplane: DataPlane, *, max_tensor_bytes: int) -> None:
+        self._dataplane = dataplane
+        self._max_tensor_bytes = max_tensor_bytes
+
+    @unary
+    async def server_live(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self._dataplane.live())
+
+    @unary
+    async def server_ready(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._dataplane.ready())
+
+    @unary
+    async def model_ready(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self._dataplane.model_ready(request.name, request.version))
+
+    @unary
+    async def server_metadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        meta = self._dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
+
+    @unary
+    async def model_metadata(
+        self, request: pb.ModelMetadataRequest, context: Any
+    ) -> pb.ModelMetadataResponse:
+        meta = self._dataplane.model_metadata(request.name, request.version)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta.name,
+            versions=meta.versions,
+            platform=meta.platform,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
+        )
+
+    @guarded
+    async def model_infer(
+        self, request: pb.ModelInferRequest | Undecodable, context: Any
+    ) -> pb.ModelInferResponse:
+        return await self._infer(request)
+
+    async def _infer(self, request: pb.ModelInferRequest | Undecodable) -> pb.ModelInferResponse:
+        # A request that cannot be decoded is counted and access-logged like any failed request.
+        if isinstance(request, Undecodable):  # not even the model's name is known
+            raise self._dataplane.reject(
+                request.error(), model_name="", model_version="", request_id="", protocol="grpc"
+            )
+        try:
+            decoded = decode_infer_request(request, max_bytes=self._max_tensor_bytes)
+        except ModelportError as error:
+            raise self._dataplane.reject(
+                error,
+                model_name=request.model_name,
+                model_version=request.model_version,
+                request_id=request.id,
+                protocol="grpc",
+            ) from None
+        return encode_infer_response(await self._dataplane.infer(decoded))
+
+    async def _stream_answer(
+        self, request: pb.ModelInferRequest | Undecodable
+    ) -> pb.ModelStreamInferResponse:
+        try:
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+        except ModelportError as error:
+            return pb.ModelStreamInferResponse(error_message=error.message)
+        except Exception as error:
+            failed = internal_error(logger, "gRPC ModelStreamInfer request", error)
+            return pb.ModelStreamInferResponse(error_message=failed.message)
+
+    async def model_stream_infer(
+        self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """One answer per request, in request order; a failed request is reported in ``error_message``.
+
+        Requests of the stream run concurrently (up to :data:`STREAM_WINDOW`), so the batcher can group them;
+        only the answers wait for their turn.
+        """
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        answers: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await window.acquire()
+                    answers.put_nowait(asyncio.create_task(self._stream_answer(request)))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        running: list[asyncio.Task[Any]] = [reader]
+        try:
+            while (task := await answers.get()) is not None:
+                running.append(task)
+                answer = await task
+                running.remove(task)
+                window.release()
+                yield answer
+            await reader  # the client's half of the stream failed: fail the RPC
+        finally:  # the client went away or the server stops: nothing of this stream may keep running
+            while not answers.empty():
+                if (left := answers.get_nowait()) is not None:
+                    running.append(left)
+            for pending in running:
+                pending.cancel()
+
+    @unary
+    async def model_config(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        config = self._dataplane.model_config(request.name, request.version)
+        message = json_format.ParseDict(config, model_config_pb2.ModelConfig(), ignore_unknown_fields=True)
+        return pb.ModelConfigResponse(config=message)
+
+    @unary
+    async def model_statistics(
+        self, request: pb.ModelStatisticsRequest, context: Any
+    ) -> pb.ModelStatisticsResponse:
+        stats = self._dataplane.model_statistics(request.name, request.version)
+        return json_format.ParseDict(
+            {"model_stats": stats}, pb.ModelStatisticsResponse(), ignore_unknown_fields=True
+        )
+
+    @unary
+    async def repository_index(
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                entry(name=e.name, version=e.version, state=e.state, reason=e.reason)
+                for e in self._dataplane.repository_index(ready_only=request.ready)
+            ]
+        )
+
+    @unary
+    async def repository_model_load(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        config_json, files = _load_parameters(request.parameters)
+        await self._dataplane.load_model(request.model_name, config_json=config_json, files=files)
+        return pb.RepositoryModelLoadResponse()
+
+    @unary
+    async def repository_model_unload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._dataplane.unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    system_shared_memory_status = unsupported("system shared memory")
+    system_shared_memory_register = unsupported("system shared memory")
+    system_shared_memory_unregister = unsupported("system shared memory")
+    cuda_shared_memory_status = unsupported("CUDA shared memory")
+    cuda_shared_memory_register = unsupported("CUDA shared memory")
+    cuda_shared_memory_unregister = unsupported("CUDA shared memory")
+    trace_setting = unsupported("tracing")
+    log_settings = unsupported("changing log settings at run time")
+
+    def rpcs(self) -> dict[str, Callable[..., Any]]:
+        """The implementation of each RPC, by its name in ``proto/grpc_service.proto``."""
+        return {
+            "ServerLive": self.server_live,
+            "ServerReady": self.server_ready,
+            "ModelReady": self.model_ready,
+            "ServerMetadata": self.server_metadata,
+            "ModelMetadata": self.model_metadata,
+            "ModelInfer": self.model_infer,
+            "ModelStreamInfer": self.model_stream_infer,
+            "ModelConfig": self.model_config,
+            "ModelStatistics": self.model_statistics,
+            "RepositoryIndex": self.repository_index,
+            "RepositoryModelLoad": self.repository_model_load,
+            "RepositoryModelUnload": self.repository_model_unload,
+            "SystemSharedMemoryStatus": self.system_shared_memory_status,
+            "SystemSharedMemoryRegister": self.system_shared_memory_register,
+            "SystemSharedMemoryUnregister": self.system_shared_memory_unregister,
+            "CudaSharedMemoryStatus": self.cuda_shared_memory_status,
+            "CudaSharedMemoryRegister": self.cuda_shared_memory_register,
+            "CudaSharedMemoryUnregister": self.cuda_shared_memory_unregister,
+            "TraceSetting": self.trace_setting,
+            "LogSettings": self.log_settings,
+        }
+
+
+def _load_parameters(
+    parameters: Mapping[str, pb.ModelRepositoryParameter],
+) -> tuple[str | None, dict[str, bytes] | None]:
+    """``config`` (the model's config as JSON, string_param) and ``file:<version>/<name>`` (bytes_param)."""
+    config: str | None = None
+    files: dict[str, bytes] = {}
+    for key, value in parameters.items():
+        kind = value.WhichOneof("parameter_choice")
+        if key == "config":
+            if kind != "string_param":
+                raise InvalidInput(
+                    "load parameter 'config' must be a string_param holding the config as JSON"
+                )
+            config = value.string_param
+        elif key.startswith(_FILE_PREFIX):
+            if kind != "bytes_param":
+                raise InvalidInput(f"load parameter '{key}' must be a bytes_param holding the file's content")
+            files[key] = value.bytes_param
+        else:
+            raise InvalidInput(
+                f"unknown load parameter '{key}'; expected 'config' or '{_FILE_PREFIX}<version>/<file name>'"
+            )
+    return config, files or None

@@ -1,0 +1,368 @@
+"""The REST adapter: Open Inference Protocol (KServe v2) endpoints as Triton serves them.
+
+Each route decodes, makes one data-plane call, and encodes. Errors are ``{"error": "..."}`` with the status
+from :data:`HTTP_STATUS` (the one table); anything unexpected becomes a 500 "internal error (request id ...)"
+and its traceback goes to the log. The infer route reads the raw body itself (the binary tensor extension is
+not JSON) and checks the size limit before reading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import logging
+import re
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from ..dataplane import DataPlane, ModelMetadata
+from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
+from ..inference import InferRequest, TensorSpec
+from ..observability.recording import internal_error
+from ..settings import ServerSettings
+from .rest_codec import (
+    OutputFormat,
+    decode_infer_request,
+    decode_raw_binary_request,
+    decompress_body,
+    encode_infer_response,
+)
+
+__all__ = ["HTTP_STATUS", "create_rest_app"]
+
+logger = logging.getLogger("modelport.server.rest")
+
+# Triton's mapping (docs/protocol/README.md) plus our two codes: payload size and deadline.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARG: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.UNSUPPORTED: 501,
+    ErrorCode.ALREADY_EXISTS: 400,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.RESOURCE_EXHAUSTED: 413,
+    ErrorCode.INTERNAL: 500,
+}
+_JSON = "application/json"
+_BINARY = "application/octet-stream"
+_EMPTY_OK = Response(status_code=200)
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=_JSON)
+
+
+def _error(message: str, status: int) -> Response:
+    return _json({"error": message}, status)
+
+
+def _error_response(error: BaseException) -> Response:
+    """The answer to an endpoint's exception: :class:`ModelportError` through the table, anything else a
+    logged 500 with a request id."""
+    if isinstance(error, ModelportError):
+        return _error(error.message, HTTP_STATUS[error.code])
+    if isinstance(error, asyncio.CancelledError):
+        # uvicorn cancels requests still running when the drain timeout ends: say so to the client.
+        return _error("the server shut down before this request finished (drain timeout)", 503)
+    if isinstance(error, ClientDisconnect):
+        return _error("the client closed the connection before sending the whole body", 400)
+    return _error(internal_error(logger, "REST request", error).message, 500)
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """Answer the endpoint's exceptions with :func:`_error_response`."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await endpoint(*args, **kwargs)
+        except (Exception, asyncio.CancelledError) as error:
+            return _error_response(error)
+
+    return wrapper
+
+
+def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": metadata.name,
+        "versions": metadata.versions,
+        "platform": metadata.platform,
+        "inputs": [_tensor_json(t) for t in metadata.inputs],
+        "outputs": [_tensor_json(t) for t in metadata.outputs],
+    }
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole body (``declared``: the Content-Length header), refused with 413 as soon as it is known to
+    exceed ``limit``."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    headers = request.headers
+    body = decompress_body(
+        await _read_body(request.receive, headers.get("content-length"), limit),
+        headers.get("content-encoding", ""),
+        limit=limit,
+    )
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body: expected a JSON object")
+    return data
+
+
+def _compress(body: bytes, accept: str) -> tuple[bytes, str | None]:
+    accepted = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if "gzip" in accepted:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return compressor.compress(body) + compressor.flush(), "gzip"
+    if "deflate" in accepted:
+        return zlib.compress(body, 1), "deflate"
+    return body, None
+
+
+class _Endpoints:
+    """The route handlers, bound to one data plane."""
+
+    def __init__(self, dataplane: DataPlane, settings: ServerSettings) -> None:
+        self.dataplane = dataplane
+        self.limit = settings.http_max_body_bytes
+        # JSON values take >= 2 bytes each and at most 8 as tensor elements: this refuses only absurd shapes.
+        self.max_tensor_bytes = 4 * self.limit
+
+    async def server_metadata(self) -> Response:
+        metadata = self.dataplane.server_metadata()
+        return _json({"name": metadata.name, "version": metadata.version, "extensions": metadata.extensions})
+
+    async def live(self) -> Response:
+        return _EMPTY_OK if self.dataplane.live() else _error("server is not live", 400)
+
+    async def ready(self) -> Response:
+        return _EMPTY_OK if self.dataplane.ready() else _error("server is not ready", 400)
+
+    async def all_stats(self) -> Response:
+        return _json({"model_stats": self.dataplane.model_statistics()})
+
+    async def model_metadata(self, model_name: str, model_version: str = "") -> Response:
+        return _json(_metadata_json(self.dataplane.model_metadata(model_name, model_version)))
+
+    async def model_ready(self, model_name: str, model_version: str = "") -> Response:
+        if self.dataplane.model_ready(model_name, model_version):
+            return _EMPTY_OK
+        version = f" version {model_version}" if model_version else ""
+        return _error(f"model '{model_name}'{version} is not ready", 400)
+
+    async def model_config(self, model_name: str, model_version: str = "") -> Response:
+        return _json(self.dataplane.model_config(model_name, model_version))
+
+    async def model_stats(self, model_name: str, model_version: str = "") -> Response:
+        return _json({"model_stats": self.dataplane.model_statistics(model_name, model_version)})
+
+    async def infer(
+        self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str = ""
+    ) -> tuple[bytes, dict[str, str]]:
+        """One inference: the response body and its headers (lower-case names, Content-Length aside)."""
+        try:
+            infer_request, output_format = await self._decode(headers, receive, model_name, model_version)
+        except ModelportError as error:
+            raise self.dataplane.reject(
+                error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
+            ) from None
+        response = await self.dataplane.infer(infer_request)
+        content, json_length = encode_infer_response(response, output_format)
+        response_headers = {"content-type": _JSON if json_length is None else _BINARY}
+        if json_length is not None:
+            response_headers["inference-header-content-length"] = str(json_length)
+        accept = headers.get("accept-encoding")
+        if accept:
+            content, applied = _compress(content, accept)
+            if applied:
+                response_headers["content-encoding"] = applied
+        return content, response_headers
+
+    async def infer_route(self, request: Request, model_name: str, model_version: str = "") -> Response:
+        """The registered route (for the OpenAPI document and the 405 on other methods): :class:`_RestApp`
+        answers every POST .../infer itself with :meth:`serve_infer` before routing."""
+        content, headers = await self.infer(request.headers, request.receive, model_name, model_version)
+        return Response(content, headers=headers)
+
+    async def serve_infer(
+        self, scope: Scope, receive: Receive, send: Send, model_name: str, model_version: str
+    ) -> None:
+        """POST .../infer on plain ASGI: no Request or Response objects on the hot path."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        try:
+            content, response_headers = await self.infer(headers, receive, model_name, model_version)
+        except (Exception, asyncio.CancelledError) as error:
+            await _error_response(error)(scope, receive, send)
+            return
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response_headers.items()]
+        raw.append((b"content-length", str(len(content)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _decode(
+        self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str
+    ) -> tuple[InferRequest, OutputFormat]:
+        body = await _read_body(receive, headers.get("content-length"), self.limit)
+        encoding = headers.get("content-encoding")
+        if encoding:
+            body = decompress_body(body, encoding, limit=self.limit)
+        header_length: int | None = None
+        declared = headers.get("inference-header-content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise InvalidInput(f"Inference-Header-Content-Length '{declared}' is not a byte count")
+            header_length = int(declared)
+        if header_length == 0:  # a raw binary request: the body is the one input's bytes
+            spec, batching = self.dataplane.sole_input(model_name, model_version)
+            return decode_raw_binary_request(
+                body,
+                spec,
+                batching=batching,
+                model_name=model_name,
+                model_version=model_version,
+                max_bytes=self.max_tensor_bytes,
+            )
+        return decode_infer_request(
+            body,
+            header_length,
+            model_name=model_name,
+            model_version=model_version,
+            max_bytes=self.max_tensor_bytes,
+        )
+
+    async def repository_index(self, request: Request) -> Response:
+        body = await _json_body(request, self.limit)
+        ready_only = body.get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidInput("repository index: 'ready' must be true or false")
+        rows = self.dataplane.repository_index(ready_only=ready_only)
+        return _json(
+            [
+                {"name": r.name, "version": r.version, "state": r.state, "reason": r.reason}
+                if r.version
+                else {"name": r.name, "state": r.state, "reason": r.reason}
+                for r in rows
+            ]
+        )
+
+    async def load(self, request: Request, model_name: str) -> Response:
+        body = await _json_body(request, self.limit)
+        parameters = body.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInput("load request: 'parameters' must be an object")
+        config = parameters.get("config")
+        if config is not None and not isinstance(config, str):
+            raise InvalidInput("load request: parameters.config must be a JSON string")
+        files: dict[str, bytes] = {}
+        for key, value in parameters.items():
+            if key.startswith("file:"):
+                if not isinstance(value, str):
+                    raise InvalidInput(f"load request: parameters.{key} must be base64 text")
+                try:
+                    files[key] = base64.b64decode(value, validate=True)
+                except binascii.Error:
+                    raise InvalidInput(f"load request: parameters.{key} is not valid base64") from None
+        await self.dataplane.load_model(model_name, config_json=config, files=files or None)
+        return _EMPTY_OK
+
+    async def unload(self, request: Request, model_name: str) -> Response:
+        await _json_body(request, self.limit)
+        await self.dataplane.unload_model(model_name)
+        return _EMPTY_OK
+
+
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+
+
+class _RestApp(FastAPI):
+    """FastAPI with a fast path for ``POST .../infer``: straight to the handler on plain ASGI, past the
+    middleware stack and route matching (the handler maps its own errors). The infer routes stay registered
+    for the OpenAPI document and for the 405 on other methods."""
+
+    endpoints: _Endpoints | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.endpoints is not None:
+            match = _INFER_PATH.fullmatch(scope["path"])
+            if match is not None:
+                await self.endpoints.serve_infer(scope, receive, send, match[1], match[2] or "")
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
+    """The REST application over ``dataplane``."""
+    app = _RestApp(
+        title="modelport",
+        summary="Open Inference Protocol (KServe v2) over ONNX Runtime, as Triton speaks it",
+        version=dataplane.server_metadata().version,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return _error(f"{error.detail}: {request.method} {request.url.path}", error.status_code)
+
+    e = _Endpoints(dataplane, settings)
+    model = "/v2/models/{model_name}"
+    version = "/v2/models/{model_name}/versions/{model_version}"
+    routes: list[tuple[str, str, Endpoint, str]] = [
+        ("GET", "/v2", e.server_metadata, "Server metadata"),
+        ("GET", "/v2/health/live", e.live, "Server liveness: 200 when live"),
+        ("GET", "/v2/health/ready", e.ready, "Server readiness: 200 when ready"),
+        ("GET", "/v2/models/stats", e.all_stats, "Statistics of every model"),
+        ("GET", model, e.model_metadata, "Model metadata"),
+        ("GET", version, e.model_metadata, "Model version metadata"),
+        ("GET", f"{model}/ready", e.model_ready, "Model readiness: 200 when ready"),
+        ("GET", f"{version}/ready", e.model_ready, "Model version readiness"),
+        ("GET", f"{model}/config", e.model_config, "Model configuration (Triton's ModelConfig JSON)"),
+        ("GET", f"{version}/config", e.model_config, "Model version configuration"),
+        ("GET", f"{model}/stats", e.model_stats, "Model statistics"),
+        ("GET", f"{version}/stats", e.model_stats, "Model version statistics"),
+        ("POST", f"{model}/infer", e.infer_route, "Inference: JSON or binary tensor extension"),
+        ("POST", f"{version}/infer", e.infer_route, "Inference on a version"),
+        ("POST", "/v2/repository/index", e.repository_index, "Every model, version, state and reason"),
+        ("POST", "/v2/repository/models/{model_name}/load", e.load, "Load or reload (explicit mode)"),
+        ("POST", "/v2/repository/models/{model_name}/unload", e.unload, "Unload (explicit mode)"),
+    ]
+    for method, path, endpoint, summary in routes:
+        app.add_api_route(path, _guarded(endpoint), methods=[method], summary=summary)
+    app.endpoints = e
+    return app

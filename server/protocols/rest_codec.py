@@ -1,0 +1,281 @@
+"""The REST wire format of an inference: JSON tensors and Triton's binary tensor extension.
+
+A request body is a JSON header, optionally followed by tensor blobs in the order of the inputs that carry
+``parameters.binary_data_size``; ``Inference-Header-Content-Length`` gives the JSON length whenever blobs
+follow. The reply is JSON, or JSON + blobs for the outputs asked for as binary (``binary_data`` per output,
+``binary_data_output`` for all). A *raw binary request* (``Inference-Header-Content-Length: 0``) is one
+tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. Hand-written
+checks instead of a schema library: this is the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..datatypes import by_name, by_numpy
+from ..errors import InvalidInput, PayloadTooLarge
+from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
+from .wire_tensors import tensor_from_buffer, tensor_from_values, tensor_to_bytes
+
+__all__ = [
+    "OutputFormat",
+    "decode_infer_request",
+    "decode_raw_binary_request",
+    "decompress_body",
+    "encode_infer_response",
+]
+
+_SCALARS = (bool, int, float, str)
+
+
+@dataclass(slots=True)
+class OutputFormat:
+    """Which outputs the client wants as binary blobs (the rest as JSON ``data``)."""
+
+    binary_default: bool = False
+    binary: dict[str, bool] = field(default_factory=dict)
+
+    def is_binary(self, name: str) -> bool:
+        return self.binary.get(name, self.binary_default)
+
+
+def decompress_body(body: bytes, encoding: str, *, limit: int) -> bytes:
+    """Undo ``Content-Encoding: gzip|deflate`` without ever holding more than ``limit`` bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS  # zlib-wrapped, as HTTP's "deflate" means; raw deflate is tried below
+    else:
+        raise InvalidInput(f"Content-Encoding '{encoding}' is not supported; use gzip or deflate")
+    try:
+        return _inflate(body, wbits, limit)
+    except zlib.error as error:
+        if encoding == "deflate":
+            try:
+                return _inflate(body, -zlib.MAX_WBITS, limit)
+            except zlib.error:
+                pass
+        raise InvalidInput(f"request body is not valid {encoding} data ({error})") from None
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    data = inflater.decompress(body, limit + 1)
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed request body exceeds the limit of {limit} bytes")
+    if not inflater.eof:
+        raise zlib.error("the compressed data ends early")
+    return data
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _parameters(value: Any, where: str) -> dict[str, Parameter]:
+    if value is None:
+        return {}
+    params = _object(value, where)
+    for key, item in params.items():
+        if not isinstance(item, _SCALARS):
+            raise InvalidInput(f"{where}.{key}: a parameter must be a string, number or boolean")
+    return params
+
+
+def decode_infer_request(
+    body: bytes, header_length: int | None, *, model_name: str, model_version: str, max_bytes: int
+) -> tuple[InferRequest, OutputFormat]:
+    """Parse one infer body; ``header_length`` is ``Inference-Header-Content-Length`` (None if absent; 0, a
+    raw binary request, goes to :func:`decode_raw_binary_request`)."""
+    view = memoryview(body)
+    if header_length is None:
+        header_view, blobs = view, view[:0]
+    else:
+        if not 0 < header_length <= len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {header_length} must be between 1 and the body size "
+                f"({len(body)} bytes): the length of the JSON header in front of the binary tensors"
+            )
+        header_view, blobs = view[:header_length], view[header_length:]
+    try:
+        header = orjson.loads(header_view)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"request body is not valid JSON: {error}") from None
+    header = _object(header, "request body")
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list):
+        raise InvalidInput("request body: 'inputs' must be a list of tensors")
+    inputs: Tensors = {}
+    offset = 0
+    for index, raw in enumerate(raw_inputs):
+        tensor = _object(raw, f"inputs[{index}]")
+        name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+            raise InvalidInput(
+                f"inputs[{index}]: every input needs 'name' (string), 'datatype' (string) and 'shape' (list)"
+            )
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given twice")
+        params = _parameters(tensor.get("parameters"), f"input '{name}' parameters")
+        size = params.get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InvalidInput(f"input '{name}': binary_data_size must be a non-negative integer")
+            if offset + size > len(blobs):
+                raise InvalidInput(
+                    f"input '{name}': binary_data_size {size} runs past the end of the body "
+                    f"({len(blobs) - offset} binary bytes left)"
+                )
+            inputs[name] = tensor_from_buffer(
+                name, datatype, shape, blobs[offset : offset + size], max_bytes=max_bytes
+            )
+            offset += size
+        else:
+            data = tensor.get("data")
+            if data is None:
+                raise InvalidInput(f"input '{name}': give 'data' or parameters.binary_data_size")
+            values = data if isinstance(data, list) else [data]
+            inputs[name] = tensor_from_values(name, datatype, shape, values, max_bytes=max_bytes)
+    if offset != len(blobs):
+        raise InvalidInput(
+            f"request body has {len(blobs) - offset} bytes after the last binary tensor; "
+            "the binary_data_size parameters must add up to the binary part"
+        )
+    parameters = _parameters(header.get("parameters"), "request parameters")
+    output_format = OutputFormat(binary_default=parameters.pop("binary_data_output", False) is True)
+    requested, output_parameters = _requested_outputs(header.get("outputs"), output_format)
+    request_id = header.get("id", "")
+    if not isinstance(request_id, str):
+        raise InvalidInput("request 'id' must be a string")
+    request = InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=inputs,
+        id=request_id,
+        requested_outputs=requested,
+        parameters=parameters,
+        output_parameters=output_parameters,
+        protocol="http",
+    )
+    return request, output_format
+
+
+def decode_raw_binary_request(
+    body: bytes, spec: TensorSpec, *, batching: bool, model_name: str, model_version: str, max_bytes: int
+) -> tuple[InferRequest, OutputFormat]:
+    """A raw binary request: ``body`` is the bytes of the model's one input (``spec``), as a batch of 1.
+
+    As in Triton: at most one dimension besides the batch may be variable (its size follows from the byte
+    count); a BYTES input holds one element, the whole body; every output comes back binary.
+    """
+    dims = list(spec.shape)
+    if batching:
+        dims[0] = 1
+    variable = [index for index, size in enumerate(dims) if size < 0]
+    if len(variable) > 1:
+        raise InvalidInput(
+            f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request "
+            "(Inference-Header-Content-Length: 0) cannot tell more than one variable dimension besides the "
+            "batch; send a JSON header with the shape"
+        )
+    datatype = by_name(spec.datatype, tensor=spec.name)
+    if datatype.itemsize == 0:  # BYTES: the body is the one element
+        dims = [1 if size < 0 else size for size in dims]
+        if math.prod(dims) != 1:
+            raise InvalidInput(
+                f"input '{spec.name}' has shape {list(spec.shape)}: a raw binary request carries one BYTES "
+                "element; send a JSON header for more"
+            )
+        array = np.empty(1, dtype=np.object_)
+        array[0] = bytes(body)
+        inputs: Tensors = {spec.name: array.reshape(dims)}
+    else:
+        if variable:
+            row = math.prod(size for size in dims if size >= 0) * datatype.itemsize
+            if row == 0 or len(body) % row:
+                raise InvalidInput(
+                    f"input '{spec.name}' ({spec.datatype}, shape {list(spec.shape)}): {len(body)} bytes "
+                    f"are not a whole number of {row}-byte steps along its variable dimension"
+                )
+            dims[variable[0]] = len(body) // row
+        inputs = {spec.name: tensor_from_buffer(spec.name, spec.datatype, dims, body, max_bytes=max_bytes)}
+    request = InferRequest(model_name=model_name, model_version=model_version, inputs=inputs, protocol="http")
+    return request, OutputFormat(binary_default=True)
+
+
+def _requested_outputs(
+    value: Any, output_format: OutputFormat
+) -> tuple[list[str] | None, dict[str, dict[str, Parameter]]]:
+    """The names asked for and each output's parameters (the data plane judges them); ``binary_data``
+    goes to ``output_format`` instead."""
+    output_parameters: dict[str, dict[str, Parameter]] = {}
+    if value is None:
+        return None, output_parameters
+    if not isinstance(value, list):
+        raise InvalidInput("request 'outputs' must be a list of {'name': ...} objects")
+    names: list[str] = []
+    for index, raw in enumerate(value):
+        output = _object(raw, f"outputs[{index}]")
+        name = output.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput(f"outputs[{index}]: 'name' must be a string")
+        params = _parameters(output.get("parameters"), f"output '{name}' parameters")
+        if "binary_data" in params:
+            output_format.binary[name] = params.pop("binary_data") is True
+        if params:
+            output_parameters[name] = params
+        names.append(name)
+    return names, output_parameters
+
+
+def encode_infer_response(response: InferResponse, output_format: OutputFormat) -> tuple[bytes, int | None]:
+    """The reply body, and the JSON header's length when binary blobs follow it (else None)."""
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, array in response.outputs.items():
+        datatype = by_numpy(array.dtype).name
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if output_format.is_binary(name):
+            blob = tensor_to_bytes(array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_data(name, array)
+        outputs.append(entry)
+    header: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id:
+        header["id"] = response.id
+    if response.parameters:
+        header["parameters"] = response.parameters
+    encoded = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return encoded, None
+    return b"".join([encoded, *blobs]), len(encoded)
+
+
+def _json_data(name: str, array: np.ndarray[Any, Any]) -> Any:
+    flat = array.reshape(-1)
+    if flat.dtype.kind != "O":
+        return np.ascontiguousarray(flat)
+    try:
+        return [item.decode() if isinstance(item, bytes) else str(item) for item in flat]
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"output '{name}' holds bytes that are not UTF-8 text; "
+            "ask for it with parameters.binary_data: true"
+        ) from None

@@ -1,0 +1,30 @@
+"""The forkserver worker processes start from, and starting it early.
+
+Workers are never forked from the server process itself (it runs gRPC threads); they are forked from a
+forkserver: a fresh interpreter that has imported numpy, ONNX Runtime and the worker module once. This module
+imports nothing heavy, so :func:`prestart` can run first thing, and the forkserver's imports overlap with the
+server's own start-up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.forkserver
+
+__all__ = ["prestart", "worker_context"]
+
+_PRELOAD = ["numpy", "onnxruntime", "modelport.server.workers.worker"]
+
+
+def worker_context() -> multiprocessing.context.ForkServerContext:
+    """The forkserver context workers start from (never ``fork``: the server process has gRPC threads)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def prestart() -> None:
+    """Start the forkserver now; it imports ONNX Runtime in the background while the server starts."""
+    worker_context()
+    multiprocessing.forkserver.ensure_running()

@@ -1,0 +1,151 @@
+"""Open one model version as an ONNX Runtime session, and describe its graph in our terms.
+
+Execution providers are tried in the configured order; an unavailable one falls back to the next with a
+single warning, and the provider that is actually active is reported. ONNX Runtime's exceptions are
+translated here into :class:`ModelLoadError` with the file named.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..datatypes import by_onnx
+from ..inference import Signature, TensorSpec
+from ..model_config import SessionConfig
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = [
+    "PROVIDERS",
+    "ModelLoadError",
+    "OpenSession",
+    "open_session",
+    "read_signature",
+    "translate_ort_error",
+]
+
+logger = logging.getLogger("modelport.server.workers.session")
+
+# config.yaml name -> ONNX Runtime provider name.
+PROVIDERS: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_SHORT_NAMES = {v: k for k, v in PROVIDERS.items()}
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that ONNX Runtime cannot load, or whose graph the server cannot serve."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A loaded session, its graph signature as the graph states it, and the active provider."""
+
+    session: onnxruntime.InferenceSession
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    provider: str  # short name: "cpu", "cuda", ...
+
+
+def translate_ort_error(error: Exception, what: str) -> str:
+    """A one-line explanation of an ONNX Runtime exception, prefixed by ``what`` (e.g. the file)."""
+    kind = type(error).__name__
+    text = str(error).replace("[ONNXRuntimeError] : ", "").strip()
+    if kind == "InvalidProtobuf":
+        return f"{what}: not a valid ONNX model (protobuf parsing failed); re-export or re-copy the file"
+    if kind == "NoSuchFile":
+        return f"{what}: file not found"
+    if kind in ("InvalidGraph", "Fail", "NotImplemented", "InvalidArgument", "RuntimeException"):
+        return f"{what}: ONNX Runtime cannot load it: {text}"
+    return f"{what}: {kind}: {text}"
+
+
+def _session_options(config: SessionConfig) -> onnxruntime.SessionOptions:
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[config.graph_optimization_level]
+    options.intra_op_num_threads = config.intra_op_threads
+    options.inter_op_num_threads = config.inter_op_threads
+    options.log_severity_level = 3  # errors only: our own log line explains provider fallbacks
+    return options
+
+
+def _choose_providers(requested: tuple[str, ...], model: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    chosen = [PROVIDERS[name] for name in requested if PROVIDERS[name] in available]
+    missing = [name for name in requested if PROVIDERS[name] not in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")  # ONNX Runtime's own last resort
+    if missing:
+        logger.warning(
+            "model %s: execution provider(s) %s not available in this onnxruntime build (%s); using %s",
+            model,
+            ", ".join(missing),
+            ", ".join(sorted(_SHORT_NAMES.get(p, p) for p in available)),
+            _SHORT_NAMES[chosen[0]],
+        )
+    return chosen
+
+
+def _specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
+    specs = []
+    for arg in args:
+        try:
+            datatype = by_onnx(arg.type).name
+        except ValueError as error:
+            raise ModelLoadError(f"{what}: tensor '{arg.name}': {error}") from None
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+        specs.append(TensorSpec(arg.name, datatype, shape))
+    return tuple(specs)
+
+
+def open_session(path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...]) -> OpenSession:
+    """Load ``path`` with the given options and provider preference; blocking (call it in a thread)."""
+    import onnxruntime as ort
+
+    preference = _choose_providers(providers, model)
+    try:
+        session = ort.InferenceSession(str(path), _session_options(config), providers=preference)
+    except Exception as error:
+        raise ModelLoadError(translate_ort_error(error, str(path))) from error
+    active = session.get_providers()[0]
+    if active != preference[0]:
+        logger.warning(
+            "model %s: execution provider %s could not be initialised; using %s",
+            model,
+            _SHORT_NAMES.get(preference[0], preference[0]),
+            _SHORT_NAMES.get(active, active),
+        )
+    return OpenSession(
+        session=session,
+        inputs=_specs(session.get_inputs(), str(path)),
+        outputs=_specs(session.get_outputs(), str(path)),
+        provider=_SHORT_NAMES.get(active, active),
+    )
+
+
+def read_signature(path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...]) -> Signature:
+    """Open ``path`` as :func:`open_session` does (same errors, same provider fallback), keep its signature
+    and the active provider, and release the session: its weights are freed at once (blocking)."""
+    opened = open_session(path, model=model, config=config, providers=providers)
+    return Signature(opened.inputs, opened.outputs, opened.provider)
