@@ -22,7 +22,7 @@ from modelport.converters.quantize.cli import quantize
 
 from examples import datasets
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 RUNS = "5"  # latency runs: the figures are reported, not asserted
 
 

@@ -17,7 +17,7 @@ from modelport.converters.quantize.cli import export_mobile
 
 from examples import datasets
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 Array = np.ndarray[Any, Any]
 
 

@@ -17,7 +17,7 @@ from modelport.converters.quantize.cli import quantize
 from examples import datasets
 from tests.helpers.server_process import start_server
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 def test_quantized_version_is_served(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.scrape import scrape
 from tests.helpers.server_process import ServerProcess
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "modelport.json"
+DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "modelport.json"
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^}]*\}")
