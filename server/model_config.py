@@ -2,7 +2,8 @@
 
 Every key is optional and unknown keys are errors; every error names the file and the key path
 (``models/mlp/config.yaml: inputs[0].dims: ...``). Conventions follow Triton: with ``max_batch_size > 0`` the
-first dimension of every input and output is the batch and ``dims`` leave it out.
+first dimension of every input and output is the batch and ``dims`` leave it out. Every number has a range
+(the table in :mod:`.config_limits`), checked here and only here, whatever the config came from.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 
+from . import config_limits as limits
+from .config_files import (
+    CONFIG_MAX_BYTES,
+    LABELS_MAX_BYTES,
+    UnreadableFile,
+    check_relative_path,
+    load_yaml,
+    read_text,
+    resolve_inside,
+)
 from .datatypes import DATATYPES
 from .inference import TensorSpec
 
@@ -27,6 +38,7 @@ __all__ = [
     "TensorConfig",
     "VersionPolicy",
     "WorkersConfig",
+    "check_worker_bounds",
     "load_model_config",
     "parse_model_config",
     "resolve_config",
@@ -41,7 +53,28 @@ class ModelConfigError(ValueError):
 
 
 class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _within(low: int | float, high: Any, note: str = "") -> pydantic.AfterValidator:
+    """A check that a number lies in ``low..high`` (``high``: a number, or a function of no arguments giving
+    the host-derived bound); the message states the range."""
+
+    def check(value: Any) -> Any:
+        top = high() if callable(high) else high
+        if not low <= value <= top:
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value
+            raise ValueError(f"{shown} is out of range; allowed: {low}..{top}{note}")
+        return value
+
+    return pydantic.AfterValidator(check)
+
+
+_Int64 = Annotated[int, _within(1, limits.INT64_MAX, " (int64)")]
+_BatchSize = Annotated[int, _within(1, limits.MAX_BATCH_SIZE)]
+_Threads = Annotated[int, _within(0, limits.max_threads, " (4 x the usable cores; 0 = the default)")]
+_TargetDelay = Annotated[int, _within(1, limits.MAX_TARGET_QUEUE_DELAY_US, " (60 s)")]
+_Workers = Annotated[int, _within(1, limits.max_workers, " (min(4 x cores, memory / 128 MiB) here)")]
 
 
 class TensorConfig(_Strict):
@@ -50,7 +83,7 @@ class TensorConfig(_Strict):
     name: str = pydantic.Field(min_length=1)
     datatype: str | None = None
     dims: tuple[int, ...] | None = None
-    labels: str | None = None  # outputs only: a file beside config.yaml, one label per line
+    labels: str | None = None  # outputs only: a file in the model's folder, one label per line
 
     @pydantic.field_validator("datatype")
     @classmethod
@@ -62,17 +95,29 @@ class TensorConfig(_Strict):
     @pydantic.field_validator("dims")
     @classmethod
     def _valid_dims(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if value is not None and any(d < -1 or d == 0 for d in value):
-            raise ValueError(f"{list(value)}: every dimension must be a positive size or -1 (dynamic)")
+        if value is None:
+            return value
+        if len(value) > limits.MAX_RANK:
+            raise ValueError(f"{len(value)} dimensions; at most {limits.MAX_RANK} are allowed")
+        if any(d < -1 or d == 0 or d > limits.INT64_MAX for d in value):
+            raise ValueError(
+                f"{list(value)}: every dimension must be -1 (dynamic) or a size in "
+                f"1..{limits.INT64_MAX} (int64)"
+            )
         return value
+
+    @pydantic.field_validator("labels")
+    @classmethod
+    def _inside_the_folder(cls, value: str | None) -> str | None:
+        return value if value is None else check_relative_path(value)
 
 
 class VersionPolicy(_Strict):
     """Which versions serve: the latest N (default 1), all, or specific ones. Exactly one key."""
 
-    latest: int | None = pydantic.Field(default=None, ge=1)
+    latest: _Int64 | None = None
     all: Literal[True] | None = None
-    specific: tuple[int, ...] | None = None
+    specific: tuple[_Int64, ...] | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_choice(self) -> VersionPolicy:
@@ -97,36 +142,29 @@ class SessionConfig(_Strict):
     """ONNX Runtime session options; 0 threads = ONNX Runtime's default."""
 
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
-    intra_op_threads: int = pydantic.Field(default=0, ge=0)
-    inter_op_threads: int = pydantic.Field(default=0, ge=0)
+    intra_op_threads: _Threads = 0
+    inter_op_threads: _Threads = 0
 
 
 class DynamicBatchingConfig(_Strict):
     """How the dynamic batcher gathers requests (consumed by the batcher)."""
 
-    max_queue_delay_us: int = pydantic.Field(default=500, ge=0)
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_size: int = pydantic.Field(default=1024, ge=1)
-    default_timeout_us: int = pydantic.Field(default=0, ge=0)
-
-    @pydantic.field_validator("preferred_batch_sizes")
-    @classmethod
-    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(size < 1 for size in value):
-            raise ValueError(f"{list(value)}: batch sizes must be >= 1")
-        return value
+    max_queue_delay_us: Annotated[int, _within(0, limits.MAX_QUEUE_DELAY_US, " (10 s)")] = 500
+    preferred_batch_sizes: tuple[_BatchSize, ...] = ()
+    max_queue_size: Annotated[int, _within(1, limits.MAX_QUEUE_SIZE)] = 1024
+    default_timeout_us: Annotated[int, _within(0, limits.MAX_DEFAULT_TIMEOUT_US, " (24 h)")] = 0
 
 
 class WorkersConfig(_Strict):
     """Worker processes for this model (consumed by the worker pool)."""
 
-    min: int = pydantic.Field(default=1, ge=1)
-    max: int = pydantic.Field(default=1, ge=1)
-    threads: int = pydantic.Field(default=1, ge=0)
+    min: _Workers = 1
+    max: _Workers = 1
+    threads: _Threads = 1
     # Autoscaling: add a worker when the queue delay over the window exceeds this (None: max(5 ms,
     # 4 x dynamic_batching.max_queue_delay_us)); remove one after this many seconds with no request waiting.
-    target_queue_delay_us: int | None = pydantic.Field(default=None, gt=0)
-    scale_down_idle_s: float = pydantic.Field(default=10.0, ge=0)
+    target_queue_delay_us: _TargetDelay | None = None
+    scale_down_idle_s: Annotated[float, _within(0, limits.MAX_IDLE_S, " (24 h)")] = 10.0
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -145,7 +183,7 @@ class WorkersConfig(_Strict):
 class ModelConfig(_Strict):
     """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
 
-    max_batch_size: int | None = pydantic.Field(default=None, ge=0)
+    max_batch_size: Annotated[int, _within(0, limits.MAX_BATCH_SIZE)] | None = None
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()
     version_policy: VersionPolicy = VersionPolicy()
@@ -164,10 +202,11 @@ class ModelConfig(_Strict):
         return value
 
 
-def _key_path(location: Sequence[int | str]) -> str:
+def _key_path(location: Sequence[int | str], names: dict[str, str] | None = None) -> str:
     path = ""
     for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        key = names.get(part, part) if isinstance(part, str) and names else part
+        path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
     return path or "(top level)"
 
 
@@ -178,8 +217,14 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _refusal(source: str, error: pydantic.ValidationError, names: dict[str, str] | None = None) -> str:
+    problems = (f"{_key_path(e['loc'], names)}: {_message(e)}" for e in error.errors(include_url=False))
+    return f"{source}: {'; '.join(problems)}"
+
+
 def parse_model_config(data: Any, *, source: str) -> ModelConfig:
-    """Validate already-parsed YAML/JSON; errors name ``source`` and every offending key path."""
+    """Validate already-parsed YAML/JSON; errors name ``source``, every offending key path and, for a
+    number, its allowed range."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -187,21 +232,36 @@ def parse_model_config(data: Any, *, source: str) -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
     except pydantic.ValidationError as error:
-        problems = "; ".join(f"{_key_path(e['loc'])}: {_message(e)}" for e in error.errors(include_url=False))
-        raise ModelConfigError(f"{source}: {problems}") from None
+        raise ModelConfigError(_refusal(source, error)) from None
+
+
+def check_worker_bounds(minimum: int, maximum: int, *, source: str, names: tuple[str, str]) -> WorkersConfig:
+    """Worker bounds asked for at run time (the management API) checked as ``workers.min``/``workers.max``
+    of a config are: the same ranges, with the caller's key ``names`` (min, max) in the message."""
+    try:
+        return WorkersConfig.model_validate({"min": minimum, "max": maximum})
+    except pydantic.ValidationError as error:
+        raise ModelConfigError(_refusal(source, error, {"min": names[0], "max": names[1]})) from None
 
 
 def load_model_config(path: Path) -> ModelConfig:
-    """Read ``config.yaml`` at ``path``; a missing file is the all-default config."""
+    """Read ``config.yaml`` at ``path``; a missing file is the all-default config.
+
+    Blocking (call it off the event loop), but never for long: a FIFO, a device, a file over
+    :data:`~.config_files.CONFIG_MAX_BYTES`, text that is not UTF-8 and YAML nested absurdly deep are
+    :class:`ModelConfigError` (of this model alone) instead of a hang or a crash.
+    """
     try:
-        text = path.read_text()
+        text = read_text(path, limit=CONFIG_MAX_BYTES)
     except FileNotFoundError:
         return ModelConfig()
-    except OSError as error:
-        raise ModelConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    except UnreadableFile as error:
+        raise ModelConfigError(f"{path}: {error}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        data = load_yaml(text)
+    except UnreadableFile as error:
+        raise ModelConfigError(f"{path}: {error}") from None
+    except (yaml.YAMLError, RecursionError) as error:
         raise ModelConfigError(f"{path}: not valid YAML ({error})") from None
     return parse_model_config(data, source=str(path))
 
@@ -247,7 +307,7 @@ def resolve_config(
 
     A graph whose inputs and outputs all lead with a dynamic dimension batches, with
     ``default_max_batch_size`` unless the config says otherwise. ``source`` (the config file) is named in
-    errors.
+    errors, and its folder is where label files are read from: blocking, so call this off the event loop.
     """
     everything = [*graph_inputs, *graph_outputs]
     leading_dynamic = all(len(t.shape) >= 1 and t.shape[0] == -1 for t in everything)
@@ -268,7 +328,7 @@ def resolve_config(
         if tensor.labels is not None:
             raise ModelConfigError(f"{source}: inputs[{index}].labels: labels belong to outputs only")
     labels = {
-        tensor.name: _read_labels(Path(source).parent / tensor.labels, f"{source}: outputs[{index}].labels")
+        tensor.name: _read_labels(Path(source).parent, tensor.labels, f"{source}: outputs[{index}].labels")
         for index, tensor in enumerate(config.outputs)
         if tensor.labels is not None
     }
@@ -327,8 +387,14 @@ def _merge_dims(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, whe
     return (-1, *dims) if max_batch_size > 0 else tuple(dims)
 
 
-def _read_labels(path: Path, where: str) -> tuple[str, ...]:
+def _read_labels(folder: Path, relative: str, where: str) -> tuple[str, ...]:
+    """The labels in ``folder / relative``, which must stay inside ``folder`` (links resolved), be a regular
+    file of at most :data:`~.config_files.LABELS_MAX_BYTES` and UTF-8. Blocking: call it off the loop."""
     try:
-        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as error:
-        raise ModelConfigError(f"{where}: cannot read {path} ({error.strerror})") from None
+        text = read_text(resolve_inside(folder, relative), limit=LABELS_MAX_BYTES)
+    except FileNotFoundError:
+        raise ModelConfigError(f"{where}: '{relative}' does not exist in the model's folder") from None
+    except (UnreadableFile, OSError) as error:
+        reason = error if isinstance(error, UnreadableFile) else f"cannot be read ({error.strerror})"
+        raise ModelConfigError(f"{where}: '{relative}' {reason}") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())

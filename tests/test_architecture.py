@@ -19,7 +19,19 @@ PACKAGES = {"modelport.server": ROOT / "server", "modelport.converters": ROOT / 
 # subpackage (every module in it); anything else is one module.
 LAYERS: dict[str, list[list[str]]] = {
     "modelport.server": [
-        ["errors", "inference", "datatypes", "settings", "model_config", "executor"],
+        [
+            "errors",
+            "names",
+            "inference",
+            "datatypes",
+            "setting_fields",
+            "settings",
+            "settings_doc",
+            "config_limits",
+            "config_files",
+            "model_config",
+            "executor",
+        ],
         ["observability."],
         ["workers."],
         ["batching."],

@@ -36,14 +36,14 @@ def _resolve(data: dict[str, object], graph_in: tuple[TensorSpec, ...] = _GRAPH_
     ("data", "fragment"),
     [
         ({"max_batch_sise": 4}, "m/config.yaml: max_batch_sise: unknown key"),
-        ({"max_batch_size": -1}, "max_batch_size: Input should be greater than or equal to 0"),
+        ({"max_batch_size": -1}, "max_batch_size: -1 is out of range; allowed: 0..65536"),
         ({"inputs": [{"name": "x", "datatype": "FLOAT"}]}, "inputs[0].datatype: 'FLOAT' is not one of"),
         ({"inputs": [{"name": "x", "dims": [0]}]}, "inputs[0].dims: [0]: every dimension"),
         ({"inputs": [{"name": "x"}, {"name": "x"}]}, "inputs: tensor names must be unique (repeated: x)"),
         ({"version_policy": {"latest": 1, "all": True}}, "version_policy: give one of latest, all, specific"),
         (
             {"version_policy": {"latest": 0}},
-            "version_policy.latest: Input should be greater than or equal to 1",
+            "version_policy.latest: 0 is out of range; allowed: 1..9223372036854775807",
         ),
         ({"execution_providers": ["gpu"]}, "execution_providers[0]: Input should be"),
         ({"session": {"graph_optimization_level": "max"}}, "session.graph_optimization_level"),
@@ -52,11 +52,11 @@ def _resolve(data: dict[str, object], graph_in: tuple[TensorSpec, ...] = _GRAPH_
         ({"workers": {"min": 3, "max": 2}}, "workers: max (2) must be >= min (3)"),
         (
             {"workers": {"target_queue_delay_us": 0}},
-            "workers.target_queue_delay_us: Input should be greater than 0",
+            "workers.target_queue_delay_us: 0 is out of range; allowed: 1..60000000",
         ),
         (
             {"workers": {"scale_down_idle_s": -1}},
-            "workers.scale_down_idle_s: Input should be greater than or equal to 0",
+            "workers.scale_down_idle_s: -1 is out of range; allowed: 0..86400",
         ),
         ({"workers": {"scale_down_idle": 5}}, "workers.scale_down_idle: unknown key"),
     ],
@@ -115,7 +115,7 @@ def test_labels_are_read_beside_the_config(tmp_path: Path) -> None:
     resolved = resolve_config("m", config, _GRAPH_IN, _GRAPH_OUT, source=source, default_max_batch_size=4)
     assert resolved.labels == {"y": ("zero", "one")}
     missing = parse_model_config({"outputs": [{"name": "y", "labels": "nope.txt"}]}, source="x")
-    with pytest.raises(ModelConfigError, match=r"outputs\[0\]\.labels: cannot read"):
+    with pytest.raises(ModelConfigError, match=r"outputs\[0\]\.labels: 'nope.txt' does not exist"):
         resolve_config("m", missing, _GRAPH_IN, _GRAPH_OUT, source=source, default_max_batch_size=4)
 
 
