@@ -7,14 +7,20 @@ Heavy imports (the HTTP stack, ONNX Runtime) happen only once the options are va
 
 from __future__ import annotations
 
-import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from .setting_fields import Setting, SettingError
+from .settings import CONFIG_VARIABLE, SETTINGS, ServerSettings
+
 __all__ = ["serve"]
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+_CONFIG_FILE = "modelport.config_file"  # ctx.meta key: the --config file read, for error messages
 
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -33,8 +39,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         data = {}
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value}: expected a mapping of settings", ctx, param)
-    command = ctx.command
-    known = {p.name for p in command.params if p.name and p.name != "config"}
+    known = {declared.name for declared in SETTINGS}
     defaults: dict[str, Any] = {}
     for key, item in data.items():
         name = str(key).replace("-", "_")
@@ -44,142 +49,79 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
             )
         defaults[name] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta[_CONFIG_FILE] = value
     return value
 
 
-def _env(name: str) -> str:
-    return f"MODELPORT_{name.upper()}"
+def _source_of(name: str) -> str:
+    """Where the value of setting ``name`` came from, as " (from ...)", so the error says what to edit."""
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source(name)
+    declared = next(item for item in SETTINGS if item.name == name)
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return f" (from {declared.flag})"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return f" (from {declared.env})"
+    if source is click.core.ParameterSource.DEFAULT_MAP:
+        return f" (from {ctx.meta.get(_CONFIG_FILE, '--config')})"
+    return ""
 
 
-# Every option shows its environment variable in --help.
-_option = functools.partial(click.option, show_envvar=True)
+def _setting_option(declared: Setting) -> Callable[[FC], FC]:
+    """The click option of one setting: its flag, ``MODELPORT_*`` variable, type, default and help."""
+    kind: click.ParamType[Any, Any] | type[Any]
+    if declared.choices:
+        # Choices are matched without case (INFO = info); the value passed on is the declared spelling.
+        kind = click.Choice(declared.choices, case_sensitive=False)
+    elif declared.kind is Path:
+        kind = click.Path(path_type=Path)
+    else:
+        kind = declared.kind
+    allowed = declared.allowed()
+    help_text = f"{declared.help} Allowed: {allowed}." if allowed and not declared.choices else declared.help
+    flag = declared.flag
+    if declared.kind is bool and not declared.repeated:
+        flag = f"{flag}/--no-{flag.removeprefix('--')}"
+    return click.option(
+        flag,
+        declared.name,
+        type=kind,
+        default=declared.default,
+        multiple=declared.repeated,
+        envvar=declared.env,
+        show_envvar=True,
+        help=help_text,
+    )
+
+
+def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Every setting of ``ServerSettings`` as an option, in declaration order (``--help`` lists them so)."""
+    for declared in reversed(SETTINGS):
+        command = _setting_option(declared)(command)
+    return command
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@_option(
+@click.option(
     "--config",
     type=click.Path(dir_okay=False),
     is_eager=True,
     expose_value=False,
     callback=_load_config_file,
-    envvar=_env("config"),
+    envvar=CONFIG_VARIABLE,
+    show_envvar=True,
     help="YAML file of these settings (keys = option names).",
 )
-@_option(
-    "--repository",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    envvar=_env("repository"),
-    help="Model repository: REPO/MODEL/VERSION/model.onnx.",
-)
-@_option("--host", default="0.0.0.0", envvar=_env("host"), help="Address for REST and gRPC.")
-@_option("--http-port", type=int, default=8000, envvar=_env("http_port"), help="REST port (0 = any).")
-@_option("--grpc-port", type=int, default=8001, envvar=_env("grpc_port"), help="gRPC port (0 = any).")
-@_option(
-    "--metrics-port",
-    type=int,
-    default=8002,
-    envvar=_env("metrics_port"),
-    help="Prometheus metrics port (0 = any).",
-)
-@_option(
-    "--management-host",
-    default="127.0.0.1",
-    envvar=_env("management_host"),
-    help="Address of the management API (another needs --management-token).",
-)
-@_option(
-    "--management-port",
-    type=int,
-    default=8081,
-    envvar=_env("management_port"),
-    help="Management API port (0 = any).",
-)
-@_option(
-    "--management-token",
-    default=None,
-    envvar=_env("management_token"),
-    help="Bearer token the management API requires.",
-)
-@_option(
-    "--model-control",
-    type=click.Choice(["none", "poll", "explicit"]),
-    default="none",
-    envvar=_env("model_control"),
-    help="none: load all at start; poll: follow the repository; explicit: load/unload endpoints.",
-)
-@_option(
-    "--load-model",
-    "load_models",
-    multiple=True,
-    envvar=_env("load_models"),
-    help="Explicit mode: a model to load at start (repeatable; '*' = all).",
-)
-@_option(
-    "--poll-interval",
-    type=click.FloatRange(min=0, min_open=True),
-    default=15.0,
-    envvar=_env("poll_interval"),
-    help="Seconds between repository scans in poll mode.",
-)
-@_option(
-    "--drain-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    envvar=_env("drain_timeout"),
-    help="Seconds to finish in-flight requests on SIGTERM.",
-)
-@_option(
-    "--default-max-batch-size",
-    type=click.IntRange(min=1),
-    default=64,
-    envvar=_env("default_max_batch_size"),
-    help="max_batch_size of a graph with a leading dynamic dimension and no config.",
-)
-@_option(
-    "--grpc-max-message-bytes",
-    type=int,
-    default=2**31 - 1,
-    envvar=_env("grpc_max_message_bytes"),
-    help="Largest gRPC message received or sent.",
-)
-@_option(
-    "--http-max-body-bytes",
-    type=int,
-    default=64 * 2**20,
-    envvar=_env("http_max_body_bytes"),
-    help="Largest REST request body (413 above).",
-)
-@_option(
-    "--ready-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar=_env("ready_file"),
-    help="Write the bound ports here as JSON once ready.",
-)
-@_option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    envvar=_env("log_format"),
-    help="Log lines for people (text) or machines (json).",
-)
-@_option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="info",
-    envvar=_env("log_level"),
-    help="Least severe level logged.",
-)
+@_setting_options
 def serve(**options: Any) -> None:
     """Serve a model repository over REST and gRPC (Open Inference Protocol, as Triton speaks it)."""
-    from .settings import ServerSettings
-
-    options["load_models"] = tuple(options["load_models"])
+    for declared in SETTINGS:
+        if declared.repeated:
+            options[declared.name] = tuple(options[declared.name])
     try:
         settings = ServerSettings(**options)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    except SettingError as error:
+        raise click.UsageError(f"{error}{_source_of(error.setting)}") from None
     from .observability.logging_setup import configure_logging
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)

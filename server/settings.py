@@ -1,7 +1,14 @@
 """The server's settings: one frozen, keyword-only object, validated once and passed down.
 
-``serve_cli`` builds it from command-line options, ``MODELPORT_*`` environment variables and an optional YAML
-file; nothing else reads the environment.
+HOW TO ADD A SETTING: add one field to ``ServerSettings`` declared with
+``setting(default, "One sentence of help.", ...)`` (bounds: ``minimum=``, ``maximum=``, ``above=``; choices: a
+``Literal`` type; a port: ``port(default, help)``). That line alone becomes the ``--the-name`` option of
+``modelport serve``, the ``MODELPORT_THE_NAME`` variable, the ``the_name`` key of ``--config FILE``, its range
+check and its row of ``docs/settings.md``. Then run ``python -m modelport.server.settings_doc --write`` (a
+test fails while the docs are stale). A check across two settings goes in ``__post_init__``.
+
+``serve_cli`` builds the object from command-line options, ``MODELPORT_*`` environment variables and an
+optional YAML file; nothing else reads the environment.
 """
 
 from __future__ import annotations
@@ -10,64 +17,74 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["LogFormat", "ModelControl", "ServerSettings"]
+from .setting_fields import Setting, SettingError, check_all, port, setting, settings_of
+
+__all__ = [
+    "CONFIG_VARIABLE",
+    "SETTINGS",
+    "LogFormat",
+    "LogLevel",
+    "ModelControl",
+    "ServerSettings",
+    "SettingError",
+]
 
 ModelControl = Literal["none", "poll", "explicit"]
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
-_MODEL_CONTROLS = ("none", "poll", "explicit")
-_LOG_FORMATS = ("text", "json")
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONFIG_VARIABLE = "MODELPORT_CONFIG"  # the --config FILE of serve_cli, which names no setting of its own
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
-    """Everything the composition root (``app.py``) needs. Port 0 binds an ephemeral port."""
+    """Everything the composition root (``app.py``) needs. Port 0 binds an ephemeral port.
 
-    repository: Path = Path("models")
-    host: str = "0.0.0.0"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    management_host: str = "127.0.0.1"
-    management_port: int = 8081
-    management_token: str | None = None
-    model_control: ModelControl = "none"
-    load_models: tuple[str, ...] = ()  # explicit mode: models to load at start ("*" = all)
-    poll_interval: float = 15.0  # seconds between repository scans in poll mode
-    drain_timeout: float = 30.0  # seconds to finish in-flight requests on SIGTERM
-    default_max_batch_size: int = 64  # for a graph with a leading dynamic dim and no max_batch_size
-    grpc_max_message_bytes: int = 2**31 - 1
-    http_max_body_bytes: int = 64 * 2**20
-    ready_file: Path | None = None  # JSON with the bound ports, written once every listener is up
-    log_format: LogFormat = "text"
-    log_level: str = "info"
+    Raises :class:`SettingError` (a ``ValueError``) naming the first setting whose value is not allowed.
+    """
+
+    repository: Path = setting(Path("models"), "Model repository: REPO/MODEL/VERSION/model.onnx.")
+    host: str = setting("0.0.0.0", "Address of the REST, gRPC and metrics listeners.")
+    http_port: int = port(8000, "REST port (0 = any free port).")
+    grpc_port: int = port(8001, "gRPC port (0 = any free port).")
+    metrics_port: int = port(8002, "Prometheus metrics port (0 = any free port).")
+    management_host: str = setting(
+        "127.0.0.1", "Address of the management API (any but loopback needs --management-token)."
+    )
+    management_port: int = port(8081, "Management API port (0 = any free port).")
+    management_token: str | None = setting(None, "Bearer token the management API requires.")
+    model_control: ModelControl = setting(
+        "none", "none: load all at start; poll: follow the repository; explicit: load/unload endpoints."
+    )
+    load_models: tuple[str, ...] = setting(
+        (),
+        "Explicit mode: a model to load at start (repeatable; the variable separates them by spaces; "
+        "'*' = all).",
+        flag="--load-model",
+    )
+    poll_interval: float = setting(15.0, "Seconds between repository scans in poll mode.", above=0)
+    drain_timeout: float = setting(30.0, "Seconds to finish in-flight requests on SIGTERM.", minimum=0)
+    default_max_batch_size: int = setting(
+        64, "max_batch_size of a graph with a leading dynamic dimension and no config.", minimum=1
+    )
+    grpc_max_message_bytes: int = setting(
+        2**31 - 1, "Largest gRPC message received or sent.", minimum=4 * 2**20, maximum=2**31 - 1
+    )
+    http_max_body_bytes: int = setting(64 * 2**20, "Largest REST request body (413 above).", minimum=1024)
+    ready_file: Path | None = setting(None, "Write the bound ports here as JSON once every listener is up.")
+    log_format: LogFormat = setting("text", "Log lines for people (text) or machines (json).")
+    log_level: LogLevel = setting("info", "Least severe level logged.")
 
     def __post_init__(self) -> None:
-        for field in ("http_port", "grpc_port", "metrics_port", "management_port"):
-            port = getattr(self, field)
-            if not 0 <= port <= 65535:
-                raise ValueError(f"{field}: {port} is not a port number (0..65535; 0 = any free port)")
-        if self.model_control not in _MODEL_CONTROLS:
-            raise ValueError(
-                f"model_control: '{self.model_control}' is not one of {', '.join(_MODEL_CONTROLS)}"
-            )
-        if self.log_format not in _LOG_FORMATS:
-            raise ValueError(f"log_format: '{self.log_format}' is not one of {', '.join(_LOG_FORMATS)}")
-        if self.log_level.lower() not in _LOG_LEVELS:
-            raise ValueError(f"log_level: '{self.log_level}' is not one of {', '.join(_LOG_LEVELS)}")
-        if self.poll_interval <= 0:
-            raise ValueError(f"poll_interval: {self.poll_interval} must be > 0 seconds")
-        if self.drain_timeout < 0:
-            raise ValueError(f"drain_timeout: {self.drain_timeout} must be >= 0 seconds")
-        if self.default_max_batch_size < 1:
-            raise ValueError(f"default_max_batch_size: {self.default_max_batch_size} must be >= 1")
-        if self.grpc_max_message_bytes < 4 * 2**20:
-            raise ValueError(f"grpc_max_message_bytes: {self.grpc_max_message_bytes} must be >= 4 MiB")
-        if self.http_max_body_bytes < 1024:
-            raise ValueError(f"http_max_body_bytes: {self.http_max_body_bytes} must be >= 1024")
-        if self.management_host not in ("127.0.0.1", "localhost", "::1") and not self.management_token:
-            raise ValueError(
+        check_all(self, SETTINGS)
+        if self.management_host not in _LOOPBACK and not self.management_token:
+            raise SettingError(
+                "management_host",
                 f"management_host: binding the management API to {self.management_host} needs a "
-                "management_token (MODELPORT_MANAGEMENT_TOKEN)"
+                "management_token (MODELPORT_MANAGEMENT_TOKEN)",
             )
+
+
+SETTINGS: tuple[Setting, ...] = settings_of(ServerSettings)
+"""Every setting of :class:`ServerSettings` in declaration order: what the CLI and the docs are built from."""
