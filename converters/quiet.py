@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 __all__ = ["silenced"]
 
-_log = logging.getLogger("modelport.converters")
+_log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager

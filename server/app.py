@@ -44,7 +44,7 @@ from .workers.worker_process import prestart
 
 __all__ = ["make_executor", "run", "serve", "version_states"]
 
-logger = logging.getLogger("modelport.server")
+logger = logging.getLogger(__name__)
 
 
 def make_executor(spec: VersionSpec, metrics: ServerMetrics | None = None) -> Executor:

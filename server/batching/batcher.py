@@ -38,7 +38,7 @@ from ..workers.pool import WorkerPool
 
 __all__ = ["Batcher", "BatcherSettings"]
 
-log = logging.getLogger("modelport.batcher")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ExecutorStatus", "PooledExecutor"]
 
-log = logging.getLogger("modelport.autoscale")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from ..repository.model_manager import LoadedVersion, ModelManager
 
 __all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
-log = logging.getLogger("modelport.server.management")
+log = logging.getLogger(__name__)
 
 # TorchServe's statuses, by exception class: the error codes cannot say it, since an unknown model is
 # INVALID_ARG to the inference protocols (Triton answers it with 400) but a 404 here. An error takes the entry

@@ -40,7 +40,7 @@ from .rest_codec import (
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
-logger = logging.getLogger("modelport.server.rest")
+logger = logging.getLogger(__name__)
 
 # Triton's mapping (docs/protocol/README.md) plus our two codes: payload size and deadline.
 HTTP_STATUS: dict[ErrorCode, int] = {

@@ -19,7 +19,7 @@ from .folders import Stamp
 
 __all__ = ["ExecutorFactory", "LoadedVersion", "ModelIndexEntry"]
 
-logger = logging.getLogger("modelport.server.models")
+logger = logging.getLogger(__name__)
 
 
 ExecutorFactory = Callable[[VersionSpec], Executor]

@@ -37,7 +37,7 @@ __all__ = [
     "ModelManager",
 ]
 
-logger = logging.getLogger("modelport.server.models")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -35,7 +35,7 @@ from .worker_process import BatchTimings, WorkerDied, WorkerFailed, WorkerProces
 __all__ = ["PoolSettings", "WorkerPool", "WorkerStatus", "thread_budget"]
 
 R = TypeVar("R")
-log = logging.getLogger("modelport.pool")
+log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 

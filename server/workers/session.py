@@ -28,7 +28,7 @@ __all__ = [
     "translate_ort_error",
 ]
 
-logger = logging.getLogger("modelport.server.workers.session")
+logger = logging.getLogger(__name__)
 
 # config.yaml name -> ONNX Runtime provider name.
 PROVIDERS: dict[str, str] = {

@@ -22,7 +22,7 @@ from .worker_process import WorkerProcess
 
 __all__ = ["CrashTracker", "watch_for_hung_workers"]
 
-log = logging.getLogger("modelport.pool")
+log = logging.getLogger(__name__)
 
 
 class CrashTracker:

@@ -196,7 +196,7 @@ def test_an_unexpected_failure_is_a_500_with_an_id_the_log_has(caplog: pytest.Lo
         async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
             return await client.post("/v2/models/m/infer", json={"inputs": []})
 
-    with caplog.at_level(logging.ERROR, logger="modelport.server.rest"):
+    with caplog.at_level(logging.ERROR, logger="modelport.server.protocols.rest_api"):
         response = asyncio.run(call())
     assert response.status_code == 500
     told = re.fullmatch(
