@@ -58,17 +58,13 @@ def make_executor(spec: VersionSpec, metrics: ServerMetrics | None = None) -> Ex
 
 
 def version_states(manager: ModelManager) -> list[VersionState]:
-    """The state of every serving version: queue and workers of a pooled executor; an in-process executor
-    has neither (queue depth 0, no workers). Call on the event loop (it reads loop-owned objects)."""
+    """The state of every serving version (queue depth, workers), as its executor reports it. Call on the
+    event loop (it reads loop-owned objects)."""
     states = []
     for loaded in manager.serving():
-        model, version = loaded.spec.name, str(loaded.spec.version)
-        if not isinstance(loaded.executor, PooledExecutor):
-            states.append(VersionState(model, version, 0))
-            continue
         status = loaded.executor.status()
         workers = [WorkerState(str(w.id), w.pid, w.state.lower()) for w in status.workers]
-        states.append(VersionState(model, version, status.queue_depth, workers))
+        states.append(VersionState(loaded.spec.name, str(loaded.spec.version), status.queue_depth, workers))
     return states
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorCode",
     "InvalidInput",
+    "ModelLoadFailed",
     "ModelNotFound",
     "ModelNotReady",
     "ModelportError",
@@ -62,6 +63,11 @@ class ModelNotReady(ModelportError):
     """The model exists but no version is ready (loading, failed, unloading)."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class ModelLoadFailed(InvalidInput):
+    """An explicit (re)load that did not end with every version it asked for serving (a version failed to
+    load, or the config is refused); as in Triton, an invalid-argument error (HTTP 400) with the reasons."""
 
 
 class QueueFull(ModelportError):

@@ -1,8 +1,10 @@
 """The one interface the data plane calls to run a model version.
 
 An executor owns how a batch gets computed; the server's one implementation is
-:class:`~.pooled_executor.PooledExecutor` (the dynamic batcher and a pool of worker processes). The data
-plane validates inputs against the signature before calling it and never knows which executor it holds.
+:class:`~.batching.pooled_executor.PooledExecutor` (the dynamic batcher and a pool of worker processes). The
+data plane validates inputs against the signature before calling it and never knows which executor it holds;
+the management API and the live metrics read :meth:`Executor.status` and call :meth:`Executor.scale`
+through this protocol too, so nothing above it downcasts to the implementation.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .inference import Signature, Tensors
 from .model_config import ResolvedConfig
 
-__all__ = ["ExecutionResult", "Executor", "VersionSpec"]
+__all__ = ["ExecutionResult", "Executor", "ExecutorStatus", "VersionSpec", "WorkerStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,32 @@ class ExecutionResult:
     compute_infer_ns: int  # the ONNX Runtime run itself
     compute_output_ns: int  # splitting and copying outputs back
     batch_size: int  # rows in the batch this request ran in
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker as the management API and the live metrics show it."""
+
+    id: int
+    pid: int
+    state: str  # STARTING, READY, BUSY, RETIRING
+    started_at: float  # wall clock (time.time())
+    batches: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorStatus:
+    """What an executor looks like now. An executor without worker processes reports no workers and
+    ``min_workers == max_workers == 0``."""
+
+    min_workers: int
+    max_workers: int
+    threads: int  # intra-op threads per worker
+    workers: Sequence[WorkerStatus]
+    queue_depth: int  # requests waiting for a batch
+    queue_capacity: int  # the most that may wait (more are refused at once)
+    batches_in_flight: int
+    failure: str | None
 
 
 class Executor(Protocol):
@@ -47,6 +75,19 @@ class Executor(Protocol):
 
     async def close(self, *, drain_timeout: float) -> None:
         """Finish in-flight work (at most ``drain_timeout`` seconds), then release everything."""
+
+    def status(self) -> ExecutorStatus:
+        """A snapshot of queue and workers. Call on the event loop (it reads loop-owned state)."""
+
+    def effective_config(self) -> dict[str, Any]:
+        """The batching and worker settings in force, as ``GET /models/M`` of the management API shows them
+        (``max_batch_size``, ``dynamic_batching``, ``workers``, ``autoscaling``)."""
+
+    async def scale(self, *, min_workers: int, max_workers: int) -> None:
+        """Set the worker bounds (already checked against the config's ranges) and reach ``min_workers``.
+
+        An executor that cannot scale raises :class:`~modelport.server.errors.Unsupported`.
+        """
 
     @property
     def failure(self) -> str | None:

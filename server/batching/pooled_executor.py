@@ -19,36 +19,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..executor import ExecutionResult
+from ..executor import ExecutionResult, ExecutorStatus
 from ..inference import Tensors
 from ..model_config import ModelConfig
 from ..observability.metrics import VersionMetrics
 from ..workers.autoscale import Decision, DelayWindow, Observation, ScalingPolicy, decide
-from ..workers.pool import PoolSettings, WorkerPool, WorkerStatus
+from ..workers.pool import PoolSettings, WorkerPool
 from .batcher import Batcher, BatcherSettings
 
 if TYPE_CHECKING:
     from ..executor import VersionSpec
 
-__all__ = ["ExecutorStatus", "PooledExecutor"]
+__all__ = ["ExecutorStatus", "PooledExecutor"]  # ExecutorStatus: re-exported from executor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutorStatus:
-    """A snapshot for the management API."""
-
-    min_workers: int
-    max_workers: int
-    threads: int
-    workers: list[WorkerStatus]
-    queue_depth: int
-    batches_in_flight: int
-    failure: str | None
 
 
 class PooledExecutor:
@@ -140,6 +126,7 @@ class PooledExecutor:
             threads=self.pool.threads,
             workers=self.pool.status(),
             queue_depth=self.batcher.queue_depth,
+            queue_capacity=self.batcher.settings.max_queue_size,
             batches_in_flight=self.batcher.in_flight,
             failure=self.pool.failure,
         )

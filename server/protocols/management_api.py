@@ -4,7 +4,8 @@
 - ``GET /models/M``: one entry per version: status (READY/UNAVAILABLE with the reason), workers (id, pid,
   state, start time, uptime, batches served), queue depth and capacity, and the effective config.
 - ``PUT /models/M?min_worker=&max_worker=&synchronous=true``: set every serving version's worker bounds
-  (``max_worker`` defaults to ``min_worker``); synchronous waits for the workers, else 202 at once.
+  (``max_worker`` defaults to ``min_worker``); synchronous waits for the workers, else 202 at once. The
+  bounds are checked as config.yaml's ``workers.min``/``workers.max`` are (same code, same host-derived cap).
 - ``POST /models?url=NAME&initial_workers=N``: load model ``NAME`` *from the repository* (a bare directory
   name; URLs and paths are refused) with ``N`` workers.
 - ``DELETE /models/M`` or ``/models/M/V``: unload (in-flight requests finish first).
@@ -17,10 +18,10 @@ API beyond loopback without one). Errors are ``{"code", "type", "message"}`` wit
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import time
+import urllib.parse
 from typing import Any
 
 import orjson
@@ -28,20 +29,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..batching.pooled_executor import PooledExecutor
 from ..errors import (
     DeadlineExceeded,
     InvalidInput,
+    ModelLoadFailed,
     ModelNotFound,
     ModelNotReady,
     ModelportError,
     PayloadTooLarge,
+    PermissionDenied,
     QueueFull,
     ServerUnavailable,
+    Unauthenticated,
     Unsupported,
 )
+from ..model_config import ModelConfigError, check_worker_bounds
+from ..names import NAME_RULE, check_model_name, check_version
 from ..observability.recording import internal_error
 from ..repository.model_manager import LoadedVersion, ModelManager
+from .management_access import ManagementAccess
 
 __all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
@@ -53,15 +59,35 @@ log = logging.getLogger(__name__)
 MANAGEMENT_STATUS: dict[type[ModelportError], int] = {
     ModelNotFound: 404,
     InvalidInput: 400,
+    ModelLoadFailed: 400,  # as the inference protocols answer it (Triton: 400)
     ModelNotReady: 503,
     QueueFull: 503,
     ServerUnavailable: 503,
     Unsupported: 501,
     DeadlineExceeded: 504,
     PayloadTooLarge: 413,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
     ModelportError: 500,
 }
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# The routes that name a model (and maybe a version), matched on the path as the client sent it.
+_NAMED_PATH = re.compile(rb"/models/([^/?]*)(?:/([^/?]*))?(?:[/?].*)?", re.DOTALL)
+
+
+def _check_path_names(method: str, raw_path: bytes) -> None:
+    """The model name and version of a ``/models/M[/V]`` path, each segment percent-decoded on its own,
+    checked by :mod:`names` before routing (``GET /models/M/all`` describes every version)."""
+    match = _NAMED_PATH.fullmatch(raw_path)
+    if match is None:
+        return
+    name, version = (
+        None if part is None else urllib.parse.unquote(part.decode("latin-1"), errors="replace")
+        for part in match.groups()
+    )
+    assert name is not None  # the pattern's first group always takes part
+    check_model_name(name, field="path: model name")
+    if version is not None and not (method == "GET" and version == "all"):
+        check_version(version, field="path: model version", latest=False)
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -105,34 +131,33 @@ def _version_json(loaded: LoadedVersion) -> dict[str, Any]:
         "status": "READY",
     }
     executor = loaded.executor
-    if isinstance(executor, PooledExecutor):
-        state = executor.status()
-        now = time.time()
-        config = executor.effective_config()
-        entry.update(
-            minWorkers=state.min_workers,
-            maxWorkers=state.max_workers,
-            maxBatchDelay=config["dynamic_batching"]["max_queue_delay_us"],
-            workers=[
-                {
-                    "id": str(w.id),
-                    "pid": w.pid,
-                    "status": w.state,
-                    "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.started_at)),
-                    "uptimeSeconds": round(now - w.started_at, 3),
-                    "batches": w.batches,
-                }
-                for w in state.workers
-            ],
-            jobQueueStatus={
-                "remainingCapacity": max(0, config["dynamic_batching"]["max_queue_size"] - state.queue_depth),
-                "pendingRequests": state.queue_depth,
-                "batchesInFlight": state.batches_in_flight,
-            },
-            config=config,
-        )
-        if state.failure is not None:
-            entry.update(status="UNAVAILABLE", reason=state.failure)
+    state = executor.status()
+    config = executor.effective_config()
+    now = time.time()
+    entry.update(
+        minWorkers=state.min_workers,
+        maxWorkers=state.max_workers,
+        maxBatchDelay=config["dynamic_batching"]["max_queue_delay_us"],
+        workers=[
+            {
+                "id": str(w.id),
+                "pid": w.pid,
+                "status": w.state,
+                "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.started_at)),
+                "uptimeSeconds": round(now - w.started_at, 3),
+                "batches": w.batches,
+            }
+            for w in state.workers
+        ],
+        jobQueueStatus={
+            "remainingCapacity": max(0, state.queue_capacity - state.queue_depth),
+            "pendingRequests": state.queue_depth,
+            "batchesInFlight": state.batches_in_flight,
+        },
+        config=config,
+    )
+    if state.failure is not None:
+        entry.update(status="UNAVAILABLE", reason=state.failure)
     return entry
 
 
@@ -175,12 +200,8 @@ class _Routes:
         assert minimum is not None
         maximum = _int_param(request, "max_worker", minimum)
         assert maximum is not None
-        if minimum < 1 or maximum < minimum:
-            raise InvalidInput(f"need 1 <= min_worker ({minimum}) <= max_worker ({maximum})")
-        pools = [v.executor for v in versions if isinstance(v.executor, PooledExecutor)]
-        if not pools:
-            raise InvalidInput(f"model '{model_name}' does not run in worker processes; it cannot be scaled")
-        work = asyncio.gather(*(p.scale(min_workers=minimum, max_workers=maximum) for p in pools))
+        _check_workers(minimum, maximum, f"PUT /models/{model_name}", ("min_worker", "max_worker"))
+        work = asyncio.gather(*(v.executor.scale(min_workers=minimum, max_workers=maximum) for v in versions))
         message = f"Workers scaled to min {minimum}, max {maximum} for model: {model_name}"
         if _flag(request, "synchronous"):
             await work
@@ -193,20 +214,21 @@ class _Routes:
         url = request.query_params.get("url", "")
         if not url:
             raise InvalidInput("query parameter 'url': give the name of a model directory in the repository")
-        if not _NAME.fullmatch(url) or ".." in url:
+        try:
+            check_model_name(url, field="query parameter 'url'")
+        except InvalidInput:
             raise InvalidInput(
-                f"query parameter 'url': '{url}' is not a model name; only models already in the repository "
-                "can be registered, by their directory name (no URLs, no paths)"
-            )
+                f"query parameter 'url': {url[:80]!a} is not a model name; only models already in the "
+                f"repository can be registered, by their directory name (no URLs, no paths): {NAME_RULE}"
+            ) from None
         initial = _int_param(request, "initial_workers")
+        if initial:  # checked before anything loads
+            _check_workers(initial, initial, "POST /models", ("initial_workers", "initial_workers"))
         await self._manager.load(url)
         if initial:
             for version in self._versions(url):
-                if isinstance(version.executor, PooledExecutor):
-                    state = version.executor.status()
-                    await version.executor.scale(
-                        min_workers=initial, max_workers=max(initial, state.max_workers)
-                    )
+                state = version.executor.status()
+                await version.executor.scale(min_workers=initial, max_workers=max(initial, state.max_workers))
         return _json(
             {
                 "status": f'Model "{url}" Version: {",".join(map(str, self._manager.ready_versions(url)))} '
@@ -229,26 +251,36 @@ class _Routes:
         return _json({"status": f'Model "{model_name}" unregistered'})
 
 
+def _check_workers(minimum: int, maximum: int, source: str, names: tuple[str, str]) -> None:
+    """Worker bounds from a query, checked by the same code and ranges as config.yaml's ``workers``."""
+    try:
+        check_worker_bounds(minimum, maximum, source=source, names=names)
+    except ModelConfigError as error:
+        raise InvalidInput(str(error)) from None
+
+
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("scaling workers failed: %s", error, exc_info=error)
 
 
 def create_management_app(manager: ModelManager, *, token: str | None) -> FastAPI:
-    """The management FastAPI application; ``token`` (if any) is required as a Bearer token."""
+    """The management FastAPI application; ``token`` (if any) is required as a Bearer token, and without
+    one only loopback clients are answered (:class:`ManagementAccess`, the rule REST and gRPC repository
+    load and unload follow too)."""
     app = FastAPI(title="modelport management", docs_url=None, redoc_url=None)
     routes = _Routes(manager)
-    expected = f"Bearer {token}".encode() if token else None
+    access = ManagementAccess(token)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
-        if expected is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return _error(
-                    401, "Unauthorized", "missing or wrong token: send 'Authorization: Bearer TOKEN'"
-                )
         try:
+            access.check(
+                "the management API",
+                authorization=request.headers.get("authorization"),
+                client_host=request.client.host if request.client else None,
+            )
+            _check_path_names(request.method, request.scope.get("raw_path") or request.url.path.encode())
             response: Response = await call_next(request)
         except ModelportError as error:
             return _error(management_status(error), type(error).__name__, error.message)

@@ -81,11 +81,24 @@ class Repository:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def scan(self) -> dict[str, ModelSource]:
-        """Every model in the repository, by name."""
+        """Every model in the repository, by name. One model that cannot be read is that model's error (its
+        ``config_error``), never the scan's: the other models are still read."""
         names = self.model_names()
         present = set(names)  # a model directory that went also takes its cached config with it
         self._configs = {path: entry for path, entry in self._configs.items() if path.parent.name in present}
-        return {name: self.read_model(name) for name in names}
+        sources = {name: self.read_model_or_error(name) for name in names}
+        return {name: source for name, source in sources.items() if source is not None}
+
+    def read_model_or_error(self, name: str) -> ModelSource | None:
+        """Like :meth:`read_model`, but None when the directory is gone (meanwhile, or never was), and a
+        source without a config saying why when it cannot be read (no permission, an I/O error)."""
+        try:
+            return self.read_model(name)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            reason = f"model directory '{name}' cannot be read ({error.strerror or error})"
+            return ModelSource(name, self.root / name, None, reason, _MISSING, {})
 
     def read_model(self, name: str) -> ModelSource:
         """One model's directory; raises ``FileNotFoundError`` if it does not exist."""

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ModelNotFound, ModelNotReady
+from ..errors import ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
-from ..model_config import ModelConfig, ModelConfigError, resolve_config
+from ..inference import Signature
+from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
 from ..observability.metrics import ServerMetrics
 from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
@@ -88,7 +89,11 @@ class ModelManager:
         # awaited instead of loading on unattended while the server shuts down.
         async with asyncio.TaskGroup() as group:
             for name in names:
-                group.create_task(self._apply(name, self._read(name)))
+                group.create_task(self._read_and_apply(name))
+
+    async def _read_and_apply(self, name: str) -> None:
+        # Read off the event loop: the listeners already answer (health, readiness false) while models load.
+        await self._apply(name, await asyncio.to_thread(self._read, name))
 
     async def poll_forever(self, interval: float) -> None:
         """Poll mode: rescan every ``interval`` seconds and apply what changed, until cancelled."""
@@ -113,8 +118,8 @@ class ModelManager:
     async def load(self, name: str, *, config: ModelConfig | None = None, root: Path | None = None) -> None:
         """Explicit mode: (re)load ``name`` from the repository, or from ``root`` and/or with ``config``.
 
-        Raises :class:`ModelNotFound` for an unknown model and :class:`ModelNotReady` when no version ended
-        up serving (with the reasons).
+        Raises :class:`ModelNotFound` for an unknown model and :class:`ModelLoadFailed` when a version it
+        asked for did not load, even while other (or the previous) versions still serve, with the reasons.
         """
         repository = Repository(root) if root is not None else self._repository
         source = await asyncio.to_thread(self._read_from, repository, name)
@@ -125,9 +130,13 @@ class ModelManager:
         await self._apply(name, source, force=True)
         model = self._models[name]
         if not model.versions:
-            raise ModelNotReady(f"failed to load '{name}': {self._reasons(model)}")
-        if model.reason:
-            raise ModelNotReady(f"failed to load '{name}' (previous versions still serve): {model.reason}")
+            raise ModelLoadFailed(f"failed to load '{name}': {self._reasons(model)}")
+        # Forced: every entry of model.failed is from this attempt.
+        if model.reason or model.failed:
+            serving = ", ".join(map(str, sorted(model.versions)))
+            raise ModelLoadFailed(
+                f"failed to load '{name}' (still serving version {serving}): {self._reasons(model)}"
+            )
 
     async def unload(self, name: str) -> None:
         """Explicit mode: stop serving every version of ``name`` (in-flight requests finish first)."""
@@ -217,10 +226,7 @@ class ModelManager:
 
     @staticmethod
     def _read_from(repository: Repository, name: str) -> ModelSource | None:
-        try:
-            return repository.read_model(name)
-        except FileNotFoundError:
-            return None
+        return repository.read_model_or_error(name)
 
     @staticmethod
     def _reasons(model: _Model) -> str:
@@ -307,20 +313,9 @@ class ModelManager:
         where = source.versions[version].path
         started = time.monotonic()
         try:
-            signature = await _in_daemon_thread(
-                read_signature,
-                where,
-                model=source.name,
-                config=source.config.session,
-                providers=source.config.execution_providers,
-            )
-            resolved = resolve_config(
-                source.name,
-                source.config,
-                signature.inputs,
-                signature.outputs,
-                source=str(source.config_file),
-                default_max_batch_size=self._settings.default_max_batch_size,
+            # Both read files (the graph; label files): off the event loop.
+            signature, resolved = await _in_daemon_thread(
+                _read_version, source, where, default_max_batch_size=self._settings.default_max_batch_size
             )
             spec = VersionSpec(source.name, version, where, resolved, signature)
             executor = self._make_executor(spec)
@@ -357,6 +352,25 @@ class ModelManager:
     def _versions_of(self, name: str) -> Iterable[LoadedVersion]:
         model = self._models[name]
         return [model.versions[v] for v in sorted(model.versions)]
+
+
+def _read_version(
+    source: ModelSource, where: Path, *, default_max_batch_size: int
+) -> tuple[Signature, ResolvedConfig]:
+    """The graph's signature at ``where`` and the config resolved against it (label files read). Blocking."""
+    assert source.config is not None
+    signature = read_signature(
+        where, model=source.name, config=source.config.session, providers=source.config.execution_providers
+    )
+    resolved = resolve_config(
+        source.name,
+        source.config,
+        signature.inputs,
+        signature.outputs,
+        source=str(source.config_file),
+        default_max_batch_size=default_max_batch_size,
+    )
+    return signature, resolved
 
 
 async def _in_daemon_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

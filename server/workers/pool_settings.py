@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..executor import WorkerStatus  # defined with the executor protocol that reports it; re-exported
+
 __all__ = ["PoolSettings", "WorkerStatus", "thread_budget"]
 
 
@@ -34,14 +36,3 @@ class PoolSettings:
     max_backoff_s: float = 5.0
     crash_limit: int = 5
     response_timeout_s: float = 120.0  # a batch unanswered this long: the worker is killed, the batch retried
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    """One worker as the management API shows it."""
-
-    id: int
-    pid: int
-    state: str  # STARTING, READY, BUSY, RETIRING
-    started_at: float  # wall clock (time.time())
-    batches: int

@@ -144,7 +144,7 @@ def test_explicit_mode_loads_and_unloads(tmp_path: Path) -> None:
 
         with pytest.raises(InferenceServerException, match="not a valid ONNX model") as raised:
             client.load_model("broken")
-        assert raised.value.status() == "503"
+        assert raised.value.status() == "400"  # as Triton: a failed load is INVALID_ARG
         with pytest.raises(InferenceServerException, match="no model directory") as raised:
             client.load_model("absent")
         assert raised.value.status() == "400"
