@@ -1,6 +1,8 @@
 """What a conversion refuses or fails at, each with a message that names the file and says what to do.
 
-The CLI prints ``str(error)`` on one line and exits non-zero; the traceback is shown only with ``--verbose``.
+Conversion (``modelport convert``) and the quantized export (``modelport quantize``, ``export-mobile``) share
+this one hierarchy. The CLIs print ``str(error)`` on one line and exit non-zero; the traceback is shown only
+with ``--verbose``.
 Foreign exceptions (torch, TensorFlow, tf2onnx, onnx, ONNX Runtime) are translated where they occur.
 """
 
@@ -14,8 +16,10 @@ __all__ = [
     "CorruptSource",
     "ExportFailed",
     "InvalidOption",
+    "InvalidSamples",
     "MissingInputSpec",
     "OutputMismatch",
+    "QuantizeError",
     "RepositoryConflict",
     "SourceNotFound",
     "UnknownFormat",
@@ -46,6 +50,11 @@ class InvalidOption(ConversionError):
     """An option is malformed or contradicts the source (a bad ``--input``, an existing ``--version``)."""
 
 
+class InvalidSamples(InvalidOption):
+    """A samples ``.npz`` (parity check, calibration, validation) does not fit the model's inputs; the message
+    names the file and the key."""
+
+
 class MissingInputSpec(ConversionError):
     """The source carries no input signature and no ``--input`` was given."""
 
@@ -65,6 +74,11 @@ class UnsupportedOperator(ConversionError):
 
 class RepositoryConflict(ConversionError):
     """The target version already exists in the repository."""
+
+
+class QuantizeError(ConversionError):
+    """The quantization or mobile export of a converted model cannot go on (a missing model version, a
+    quantizer failure, a config that would no longer describe the model)."""
 
 
 @dataclass(frozen=True, slots=True)

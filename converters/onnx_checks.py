@@ -14,7 +14,14 @@ import onnx
 from .errors import UnsupportedOperator, VerificationFailed
 from .tensor_specs import DYNAMIC, TensorSpec
 
-__all__ = ["check_graph", "embedding_vocabulary", "graph_signature", "opset_of", "strip_debug_info"]
+__all__ = [
+    "check_graph",
+    "embedding_bounds",
+    "embedding_vocabulary",
+    "graph_signature",
+    "opset_of",
+    "strip_debug_info",
+]
 
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -100,15 +107,24 @@ def graph_signature(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tup
     return inputs, tuple(_spec(value) for value in model.graph.output)
 
 
+def _gathered_tables(model: onnx.ModelProto) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """(indices value, table dims) of every ``Gather`` that reads an initializer, subgraphs included."""
+    shapes = {initializer.name: tuple(initializer.dims) for initializer in model.graph.initializer}
+    for node in _nodes(model.graph):
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in shapes:
+            yield node.input[1], shapes[node.input[0]]
+
+
 def embedding_vocabulary(model: onnx.ModelProto) -> int | None:
     """The row count of the smallest embedding table: a rank-2 initializer read by a ``Gather``.
 
     Generated integer inputs stay below it, so ids fed to an embedding are inside its vocabulary.
     """
-    shapes = {initializer.name: tuple(initializer.dims) for initializer in model.graph.initializer}
-    rows = [
-        shapes[node.input[0]][0]
-        for node in _nodes(model.graph)
-        if node.op_type == "Gather" and node.input and len(shapes.get(node.input[0], ())) == 2
-    ]
+    rows = [dims[0] for _, dims in _gathered_tables(model) if len(dims) == 2]
     return min(rows) if rows else None
+
+
+def embedding_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Per value that indexes a table (an initializer read by a ``Gather``), the table's row count: the
+    exclusive upper bound of the ids that value may hold."""
+    return {indices: dims[0] for indices, dims in _gathered_tables(model) if dims}

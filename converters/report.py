@@ -1,14 +1,17 @@
-"""The conversion report: what :func:`~modelport.converters.convert` returns and ``conversion.json`` holds."""
+"""The conversion report: what :func:`~modelport.converters.convert` returns and ``conversion.json`` holds;
+and :func:`json_text`, how every report file (``conversion.json``, ``quantization.json``) is written."""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .tensor_specs import TensorSpec, oip_datatype
 
-__all__ = ["ConversionReport", "OutputError"]
+__all__ = ["ConversionReport", "OutputError", "json_text"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +27,22 @@ class OutputError:
     max_abs_error: float
     max_rel_error: float
     passed: bool
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "nan": JSON has no such numbers, and strict readers refuse Infinity
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """``document`` as the text of a report file: indented strict JSON ending in a newline, with a float that
+    is not finite written as its string (``"inf"``)."""
+    return json.dumps(_strict(document), indent=2, allow_nan=False) + "\n"
 
 
 def _spec_json(spec: TensorSpec) -> dict[str, Any]:

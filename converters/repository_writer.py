@@ -7,7 +7,6 @@ Everything is written into a hidden staging folder beside its destination and mo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidOption, RepositoryConflict
+from .report import json_text
 from .tensor_specs import TensorSpec, oip_datatype
 
 __all__ = ["Placement", "config_document", "existing_versions", "plan_placement", "publish"]
@@ -109,7 +109,7 @@ def publish(
         version_dir = staging / str(placement.version) if new_model else staging
         version_dir.mkdir(exist_ok=True)
         (version_dir / "model.onnx").write_bytes(model_bytes)
-        (version_dir / "conversion.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (version_dir / "conversion.json").write_text(json_text(report), encoding="utf-8")
         config_text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
         if new_model:
             (staging / "config.yaml").write_text(config_text, encoding="utf-8")

@@ -13,7 +13,15 @@ import numpy as np
 
 from .errors import InvalidOption
 
-__all__ = ["DYNAMIC", "TensorSpec", "check_unique", "normalise_dtype", "oip_datatype", "parse_input_spec"]
+__all__ = [
+    "DYNAMIC",
+    "TensorSpec",
+    "check_unique",
+    "normalise_dtype",
+    "oip_datatype",
+    "ort_dtype",
+    "parse_input_spec",
+]
 
 DYNAMIC = -1
 
@@ -35,6 +43,8 @@ _OIP_BY_NUMPY = {
 }
 _NUMPY_BY_OIP = {oip: name for name, oip in _OIP_BY_NUMPY.items()}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64"}
+# ONNX Runtime's element type names (``tensor(float)``) that are not numpy names.
+_NUMPY_BY_ORT = {"float": "float32", "double": "float64", "string": "object"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,16 @@ def oip_datatype(dtype: str | np.dtype[np.generic]) -> str:
         return _OIP_BY_NUMPY[name]
     except KeyError:
         raise InvalidOption(f"datatype '{name}' has no Open Inference Protocol equivalent") from None
+
+
+def ort_dtype(type_name: str) -> str | None:
+    """The numpy datatype name of an ONNX Runtime input/output type (``tensor(float)`` -> ``float32``);
+    ``None`` for a type that is not a tensor of a datatype listed here (sequences, maps, bfloat16)."""
+    if not (type_name.startswith("tensor(") and type_name.endswith(")")):
+        return None
+    element = type_name[len("tensor(") : -1]
+    name = _NUMPY_BY_ORT.get(element, element)
+    return name if name in _OIP_BY_NUMPY else None
 
 
 def _parse_dims(text: str, spec: str) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ from .exported import Arrays, ExportedModel
 from .onnx_checks import embedding_vocabulary
 from .options import VerifyOptions
 from .report import OutputError
-from .samples import DEFAULT_INT_HIGH, generate, load_samples, take_rows
+from .samples import DEFAULT_INT_HIGH, SampleSet, generate, load_npz
 from .tensor_specs import TensorSpec
 
 __all__ = ["batch_sizes_for", "compare", "verify"]
@@ -87,8 +87,8 @@ def verify(
 
     Raises :class:`VerificationFailed` listing the outputs beyond tolerance (or ONNX Runtime's refusal).
     """
-    samples: Arrays | None = load_samples(options.samples, inputs) if options.samples is not None else None
-    rows = next(iter(samples.values())).shape[0] if samples else None
+    samples: SampleSet | None = load_npz(options.samples, inputs) if options.samples is not None else None
+    rows = samples.count if samples else None
     int_high = embedding_vocabulary(exported.model) or DEFAULT_INT_HIGH
     try:
         session = _session(exported.model)
@@ -103,8 +103,8 @@ def verify(
             "give at least that many"
         )
     for batch in batch_sizes:
-        feeds = (
-            take_rows(samples, batch)
+        feeds: Arrays = (
+            dict(samples.take(0, batch, samples.source).arrays)
             if samples
             else generate(inputs, batch=batch, rng=rng, int_high=int_high)
         )

@@ -6,7 +6,7 @@ step and happens only when ``result.report.accuracy.passed``.
 
 INT8 uses ONNX Runtime's quantizer after its pre-processing step (``quant_pre_process``: shape inference and
 graph optimization). Activations are uint8 and weights int8 (U8S8, the x86 path); ``reduce_range`` follows the
-CPU (see :mod:`.quantize_cpu`). FP16 uses ``onnxruntime.transformers.float16``.
+CPU (see :mod:`.cpu`). FP16 uses ``onnxruntime.transformers.float16``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ..errors import QuantizeError
+from ..samples import SampleSet
 from .cpu import decide_reduce_range, read_cpu_features
-from .data import SampleSet, model_inputs, select_samples
-from .errors import QuantizeError
 from .gate import Task, compare_outputs, run_model
 from .int8 import preprocess, quantize_int8
 from .measure import LATENCY_THREADS, count_converted_nodes, median_latency_ms
 from .minify import minify
 from .report import QuantizationReport
+from .sample_choice import model_inputs, select_samples
 
 if TYPE_CHECKING:
     import onnx
@@ -45,7 +46,7 @@ class QuantizeOptions:
     """What to do. ``mode="none"`` keeps FP32 (an ORT export of the model as it is).
 
     ``calibration``, ``calibration_samples``, ``validation``: the samples, as
-    :func:`.quantize_data.select_samples` reads them. ``reduce_range``: ``None`` decides from the CPU.
+    :func:`.sample_choice.select_samples` reads them. ``reduce_range``: ``None`` decides from the CPU.
     ``keep_io_types``: FP16 mode keeps FP32 inputs/outputs. ``max_abs_error``: an optional second gate bound.
     """
 
@@ -155,7 +156,7 @@ def quantize_model(
     from .mobile import convert_to_ort
 
     model = _load(source)
-    specs = model_inputs(source, model)
+    specs = model_inputs(model)
     calibration, validation = select_samples(
         specs,
         needs_calibration=options.mode == "static",

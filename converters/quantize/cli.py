@@ -1,8 +1,8 @@
 """``modelport quantize`` and ``modelport export-mobile``.
 
-Both read a model version from a repository, convert it (:mod:`.quantize`), print the report and gate on
-accuracy. Nothing is written anywhere unless the gate passes. Errors are one line naming the file or option;
-``--verbose`` shows tracebacks.
+Both read a model version from a repository, convert it (:func:`.api.quantize_model`), print the report and
+gate on accuracy. Nothing is written anywhere unless the gate passes. Errors are one line naming the file or
+option; ``--verbose`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _run(verbose: bool, body: Callable[[], None]) -> None:
 
     import onnxruntime as ort
 
-    from .errors import QuantizeError
+    from ..errors import ConversionError
 
     # ONNX Runtime's quantizer and converter log advice and progress through the root logger and C++ logging.
     logging.basicConfig(
@@ -43,7 +43,7 @@ def _run(verbose: bool, body: Callable[[], None]) -> None:
         body()
     except (click.ClickException, click.Abort):
         raise
-    except QuantizeError as error:
+    except ConversionError as error:  # QuantizeError, and the samples' errors shared with conversion
         if verbose:
             raise
         raise click.ClickException(str(error)) from None
@@ -68,8 +68,8 @@ def _convert(
     """Resolve the version, convert it in ``scratch``, print the report, and stop unless the gate passed."""
     from rich.console import Console
 
+    from ..errors import QuantizeError
     from .api import QuantizeOptions, quantize_model
-    from .errors import QuantizeError
     from .report import print_report
     from .repository import labelled_outputs, resolve_version
 
@@ -110,7 +110,7 @@ def _convert(
 
 def _check_output(path: Path, overwrite: bool, names: list[str]) -> None:
     """Refuse, before any work, to overwrite files at ``--output`` unless ``--overwrite``."""
-    from .errors import QuantizeError
+    from ..errors import QuantizeError
 
     if path.exists() and not path.is_dir():
         raise QuantizeError(f"{path}: exists and is not a folder; choose another --output")

@@ -20,7 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .data import SampleSet, cast_feed
+from ..samples import SampleSet
+from .sample_choice import cast_feed
 
 __all__ = ["AccuracyReport", "OutputAccuracy", "Task", "compare_outputs", "run_model"]
 

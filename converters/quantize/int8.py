@@ -1,7 +1,7 @@
 """INT8 with ONNX Runtime's quantizer: pre-processing, then dynamic or calibrated static quantization.
 
 Activations are uint8 and weights int8 (U8S8, ONNX Runtime's x86 path); ``reduce_range`` is the caller's
-decision (see :mod:`.quantize_cpu`).
+decision (see :mod:`.cpu`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import io
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import SampleSet
-from .errors import QuantizeError
+from ..errors import QuantizeError
+from ..samples import SampleSet
 
 __all__ = ["CALIBRATION_METHODS", "preprocess", "quantize_int8"]
 

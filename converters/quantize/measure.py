@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
 
-from .data import cast_feed
+from .sample_choice import cast_feed
 
 if TYPE_CHECKING:
     import onnx

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import QuantizeError
+from ..errors import QuantizeError
 
 __all__ = ["OptimizationStyle", "OrtExport", "convert_to_ort", "ort_file_names", "ort_session_config"]
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..report import json_text
 from .gate import AccuracyReport
 
 if TYPE_CHECKING:
@@ -49,24 +49,18 @@ class QuantizationReport:
         return self.sizes["converted"] / self.sizes["fp32"]
 
     def to_json(self) -> dict[str, Any]:
+        """The report as a JSON document (with the accuracy verdict and the size ratio)."""
         data = asdict(self)
-        data["accuracy"]["drop"] = _finite(self.accuracy.drop)
+        data["accuracy"]["drop"] = self.accuracy.drop
         data["accuracy"]["passed"] = self.accuracy.passed
         data["accuracy"]["failures"] = self.accuracy.failures
-        for output in data["accuracy"]["outputs"]:
-            for key, value in output.items():
-                output[key] = _finite(value) if isinstance(value, float) else value
         data["size_ratio"] = self.size_ratio
         return data
 
 
-def _finite(value: float) -> float | str:
-    return value if math.isfinite(value) else str(value)  # JSON has no inf/nan
-
-
 def save_report(report: QuantizationReport, path: Path) -> None:
-    """Write ``report`` as indented JSON to ``path``."""
-    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    """Write ``report`` to ``path`` as every report file is written (:func:`..report.json_text`)."""
+    path.write_text(json_text(report.to_json()), encoding="utf-8")
 
 
 def _kib(size: int) -> str:

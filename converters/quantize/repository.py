@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import QuantizeError
 from ..repository_writer import existing_versions
-from .errors import QuantizeError
+from ..tensor_specs import oip_datatype, ort_dtype
 
 __all__ = [
     "CONVERSION_REPORT",
@@ -31,18 +32,6 @@ __all__ = [
 _MODEL_FILE = "model.onnx"
 CONVERSION_REPORT = "quantization.json"  # marks a version made by `modelport quantize`
 _CONFIG_FILE = "config.yaml"
-_ONNX_TO_DATATYPE = {
-    "tensor(float)": "FP32",
-    "tensor(float16)": "FP16",
-    "tensor(double)": "FP64",
-    "tensor(int64)": "INT64",
-    "tensor(int32)": "INT32",
-    "tensor(int16)": "INT16",
-    "tensor(int8)": "INT8",
-    "tensor(uint8)": "UINT8",
-    "tensor(bool)": "BOOL",
-    "tensor(string)": "BYTES",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +107,12 @@ def labelled_outputs(config_path: Path) -> tuple[str, ...]:
     return tuple(str(o["name"]) for o in outputs if isinstance(o, dict) and o.get("labels") and "name" in o)
 
 
+def _datatype(ort_type: str) -> str:
+    """The config's datatype name (``FP32``) of an ONNX Runtime type, or the type itself when it has none."""
+    dtype = ort_dtype(ort_type)
+    return ort_type if dtype is None else oip_datatype(dtype)
+
+
 def check_config(config_path: Path, model_path: Path) -> None:
     """Refuse a converted model that ``config.yaml``'s declared inputs/outputs no longer describe."""
     import onnxruntime as ort
@@ -125,8 +120,8 @@ def check_config(config_path: Path, model_path: Path) -> None:
     config = _read_config(config_path)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     actual = {
-        "inputs": {a.name: _ONNX_TO_DATATYPE.get(a.type, a.type) for a in session.get_inputs()},
-        "outputs": {a.name: _ONNX_TO_DATATYPE.get(a.type, a.type) for a in session.get_outputs()},
+        "inputs": {a.name: _datatype(a.type) for a in session.get_inputs()},
+        "outputs": {a.name: _datatype(a.type) for a in session.get_outputs()},
     }
     for section, tensors in actual.items():
         for entry in config.get(section) or []:

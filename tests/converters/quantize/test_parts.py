@@ -10,10 +10,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from modelport.converters.errors import InvalidSamples
 from modelport.converters.quantize.api import QuantizeOptions, quantize_model
-from modelport.converters.quantize.data import DataError, generate_samples, load_npz, model_inputs
 from modelport.converters.quantize.gate import compare_outputs
 from modelport.converters.quantize.minify import minify
+from modelport.converters.quantize.sample_choice import generate_samples, model_inputs
+from modelport.converters.samples import load_npz
 from onnx import TensorProto, helper, numpy_helper
 
 Array = np.ndarray[Any, Any]
@@ -73,12 +75,12 @@ def _run(path: Path, feed: dict[str, Array]) -> Array:
 
 def test_fixed_batch_models_take_rows_one_at_a_time(tmp_path: Path) -> None:
     path = _fixed_batch_matmul(tmp_path)
-    specs = model_inputs(path, onnx.load(str(path)))
+    specs = model_inputs(onnx.load(str(path))).specs
     rows = RNG.random((10, 16), dtype=np.float32)
     np.savez(tmp_path / "rows.npz", x=rows)  # [N, 16]: one row per sample
     np.savez(tmp_path / "stacked.npz", x=rows[:, None, :])  # [N, 1, 16]: one batch per sample
     for name in ("rows.npz", "stacked.npz"):
-        samples = load_npz(tmp_path / name, specs)
+        samples = load_npz(tmp_path / name, specs, per_sample=True)
         assert samples.count == 10 and samples.stacked
         assert [feed["x"].shape for feed in samples.batches(32)] == [(1, 16)] * 10
     work = tmp_path / "work"
@@ -98,8 +100,8 @@ def test_fixed_batch_models_take_rows_one_at_a_time(tmp_path: Path) -> None:
 
 def test_generated_ids_stay_inside_the_embedding(tmp_path: Path) -> None:
     path = _embedding(tmp_path)
-    specs = model_inputs(path, onnx.load(str(path)))
-    assert specs[0].int_bound == 50
+    specs = model_inputs(onnx.load(str(path)))
+    assert specs.int_bounds == {"ids": 50}
     samples = generate_samples(specs, 200, seed=3, purpose="test")
     ids = samples.arrays["ids"]
     assert ids.shape == (200, 5) and ids.dtype == np.int64
@@ -113,17 +115,17 @@ def test_generated_ids_stay_inside_the_embedding(tmp_path: Path) -> None:
 
 def test_wrong_dtype_is_named(tmp_path: Path) -> None:
     path = _embedding(tmp_path)
-    specs = model_inputs(path, onnx.load(str(path)))
+    specs = model_inputs(onnx.load(str(path))).specs
     np.savez(tmp_path / "floats.npz", ids=RNG.random((4, 5)))
     with pytest.raises(
-        DataError, match=r"floats\.npz: array 'ids' has dtype float64; the model's input is int64"
+        InvalidSamples, match=r"floats\.npz: array 'ids' has dtype float64; the model's input is int64"
     ):
-        load_npz(tmp_path / "floats.npz", specs)
+        load_npz(tmp_path / "floats.npz", specs, per_sample=True)
 
 
 def test_gate_verdicts(tmp_path: Path) -> None:
     path = _embedding(tmp_path)
-    samples = generate_samples(model_inputs(path, onnx.load(str(path))), 4, seed=0, purpose="gate")
+    samples = generate_samples(model_inputs(onnx.load(str(path))), 4, seed=0, purpose="gate")
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]], np.float32)
     flipped = probabilities.copy()
     flipped[3] = [0.4, 0.5, 0.1]  # one of four decisions changes
