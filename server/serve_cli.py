@@ -1,8 +1,11 @@
 """``modelport serve``: every setting as an option, a ``MODELPORT_*`` variable, or a key of ``--config FILE``.
 
-Precedence: command line > environment > config file > default. The config file is YAML whose keys are the
-option names (``http_port: 8000`` or ``http-port: 8000``); an unknown key is an error naming file and key.
-Heavy imports (the HTTP stack, ONNX Runtime) happen only once the options are valid.
+The options are generated from :data:`~modelport.server.settings.SETTINGS` (one per field of
+``ServerSettings``); none is declared here but ``--config``. Precedence: command line > environment > config
+file > default. The config file is YAML whose keys are the setting names (``http_port: 8000`` or
+``http-port: 8000``); an unknown key is an error naming file and key. A value a setting does not allow is a
+usage error (exit 2) naming the setting, what it allows and where the value came from. Heavy imports (the HTTP
+stack, ONNX Runtime) happen only once the options are valid.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def _setting_option(declared: Setting) -> Callable[[FC], FC]:
         # Choices are matched without case (INFO = info); the value passed on is the declared spelling.
         kind = click.Choice(declared.choices, case_sensitive=False)
     elif declared.kind is Path:
-        kind = click.Path(path_type=Path)
+        kind = click.Path(path_type=Path, file_okay=declared.path != "dir", dir_okay=declared.path != "file")
     else:
         kind = declared.kind
     allowed = declared.allowed()
@@ -110,7 +113,7 @@ def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
     callback=_load_config_file,
     envvar=CONFIG_VARIABLE,
     show_envvar=True,
-    help="YAML file of these settings (keys = option names).",
+    help="YAML file of these settings (keys = setting names: http_port or http-port).",
 )
 @_setting_options
 def serve(**options: Any) -> None:

@@ -41,6 +41,7 @@ class _Declared:
     above: float | None
     noun: str | None
     flag: str | None
+    path: Literal["dir", "file"] | None
 
 
 def setting(
@@ -52,14 +53,16 @@ def setting(
     above: float | None = None,
     noun: str | None = None,
     flag: str | None = None,
+    path: Literal["dir", "file"] | None = None,
 ) -> T:
     """A dataclass field that is a server setting.
 
     ``help`` is one sentence for ``--help`` and the docs. ``minimum``/``maximum`` are inclusive bounds,
     ``above`` an exclusive lower bound. ``noun`` names what a valid value is in the error ("a port number").
-    ``flag`` overrides the option (default: ``--`` + the name with dashes).
+    ``flag`` overrides the option (default: ``--`` + the name with dashes). ``path`` (for a ``Path``): the
+    option refuses an existing path of the other kind ("dir": a file; "file": a directory).
     """
-    declared = _Declared(help, minimum, maximum, above, noun, flag)
+    declared = _Declared(help, minimum, maximum, above, noun, flag, path)
     field: T = dataclasses.field(default=default, metadata={_KEY: declared})
     return field
 
@@ -85,6 +88,7 @@ class Setting:
     above: float | None
     noun: str | None
     flag: str
+    path: Literal["dir", "file"] | None
 
     @property
     def env(self) -> str:
@@ -95,6 +99,8 @@ class Setting:
         """What values are allowed, in words ("0..65535", "> 0", "none, poll, explicit"); "" = any."""
         if self.choices:
             return ", ".join(self.choices)
+        if self.path is not None:
+            return {"dir": "a directory", "file": "a file"}[self.path]
         low = None if self.minimum is None else _number(self.minimum)
         high = None if self.maximum is None else _number(self.maximum)
         if low is not None and high is not None:
@@ -168,6 +174,7 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
                 above=declared.above,
                 noun=declared.noun,
                 flag=declared.flag or "--" + field.name.replace("_", "-"),
+                path=declared.path,
             )
         )
     return tuple(found)

@@ -44,11 +44,18 @@ class ServerSettings:
     Raises :class:`SettingError` (a ``ValueError``) naming the first setting whose value is not allowed.
     """
 
-    repository: Path = setting(Path("models"), "Model repository: REPO/MODEL/VERSION/model.onnx.")
-    host: str = setting("0.0.0.0", "Address of the REST, gRPC and metrics listeners.")
+    repository: Path = setting(Path("models"), "Model repository: REPO/MODEL/VERSION/model.onnx.", path="dir")
+    host: str = setting(
+        "0.0.0.0",
+        "Address of the REST, gRPC and metrics listeners: 0.0.0.0 = every IPv4 address only; :: (or [::]) = "
+        "IPv6, and IPv4 too where the OS maps it (dual stack).",
+    )
     http_port: int = port(8000, "REST port (0 = any free port).")
     grpc_port: int = port(8001, "gRPC port (0 = any free port).")
     metrics_port: int = port(8002, "Prometheus metrics port (0 = any free port).")
+    metrics_host: str | None = setting(
+        None, "Address of the metrics listener (unset: --host); 127.0.0.1 keeps /metrics off the network."
+    )
     management_host: str = setting(
         "127.0.0.1", "Address of the management API (any but loopback needs --management-token)."
     )
@@ -72,7 +79,50 @@ class ServerSettings:
         2**31 - 1, "Largest gRPC message received or sent.", minimum=4 * 2**20, maximum=2**31 - 1
     )
     http_max_body_bytes: int = setting(64 * 2**20, "Largest REST request body (413 above).", minimum=1024)
-    ready_file: Path | None = setting(None, "Write the bound ports here as JSON once every listener is up.")
+    # Connection limits of every listener (see protocols/http_limits.py and protocols/grpc_api.py).
+    max_header_bytes: int = setting(
+        32 * 2**10,
+        "Largest HTTP header section (431 above) and gRPC metadata of one request.",
+        minimum=1024,
+        maximum=2**20,
+    )
+    max_url_bytes: int = setting(
+        8 * 2**10, "Longest HTTP request URL (414 above).", minimum=256, maximum=2**20
+    )
+    header_timeout: float = setting(
+        10.0,
+        "Seconds a client has to send a request's headers (HTTP, 408 after) or its HTTP/2 preface and "
+        "settings (gRPC).",
+        above=0,
+    )
+    body_timeout: float = setting(
+        30.0,
+        "Seconds an HTTP request body may take, plus 1 s per --body-min-rate bytes received (408 after).",
+        above=0,
+    )
+    body_min_rate: int = setting(
+        64 * 2**10,
+        "Bytes per second a slow HTTP body must average to earn time beyond --body-timeout.",
+        minimum=1,
+    )
+    keep_alive_timeout: float = setting(5.0, "Seconds an idle HTTP connection stays open.", above=0)
+    grpc_idle_timeout: float = setting(
+        300.0, "Seconds a gRPC connection without an RPC stays open (a client reconnects at once).", above=0
+    )
+    max_connections: int = setting(
+        2048,
+        "Most open connections of the REST, management and metrics listeners together; one more closes the "
+        "longest-idle (then the slowest-sending) first. Scaled down to fit the open-file limit.",
+        minimum=1,
+    )
+    grpc_max_connections: int = setting(
+        1024,
+        "Most open gRPC connections (more are refused). Scaled down to fit the open-file limit.",
+        minimum=1,
+    )
+    ready_file: Path | None = setting(
+        None, "Write the bound ports here as JSON once every listener is up.", path="file"
+    )
     log_format: LogFormat = setting("text", "Log lines for people (text) or machines (json).")
     log_level: LogLevel = setting("info", "Least severe level logged.")
 

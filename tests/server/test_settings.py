@@ -125,6 +125,13 @@ def test_constructing_settings_checks_every_declared_range() -> None:
     assert ServerSettings(management_host="0.0.0.0", management_token="t").management_token == "t"
 
 
+def test_a_path_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    a_file = tmp_path / "models.txt"
+    a_file.write_text("")
+    assert "is a file" in _refused(["--repository", str(a_file)])
+    assert "is a directory" in _refused(["--ready-file", str(tmp_path)])
+
+
 def test_an_unknown_config_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
     config.write_text("http_port: 8000\nhttp_prot: 9000\n")
@@ -139,7 +146,7 @@ def test_a_new_field_of_any_supported_type_is_read_as_declared() -> None:
         count: int = setting(1, "A count.", minimum=1, maximum=9)
         ratio: float = setting(0.5, "A ratio.", above=0)
         name: str | None = setting(None, "A name.")
-        where: Path = setting(Path("x"), "A path.", flag="--at")
+        where: Path = setting(Path("x"), "A path.", flag="--at", path="dir")
         mode: Literal["a", "b"] = setting("a", "A mode.")
         tags: tuple[str, ...] = setting((), "Tags.")
         verbose: bool = setting(False, "Talk more.")
@@ -151,7 +158,11 @@ def test_a_new_field_of_any_supported_type_is_read_as_declared() -> None:
     assert (found["count"].kind, found["count"].allowed()) == (int, "1..9")
     assert (found["ratio"].kind, found["ratio"].allowed()) == (float, "> 0")
     assert (found["name"].kind, found["name"].optional) == (str, True)
-    assert (found["where"].kind, found["where"].flag) == (Path, "--at")
+    assert (found["where"].kind, found["where"].flag, found["where"].allowed()) == (
+        Path,
+        "--at",
+        "a directory",
+    )
     assert found["mode"].choices == ("a", "b")
     assert (found["tags"].kind, found["tags"].repeated) == (str, True)
     assert found["verbose"].kind is bool
