@@ -1,7 +1,9 @@
 """The composition root: settings -> repository -> model manager -> data plane -> servers.
 
-Everything is wired here and nowhere else. All listeners run in one asyncio event loop: uvicorn (REST) is
-driven programmatically, and the gRPC server (``grpc.aio``) joins the same loop. Ports given as 0 bind
+Everything is wired here and nowhere else. All listeners run in one asyncio event loop: uvicorn (REST,
+management, metrics) is driven programmatically under the connection limits of ``protocols/http_limits``
+(one connection budget shared by the three, sized with gRPC's cap to the open-file limit), and the gRPC
+server (``grpc.aio``) joins the same loop. Ports given as 0 bind
 ephemeral ports; the ports actually bound are logged and written to the ready file once every listener is up
 and the startup models are loaded. SIGTERM/SIGINT: readiness goes false, listeners stop accepting, in-flight
 requests finish within the drain timeout, executors close, exit status 0. A signal while the startup models
@@ -33,10 +35,12 @@ from .dataplane import DataPlane
 from .executor import Executor, VersionSpec
 from .observability.live_metrics import VersionState, WorkerState
 from .observability.metrics import ServerMetrics
-from .observability.metrics_listener import MetricsListener
+from .observability.metrics_listener import MetricsApp
 from .protocols.grpc_api import GrpcServer, build_grpc_server
+from .protocols.http_limits import ConnectionBudget, HttpLimits, descriptor_budget, limited_protocol
 from .protocols.management_api import create_management_app
 from .protocols.rest_api import create_rest_app
+from .repository.explicit import ExplicitControl
 from .repository.folders import Repository
 from .repository.model_manager import ModelManager
 from .settings import ServerSettings
@@ -77,11 +81,17 @@ class _UvicornServer(uvicorn.Server):
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port``: an IPv4 address (0.0.0.0 included) binds IPv4 only; an
+    IPv6 one (``::``, also written ``[::]``) binds IPv6 and, on an OS that maps them, IPv4 as well."""
+    host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP; without it
     # Nagle + delayed ACKs add ~40 ms to every response written in two parts (headers, body).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:  # dual stack where the OS allows it (Linux's default, not every OS's)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -89,6 +99,38 @@ def _bind(host: str, port: int) -> socket.socket:
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _stack(host: str) -> str:
+    """What binding ``host`` listens on, in words, for the ready log line."""
+    host = host.strip("[]")
+    if ":" not in host:
+        return "IPv4"
+    if host == "::":
+        return "IPv6 + IPv4 (dual stack)" if socket.has_dualstack_ipv6() else "IPv6 only"
+    return "IPv6"
+
+
+def _connection_limits(settings: ServerSettings) -> tuple[ConnectionBudget, int]:
+    """The HTTP listeners' shared budget and the gRPC connection cap, scaled to the open-file limit."""
+    caps = descriptor_budget({"http": settings.max_connections, "grpc": settings.grpc_max_connections})
+    if caps["http"] < settings.max_connections or caps["grpc"] < settings.grpc_max_connections:
+        logger.warning(
+            "open-file limit: at most %d HTTP and %d gRPC connections (asked for %d and %d)",
+            caps["http"],
+            caps["grpc"],
+            settings.max_connections,
+            settings.grpc_max_connections,
+        )
+    limits = HttpLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_url_bytes=settings.max_url_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        body_min_rate=settings.body_min_rate,
+        keep_alive_timeout=settings.keep_alive_timeout,
+    )
+    return ConnectionBudget(caps["http"], limits), caps["grpc"]
 
 
 def _write_ready_file(path: Path, ports: dict[str, Any]) -> None:
@@ -130,29 +172,41 @@ async def _load_unless_stopped(manager: ModelManager, stopping: asyncio.Task[Any
 
 
 class _Listeners:
-    """The REST, management and gRPC listeners started so far. :meth:`stop` stops them together, so the
-    requests in flight on every port share one drain timeout."""
+    """The REST, management, metrics and gRPC listeners started so far. :meth:`stop` stops all but metrics
+    together, so the requests in flight on every port share one drain timeout; :meth:`stop_metrics` comes
+    last, so the drain can be watched. The HTTP listeners share one :class:`ConnectionBudget`."""
 
-    def __init__(self, drain_timeout: float) -> None:
+    def __init__(self, drain_timeout: float, budget: ConnectionBudget) -> None:
         self._drain_timeout = drain_timeout
+        self._budget = budget
         self._uvicorn: list[tuple[_UvicornServer, asyncio.Task[Any]]] = []
+        self._metrics: list[tuple[_UvicornServer, asyncio.Task[Any]]] = []
         self._sockets: list[socket.socket] = []
         self._grpc: GrpcServer | None = None
 
     @property
     def tasks(self) -> list[asyncio.Task[Any]]:
         """The uvicorn servers' tasks (one that ends by itself has failed)."""
-        return [task for _, task in self._uvicorn]
+        return [task for _, task in self._uvicorn + self._metrics]
 
-    def start_uvicorn(self, app: Any, host: str, port: int, **options: Any) -> int:
-        """Bind ``host:port`` and serve ``app`` there from a task (``options``: uvicorn's); the bound port."""
+    def start_uvicorn(self, app: Any, host: str, port: int, *, metrics: bool = False, **options: Any) -> int:
+        """Bind ``host:port`` and serve ``app`` there from a task (``options``: uvicorn's) under the
+        connection limits; the bound port. ``metrics``: the metrics listener (see :meth:`stop_metrics`)."""
         config = uvicorn.Config(
-            app, lifespan="off", log_config=None, access_log=False, server_header=False, **options
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            http=limited_protocol(self._budget),
+            ws="none",
+            **options,
         )
         server = _UvicornServer(config)
         sock = _bind(host, port)
         self._sockets.append(sock)
-        self._uvicorn.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        (self._metrics if metrics else self._uvicorn).append((server, task))
         return int(sock.getsockname()[1])
 
     async def start_grpc(self, server: GrpcServer) -> int:
@@ -162,7 +216,7 @@ class _Listeners:
 
     async def started(self) -> None:
         """Wait until every uvicorn server listens; raise the error of one that failed to start."""
-        for server, task in self._uvicorn:
+        for server, task in self._uvicorn + self._metrics:
             await _until_started(server, task)
 
     async def serving(self) -> None:
@@ -183,8 +237,15 @@ class _Listeners:
         if self._grpc is not None:
             stopping.append(self._grpc.stop(self._drain_timeout))
         await asyncio.gather(*stopping, return_exceptions=True)
+
+    async def stop_metrics(self) -> None:
+        """Last of all: the metrics listener stops, the sockets close, the deadline sweeps end."""
+        for server, _ in self._metrics:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in self._metrics), return_exceptions=True)
         for sock in self._sockets:  # uvicorn closed them, unless it failed to start
             sock.close()
+        self._budget.close()
 
 
 @dataclasses.dataclass
@@ -195,13 +256,16 @@ class _Server:
     metrics: ServerMetrics
     manager: ModelManager
     dataplane: DataPlane
+    explicit: ExplicitControl
     listeners: _Listeners
-    metrics_listener: MetricsListener
+    metrics_app: MetricsApp
+    grpc_max_connections: int
     drain_deadline: float = 0.0
 
     @classmethod
     def compose(cls, settings: ServerSettings) -> _Server:
-        """settings -> repository -> model manager -> data plane; nothing is bound or started yet."""
+        """settings -> repository -> model manager -> data plane (and explicit control); nothing is bound or
+        started yet."""
         metrics = ServerMetrics()
         manager = ModelManager(
             repository=Repository(settings.repository),
@@ -209,22 +273,23 @@ class _Server:
             make_executor=functools.partial(make_executor, metrics=metrics),
             metrics=metrics,
         )
+        budget, grpc_max_connections = _connection_limits(settings)
         return cls(
             settings=settings,
             metrics=metrics,
             manager=manager,
             dataplane=DataPlane(manager=manager, settings=settings, metrics=metrics),
-            listeners=_Listeners(settings.drain_timeout),
-            metrics_listener=MetricsListener(
-                metrics.registry, host=settings.host, port=settings.metrics_port
-            ),
+            explicit=ExplicitControl(manager=manager, settings=settings),
+            listeners=_Listeners(settings.drain_timeout, budget),
+            metrics_app=MetricsApp(metrics.registry),
+            grpc_max_connections=grpc_max_connections,
         )
 
     async def open_listeners(self) -> dict[str, Any]:
         """Bind and start every listener; the ports they got (and this process's pid) for the ready file."""
         settings, ports = self.settings, {"pid": os.getpid()}
         ports["http_port"] = self.listeners.start_uvicorn(
-            create_rest_app(self.dataplane, settings),
+            create_rest_app(self.dataplane, settings, explicit=self.explicit),
             settings.host,
             settings.http_port,
             # Nothing reads the client's address (the access log has none): no X-Forwarded-For middleware.
@@ -232,11 +297,20 @@ class _Server:
             timeout_graceful_shutdown=int(settings.drain_timeout) or 1,
         )
         # gRPC (grpc.aio) in this loop; started now, it answers ServerReady false until the models are loaded.
-        ports["grpc_port"] = await self.listeners.start_grpc(build_grpc_server(self.dataplane, settings))
-        # Served from a thread of its own (see metrics_listener.py); queue depths and workers are read on this
+        ports["grpc_port"] = await self.listeners.start_grpc(
+            build_grpc_server(
+                self.dataplane,
+                settings,
+                explicit=self.explicit,
+                max_connections=self.grpc_max_connections,
+            )
+        )
+        # Rendered on a thread of its own (see metrics_listener.py); queue depths and workers are read on this
         # loop when scraped.
         self.metrics.watch(asyncio.get_running_loop(), lambda: version_states(self.manager))
-        ports["metrics_port"] = self.metrics_listener.start()
+        ports["metrics_port"] = self.listeners.start_uvicorn(
+            self.metrics_app, settings.metrics_host or settings.host, settings.metrics_port, metrics=True
+        )
         # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
         ports["management_port"] = self.listeners.start_uvicorn(
             create_management_app(self.manager, token=settings.management_token),
@@ -251,12 +325,21 @@ class _Server:
         await self.listeners.serving()
         if self.settings.ready_file is not None:
             _write_ready_file(self.settings.ready_file, ports)
+        settings = self.settings
+        metrics_host = settings.metrics_host or settings.host
         logger.info(
-            "modelport ready in %.2f s: %s (repository %s, model control %s)",
+            "modelport ready in %.2f s: %s; REST and gRPC on %s (%s), metrics on %s (%s), management on %s "
+            "(%s) (repository %s, model control %s)",
             time.monotonic() - started,
             ", ".join(f"{k} {v}" for k, v in ports.items() if k != "pid"),
-            self.settings.repository,
-            self.settings.model_control,
+            settings.host,
+            _stack(settings.host),
+            metrics_host,
+            _stack(metrics_host),
+            settings.management_host,
+            _stack(settings.management_host),
+            settings.repository,
+            settings.model_control,
         )
 
     async def begin_shutdown(self, _type: Any, error: BaseException | None, _traceback: Any) -> None:
@@ -275,6 +358,7 @@ class _Server:
         """After the listeners: the executors and their worker processes, in what is left of the drain."""
         # What the listeners left of the drain timeout: the whole shutdown stays within it.
         await self.manager.close(drain_timeout=max(0.0, self.drain_deadline - time.monotonic()))
+        await asyncio.to_thread(self.explicit.close)  # the uploads: no executor reads them any more
 
 
 async def serve(settings: ServerSettings) -> int:
@@ -289,7 +373,8 @@ async def serve(settings: ServerSettings) -> int:
     server = _Server.compose(settings)
     async with contextlib.AsyncExitStack() as stack:
         # Unwound last to first: readiness false, listeners stop, executors close, /metrics last of all.
-        stack.callback(server.metrics_listener.stop)
+        stack.callback(server.metrics_app.close)
+        stack.push_async_callback(server.listeners.stop_metrics)
         stack.push_async_callback(server.close_models)
         stack.push_async_callback(server.listeners.stop)
         stack.push_async_exit(server.begin_shutdown)

@@ -1,58 +1,78 @@
-"""The metrics port: prometheus_client's own threaded HTTP server on the server's registry.
+"""The metrics port's application: prometheus_client's own exposition, served from the event loop.
 
-Why a thread and not a second ASGI server in the event loop: a scrape (rendering every series, reading worker
-processes with psutil) then never runs on the loop that serves inference, and ``/metrics`` still answers when
-that loop is overloaded or stuck, which is when an operator needs it most. The exposition is the library's:
-Prometheus text by default, OpenMetrics when the ``Accept`` header asks for ``application/openmetrics-text``,
-gzip when accepted, and ``?name[]=`` filters. Every path but ``/favicon.ico`` serves the metrics; Prometheus
-scrapes ``/metrics``.
+The listener is an ASGI app that ``app.py`` serves on uvicorn under the same connection limits as the other
+HTTP listeners (header/URL sizes, read timeouts, the connection cap): a thread per connection, as
+prometheus_client's own server spends, let slow clients exhaust threads and descriptors. The exposition is
+still the library's WSGI app (Prometheus text by default, OpenMetrics when ``Accept`` asks for
+``application/openmetrics-text``, gzip when accepted, ``?name[]=`` filters, 405 for methods but GET and
+OPTIONS), called on one thread of its own: a scrape renders every series and reads worker processes with
+psutil, and the live series are read back from the event loop while it waits (``live_metrics``), so it must
+not run on the loop. One thread also means concurrent scrapes queue instead of taking every core.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from wsgiref.simple_server import WSGIServer
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
-__all__ = ["MetricsListener"]
+__all__ = ["MetricsApp"]
 
-_log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
-class MetricsListener:
-    """Serves ``registry`` on ``host:port`` (port 0: ephemeral, see :attr:`port`) until :meth:`stop`."""
+class MetricsApp:
+    """ASGI app serving ``registry`` at every path (Prometheus scrapes ``/metrics``); :meth:`close` after."""
 
-    def __init__(self, registry: CollectorRegistry, *, host: str, port: int) -> None:
-        self._registry = registry
-        self._host = host
-        self._requested_port = port
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._wsgi = make_wsgi_app(registry)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metrics-scrape")
 
-    @property
-    def port(self) -> int:
-        """The bound port; only valid after :meth:`start`."""
-        if self._server is None:
-            raise RuntimeError("the metrics listener is not started")
-        return int(self._server.server_port)
-
-    def start(self) -> int:
-        """Bind and start serving in a daemon thread; returns the bound port. Raises ``OSError`` if taken."""
-        self._server, self._thread = start_http_server(
-            self._requested_port, addr=self._host, registry=self._registry
-        )
-        _log.info("metrics listening on http://%s:%d/metrics", self._host, self.port)
-        return self.port
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        environ = {
+            "REQUEST_METHOD": scope["method"],
+            "PATH_INFO": scope["path"],
+            "QUERY_STRING": scope["query_string"].decode("latin-1"),
+            "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+            **{
+                "HTTP_" + name.decode("latin-1").upper().replace("-", "_"): value.decode("latin-1")
+                for name, value in scope["headers"]
+            },
+        }
+        loop = asyncio.get_running_loop()
+        status, headers, body = await loop.run_in_executor(self._thread, self._render, environ)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", b"%d" % len(body))]
+                + [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in headers
+                    if name.lower() != "content-length"
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _render(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Run the WSGI app (on the scrape thread): status code, headers, the whole body."""
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], _exc_info: Any = None) -> None:
+            started[:] = [int(status.split(" ", 1)[0]), headers]
+
+        body = b"".join(self._wsgi(environ, start_response))
+        return started[0], started[1], body
+
+    def close(self) -> None:
+        """Let the scrape thread end (a scrape in progress finishes first)."""
+        self._thread.shutdown(wait=False)

@@ -5,11 +5,34 @@
 the data plane is ready, NOT_SERVING while starting or draining) and server reflection, so ``grpcurl`` needs
 no .proto files. Requests are parsed by :func:`grpc_status.lenient_deserializer`, so a message whose bytes do
 not parse gets INVALID_ARGUMENT and the server goes on serving.
+
+Connection limits (the gRPC side of what ``http_limits`` does for HTTP), as grpc.aio channel options:
+
+- ``grpc.max_allowed_incoming_connections``: the connection cap (``grpc_max_connections``, scaled to the
+  open-file limit by ``app.py``); more are refused. gRPC has no "close the oldest idle" policy; idle
+  connections go after ``grpc.max_connection_idle_ms`` (``grpc_idle_timeout``) instead.
+- ``grpc.server_handshake_timeout_ms`` = ``header_timeout``: a connection that has not sent its HTTP/2
+  preface and SETTINGS by then is closed (the slowloris of HTTP/2).
+- ``grpc.max_metadata_size`` / ``grpc.absolute_max_metadata_size`` = ``max_header_bytes``: larger request
+  metadata is refused (RESOURCE_EXHAUSTED) instead of buffered.
+- ``grpc.max_concurrent_streams`` = 256 per connection: bounds what one connection can hold open (each
+  stream buffers up to its flow-control window); a client with more concurrent RPCs queues them itself.
+- ``grpc.keepalive_time_ms`` 60 s / ``grpc.keepalive_timeout_ms`` 20 s: a peer that vanished while an RPC
+  was open is found and its connection closed within ~80 s; ``grpc.http2.max_pings_without_data`` 0 lets
+  those pings go on while a stalled request sends nothing.
+
+Draining (:meth:`GrpcServer.stop`) waits for the RPCs whose request has arrived (their handler runs), not
+for calls whose request message is still on its way: those are cancelled as soon as the handled ones end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -20,11 +43,13 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from .generated import POOL
 from .generated import grpc_service_pb2 as pb
+from .grpc_infer_message import lenient_infer_deserializer
 from .grpc_servicer import InferenceServicer
 from .grpc_status import lenient_deserializer
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
+    from ..repository.explicit import ExplicitControl
     from ..settings import ServerSettings
 
 __all__ = ["SERVICE_NAME", "GrpcServer", "build_grpc_server"]
@@ -48,7 +73,46 @@ class _ReadinessHealth(health_aio.HealthServicer):  # type: ignore[misc]  # grpc
         return response
 
 
-def _service_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+class _InFlight:
+    """How many RPC handlers run now (each had its whole request: a unary handler starts only then)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def track(self, implementation: Callable[..., Any]) -> Callable[..., Any]:
+        """``implementation`` (a coroutine or async-generator function), counted while it runs."""
+        if inspect.isasyncgenfunction(implementation):
+
+            @functools.wraps(implementation)
+            async def streaming(*args: Any) -> AsyncIterator[Any]:
+                with self._running():
+                    async for item in implementation(*args):
+                        yield item
+
+            return streaming
+
+        @functools.wraps(implementation)
+        async def unary(*args: Any) -> Any:
+            with self._running():
+                return await implementation(*args)
+
+        return unary
+
+    @contextlib.contextmanager
+    def _running(self) -> Any:
+        self.count += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self.idle.set()
+
+
+def _service_handler(servicer: InferenceServicer, in_flight: _InFlight) -> grpc.GenericRpcHandler:
     """Method handlers for every RPC of the service, with request parsing that cannot fail."""
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     implementations = servicer.rpcs()
@@ -67,8 +131,12 @@ def _service_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
             else grpc.unary_unary_rpc_method_handler
         )
         handlers[method.name] = make(
-            implementations[method.name],
-            request_deserializer=lenient_deserializer(request_class),
+            in_flight.track(implementations[method.name]),
+            request_deserializer=(
+                lenient_infer_deserializer
+                if request_class is pb.ModelInferRequest
+                else lenient_deserializer(request_class)
+            ),
             response_serializer=response_class.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
@@ -84,6 +152,8 @@ def _register_for_reflection(*files: Any) -> None:
 
 
 def _address(host: str, port: int) -> str:
+    """grpc's address for ``host``: 0.0.0.0 binds IPv4 only; ``::`` / ``[::]`` IPv6, dual stack where the
+    OS maps IPv4 into it."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
@@ -94,6 +164,7 @@ class GrpcServer:
     server: grpc.aio.Server
     port: int
     health: _ReadinessHealth
+    in_flight: _InFlight = field(default_factory=_InFlight)
 
     async def start(self) -> int:
         """Start answering RPCs (health: NOT_SERVING until :meth:`serving`); returns the bound port."""
@@ -112,16 +183,31 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:
-        """Refuse new RPCs, give in-flight ones up to ``grace`` seconds, then cancel them."""
-        await self.server.stop(grace)
+        """Refuse new RPCs, give the handled ones up to ``grace`` seconds, then cancel what is left; calls
+        still receiving their request (and health watches) are cancelled once no handler runs."""
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        handled = asyncio.ensure_future(self.in_flight.idle.wait())
+        await asyncio.wait([stopping, handled], return_when=asyncio.FIRST_COMPLETED)
+        handled.cancel()
+        if not stopping.done():
+            await self.server.stop(None)  # no handler runs: what remains is no inference
+        await stopping
 
 
-def build_grpc_server(dataplane: DataPlane, settings: ServerSettings) -> GrpcServer:
-    """Build and bind the gRPC server on ``settings.host:settings.grpc_port`` (0 = an ephemeral port).
+def build_grpc_server(
+    dataplane: DataPlane,
+    settings: ServerSettings,
+    *,
+    explicit: ExplicitControl | None = None,
+    max_connections: int | None = None,
+) -> GrpcServer:
+    """Build and bind the gRPC server on ``settings.host:settings.grpc_port`` (0 = an ephemeral port);
+    repository load and unload go to ``explicit`` (without it they are UNIMPLEMENTED).
 
     Call it inside the running event loop that will serve it. Message size limits in both directions are
-    ``settings.grpc_max_message_bytes``. Raises ``OSError`` naming the address if it cannot be bound
-    (the CLI prints it).
+    ``settings.grpc_max_message_bytes``; connections are limited as the module says (``max_connections``:
+    the cap, default ``settings.grpc_max_connections``). Raises ``OSError`` naming the address if it cannot
+    be bound (the CLI prints it).
     """
     limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
@@ -130,9 +216,25 @@ def build_grpc_server(dataplane: DataPlane, settings: ServerSettings) -> GrpcSer
             ("grpc.max_receive_message_length", limit),
             # Without this a second server on the same port binds silently and steals half the traffic.
             ("grpc.so_reuseport", 0),
+            ("grpc.max_allowed_incoming_connections", max_connections or settings.grpc_max_connections),
+            ("grpc.server_handshake_timeout_ms", int(settings.header_timeout * 1000)),
+            ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
+            ("grpc.max_metadata_size", settings.max_header_bytes),
+            ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
+            ("grpc.max_concurrent_streams", 256),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0),
         ]
     )
-    server.add_generic_rpc_handlers((_service_handler(InferenceServicer(dataplane, max_tensor_bytes=limit)),))
+    in_flight = _InFlight()
+    servicer = InferenceServicer(
+        dataplane,
+        max_tensor_bytes=limit,
+        explicit=explicit,
+        management_token=settings.management_token,
+    )
+    server.add_generic_rpc_handlers((_service_handler(servicer, in_flight),))
     health = _ReadinessHealth(dataplane)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _register_for_reflection(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
@@ -148,4 +250,4 @@ def build_grpc_server(dataplane: DataPlane, settings: ServerSettings) -> GrpcSer
         raise OSError(f"cannot bind the gRPC listener to {address}: {error}") from None
     if port == 0:  # older grpcio reports a failed bind as port 0
         raise OSError(f"cannot bind the gRPC listener to {address} (address in use?)")
-    return GrpcServer(server=server, port=port, health=health)
+    return GrpcServer(server=server, port=port, health=health, in_flight=in_flight)
