@@ -42,15 +42,21 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         data = {}
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value}: expected a mapping of settings", ctx, param)
-    known = {declared.name for declared in SETTINGS}
+    options = {option.name: option for option in ctx.command.params if option.name != "config"}
     defaults: dict[str, Any] = {}
     for key, item in data.items():
         name = str(key).replace("-", "_")
-        if name not in known:
+        option = options.get(name)
+        if option is None:
             raise click.BadParameter(
-                f"{value}: unknown key '{key}' (known: {', '.join(sorted(known))})", ctx, param
+                f"{value}: unknown key '{key}' (known: {', '.join(sorted(map(str, options)))})", ctx, param
             )
-        defaults[name] = item
+        # A repeatable setting may be given one value instead of a list.
+        given = [item] if option.multiple and not isinstance(item, list) else item
+        try:  # converted here, so that a value of the wrong type names the file and the key
+            defaults[name] = option.type_cast_value(ctx, given)
+        except click.BadParameter as error:
+            raise click.BadParameter(f"{value}: {key}: {error.message}", ctx, param) from None
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     ctx.meta[_CONFIG_FILE] = value
     return value

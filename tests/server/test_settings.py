@@ -132,6 +132,14 @@ def test_a_path_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
     assert "is a directory" in _refused(["--ready-file", str(tmp_path)])
 
 
+def test_a_config_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("http-port: eighty\n")
+    assert f"{config}: http-port: 'eighty' is not a valid integer" in _refused(["--config", str(config)])
+    config.write_text("log_level: loud\n")
+    assert f"{config}: log_level: 'loud' is not one of" in _refused(["--config", str(config)])
+
+
 def test_an_unknown_config_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
     config.write_text("http_port: 8000\nhttp_prot: 9000\n")
