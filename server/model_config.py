@@ -174,9 +174,11 @@ class WorkersConfig(_Strict):
         return data
 
     @pydantic.model_validator(mode="after")
-    def _ordered(self) -> WorkersConfig:
+    def _ordered(self, info: pydantic.ValidationInfo) -> WorkersConfig:
         if self.max < self.min:
-            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+            names = (info.context or {}).get("names", {})  # the caller's names for min and max
+            high, low = names.get("max", "max"), names.get("min", "min")
+            raise ValueError(f"{high} ({self.max}) must be >= {low} ({self.min})")
         return self
 
 
@@ -218,7 +220,12 @@ def _message(error: Any) -> str:
 
 
 def _refusal(source: str, error: pydantic.ValidationError, names: dict[str, str] | None = None) -> str:
-    problems = (f"{_key_path(e['loc'], names)}: {_message(e)}" for e in error.errors(include_url=False))
+    """The message of ``error``: each problem with its key path (the top level's named only without
+    ``names``: with them the keys are the caller's and each message names its own)."""
+    problems = (
+        f"{_key_path(e['loc'], names)}: {_message(e)}" if e["loc"] or names is None else _message(e)
+        for e in error.errors(include_url=False)
+    )
     return f"{source}: {'; '.join(problems)}"
 
 
@@ -238,10 +245,11 @@ def parse_model_config(data: Any, *, source: str) -> ModelConfig:
 def check_worker_bounds(minimum: int, maximum: int, *, source: str, names: tuple[str, str]) -> WorkersConfig:
     """Worker bounds asked for at run time (the management API) checked as ``workers.min``/``workers.max``
     of a config are: the same ranges, with the caller's key ``names`` (min, max) in the message."""
+    renamed = {"min": names[0], "max": names[1]}
     try:
-        return WorkersConfig.model_validate({"min": minimum, "max": maximum})
+        return WorkersConfig.model_validate({"min": minimum, "max": maximum}, context={"names": renamed})
     except pydantic.ValidationError as error:
-        raise ModelConfigError(_refusal(source, error, {"min": names[0], "max": names[1]})) from None
+        raise ModelConfigError(_refusal(source, error, renamed)) from None
 
 
 def load_model_config(path: Path) -> ModelConfig:
