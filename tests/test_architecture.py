@@ -22,6 +22,7 @@ LAYERS: dict[str, list[list[str]]] = {
         [
             "errors",
             "names",
+            "lazy_exports",
             "inference",
             "datatypes",
             "setting_fields",
@@ -96,6 +97,8 @@ def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
                 f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in known else stem for alias in node.names
             ]
         for imported in targets:
+            if "generated" in imported.split("."):
+                continue  # protoc's modules: leaves left out of the graph, not an import of their package
             target = imported
             while target and target not in known:
                 target = target.rpartition(".")[0]

@@ -4,4 +4,21 @@
 ``pooled_executor`` is a version's executor: its batcher, its worker pool and the autoscaler that sizes it.
 """
 
-__all__: list[str] = []
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from .pooled_executor import PooledExecutor
+
+# What the layers above import from this package; each is imported from its module on first use.
+__all__ = [
+    "PooledExecutor",
+]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "PooledExecutor": "pooled_executor",
+    },
+)
