@@ -6,30 +6,23 @@ batch size) before anything runs, calls the version's executor, and records stat
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import re
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .datatypes import by_numpy
-from .errors import InvalidInput, ModelNotFound, ModelportError, Unsupported
+from .errors import InvalidInput, ModelNotFound, ModelportError
 from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
-from .model_config import ModelConfigError, parse_model_config
 from .observability.access_log import new_request_id
 from .observability.metrics import ServerMetrics
 from .observability.recording import RequestRecorder, internal_error, tag_with_request_id
 from .observability.statistics import VersionStatistics
 from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .repository.triton_config import PLATFORM, triton_model_config
-from .repository.triton_model_config_in import from_triton_config, is_triton_config
 from .settings import ServerSettings
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
@@ -45,7 +38,6 @@ EXTENSIONS = [
     "parameters",
     "schedule_policy",
 ]
-_FILE_KEY = re.compile(r"(?:file:)?([1-9][0-9]*/[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +123,12 @@ class DataPlane:
                 "(Inference-Header-Content-Length: 0) fits single-input models only: send a JSON header"
             )
         return config.inputs[0], config.max_batch_size > 0
+
+    def check_servable(self, name: str, version: str = "") -> None:
+        """Refuse an inference for a model or version that is unknown or not ready, before its tensors are
+        decoded (:class:`ModelNotFound`, :class:`ModelNotReady`): decoding a large body for nothing is the
+        cost an unknown name must not buy."""
+        self._manager.get(name, version)
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -275,7 +273,7 @@ class DataPlane:
     @staticmethod
     def _output_names(loaded: LoadedVersion, requested: list[str] | None) -> list[str]:
         outputs = loaded.spec.config.outputs
-        if requested is None:
+        if not requested:  # None or an empty list: every output, as Triton answers a request naming none
             return [t.name for t in outputs]
         known = {t.name for t in outputs}
         for name in requested:
@@ -308,62 +306,6 @@ class DataPlane:
     def repository_index(self, *, ready_only: bool = False) -> list[ModelIndexEntry]:
         rows = self._manager.index()
         return [r for r in rows if r.state == "READY"] if ready_only else rows
-
-    async def load_model(
-        self, name: str, *, config_json: str | None = None, files: dict[str, bytes] | None = None
-    ) -> None:
-        """Explicit mode: (re)load ``name``; ``config_json`` is config.yaml's schema as JSON, or Triton's
-        ModelConfig JSON (as ``tritonclient``'s ``load_model(config=...)`` sends it; translated, unknown keys
-        refused); ``files`` maps ``"[file:]<version>/<name>"`` to contents and needs ``config_json`` (as in
-        Triton)."""
-        self._require_explicit("load")
-        config = None
-        where = f"load request for '{name}': parameters.config"
-        if config_json is not None:
-            try:
-                data = json.loads(config_json)
-            except ValueError as error:
-                raise InvalidInput(f"{where}: not valid JSON ({error})") from None
-            if is_triton_config(data):
-                data = from_triton_config(data, model=name, where=where)
-                where += " (Triton ModelConfig, translated)"
-            try:
-                config = parse_model_config(data, source=where)
-            except ModelConfigError as error:
-                raise InvalidInput(str(error)) from None
-        if not files:
-            await self._manager.load(name, config=config)
-            return
-        if config is None:
-            raise InvalidInput(f"load request for '{name}': file overrides need parameters.config as well")
-        with tempfile.TemporaryDirectory(prefix="modelport-load-") as scratch:
-            # Up to the body limit of bytes: written off the event loop.
-            await asyncio.to_thread(_write_uploaded_files, Path(scratch) / name, files, model=name)
-            await self._manager.load(name, config=config, root=Path(scratch))
-
-    async def unload_model(self, name: str) -> None:
-        self._require_explicit("unload")
-        await self._manager.unload(name)
-
-    def _require_explicit(self, action: str) -> None:
-        if self._settings.model_control != "explicit":
-            raise Unsupported(
-                f"explicit model {action} is not allowed with --model-control "
-                f"{self._settings.model_control}; start the server with --model-control explicit"
-            )
-
-
-def _write_uploaded_files(model_dir: Path, files: dict[str, bytes], *, model: str) -> None:
-    """Write a load request's ``file:<version>/<name>`` parameters below ``model_dir``."""
-    for key, content in files.items():
-        match = _FILE_KEY.fullmatch(key)
-        if match is None or ".." in key.split("/"):
-            raise InvalidInput(
-                f"load request for '{model}': file key '{key}' must look like 'file:<version>/model.onnx'"
-            )
-        path = model_dir / match.group(1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
 
 
 def _datatype_of(array: np.ndarray[Any, Any]) -> str:

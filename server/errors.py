@@ -18,14 +18,17 @@ __all__ = [
     "ModelNotReady",
     "ModelportError",
     "PayloadTooLarge",
+    "PermissionDenied",
     "QueueFull",
     "ServerUnavailable",
+    "Unauthenticated",
     "Unsupported",
 ]
 
 
 class ErrorCode(enum.Enum):
-    """Triton's status codes, plus the two a serving queue needs (deadline, payload size)."""
+    """Triton's status codes, plus the two a serving queue needs (deadline, payload size) and the two of a
+    management operation (no or a wrong token; not allowed from where the client is)."""
 
     INVALID_ARG = "INVALID_ARG"
     NOT_FOUND = "NOT_FOUND"
@@ -34,6 +37,8 @@ class ErrorCode(enum.Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     INTERNAL = "INTERNAL"
 
 
@@ -98,3 +103,15 @@ class Unsupported(ModelportError):
     """The request asks for something this server does not implement."""
 
     code = ErrorCode.UNSUPPORTED
+
+
+class Unauthenticated(ModelportError):
+    """A management operation without the management token it needs, or with a wrong one."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ModelportError):
+    """A management operation from a client that may not make it (not loopback, and no token configured)."""
+
+    code = ErrorCode.PERMISSION_DENIED

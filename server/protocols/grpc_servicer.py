@@ -7,21 +7,27 @@ are mapped by :mod:`grpc_status`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from ..errors import InvalidInput, ModelportError
-from ..observability.recording import internal_error
+from ..errors import InvalidInput, ModelportError, Unsupported
+from ..names import check_model_name, check_version
+from ..observability.recording import client_request_id, internal_error
 from .generated import grpc_service_pb2 as pb
 from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
-from .grpc_status import Undecodable, guarded, unary, unsupported
+from .grpc_infer_message import InferMessage
+from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary, unsupported
+from .large_requests import after_large_request, decode_off_loop
+from .management_access import ManagementAccess, grpc_peer_host
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
+    from ..repository.explicit import ExplicitControl
 
 __all__ = ["STREAM_WINDOW", "InferenceServicer"]
 
@@ -31,14 +37,63 @@ logger = logging.getLogger(__name__)
 # (HTTP/2 flow control holds the client back).
 STREAM_WINDOW = 256
 _FILE_PREFIX = "file:"
+# The RPCs whose request names a model (besides the two infer RPCs, checked per message in _infer), and
+# whether an empty name means "every model" there.
+_NAMED_RPCS = {
+    "ModelReady": False,
+    "ModelMetadata": False,
+    "ModelConfig": False,
+    "ModelStatistics": True,
+    "RepositoryModelLoad": False,
+    "RepositoryModelUnload": False,
+}
+
+
+def check_request_names(request: Any, *, empty_means_all: bool = False) -> None:
+    """The one place gRPC applies :mod:`names`: the model name (``name`` or ``model_name``) and version
+    (``version`` or ``model_version``, empty for the latest) of a request message; :class:`InvalidInput`
+    naming the field."""
+    fields = request.DESCRIPTOR.fields_by_name
+    for field in ("name", "model_name"):
+        if field in fields and (getattr(request, field) or not empty_means_all):
+            check_model_name(getattr(request, field), field=field)
+    for field in ("version", "model_version"):
+        if field in fields:
+            check_version(getattr(request, field), field=field)
+
+
+def _names_checked(rpc: Callable[..., Any], *, empty_means_all: bool) -> Callable[..., Any]:
+    """``rpc`` behind :func:`check_request_names` (an undecodable request is left to ``rpc`` to refuse)."""
+
+    @functools.wraps(rpc)
+    async def checked(request: Any, context: Any) -> Any:
+        if not isinstance(request, Undecodable):
+            try:
+                check_request_names(request, empty_means_all=empty_means_all)
+            except InvalidInput as refused:
+                await context.abort(GRPC_STATUS[refused.code], refused.message)
+        return await rpc(request, context)
+
+    return checked
 
 
 class InferenceServicer:
     """The service's RPCs over one :class:`DataPlane`; :meth:`rpcs` lists them by their proto names."""
 
-    def __init__(self, dataplane: DataPlane, *, max_tensor_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_tensor_bytes: int,
+        explicit: ExplicitControl | None = None,
+        management_token: str | None = None,
+    ) -> None:
+        """Repository load and unload go to ``explicit`` (without it they are UNIMPLEMENTED), for clients
+        that :class:`ManagementAccess` over ``management_token`` lets make them."""
         self._dataplane = dataplane
         self._max_tensor_bytes = max_tensor_bytes
+        self._explicit = explicit
+        self._access = ManagementAccess(management_token)
 
     @unary
     async def server_live(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
@@ -74,32 +129,38 @@ class InferenceServicer:
         )
 
     @guarded
-    async def model_infer(
-        self, request: pb.ModelInferRequest | Undecodable, context: Any
-    ) -> pb.ModelInferResponse:
+    async def model_infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
         return await self._infer(request)
 
-    async def _infer(self, request: pb.ModelInferRequest | Undecodable) -> pb.ModelInferResponse:
+    async def _infer(self, request: InferMessage | Undecodable) -> pb.ModelInferResponse:
         # A request that cannot be decoded is counted and access-logged like any failed request.
         if isinstance(request, Undecodable):  # not even the model's name is known
             raise self._dataplane.reject(
                 request.error(), model_name="", model_version="", request_id="", protocol="grpc"
             )
+        model_name, model_version, request_id = "", "", ""
         try:
-            decoded = decode_infer_request(request, max_bytes=self._max_tensor_bytes)
+            check_model_name(request.model_name, field="model_name")
+            check_version(request.model_version, field="model_version")
+            model_name, model_version = request.model_name, request.model_version
+            request_id = client_request_id(request.id)
+            # An unknown model or version is refused before its tensors are parsed or decoded.
+            self._dataplane.check_servable(model_name, model_version)
+            decode = functools.partial(decode_infer_request, request, max_bytes=self._max_tensor_bytes)
+            decoded = await decode_off_loop(request.size, decode)
         except ModelportError as error:
             raise self._dataplane.reject(
                 error,
-                model_name=request.model_name,
-                model_version=request.model_version,
-                request_id=request.id,
+                model_name=model_name,
+                model_version=model_version,
+                request_id=request_id,
                 protocol="grpc",
             ) from None
+        finally:
+            after_large_request(request.size)
         return encode_infer_response(await self._dataplane.infer(decoded))
 
-    async def _stream_answer(
-        self, request: pb.ModelInferRequest | Undecodable
-    ) -> pb.ModelStreamInferResponse:
+    async def _stream_answer(self, request: InferMessage | Undecodable) -> pb.ModelStreamInferResponse:
         try:
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
         except ModelportError as error:
@@ -109,7 +170,7 @@ class InferenceServicer:
             return pb.ModelStreamInferResponse(error_message=failed.message)
 
     async def model_stream_infer(
-        self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Any
+        self, requests: AsyncIterator[InferMessage | Undecodable], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """One answer per request, in request order; a failed request is reported in ``error_message``.
 
@@ -171,19 +232,35 @@ class InferenceServicer:
             ]
         )
 
+    def _control(self, context: Any, action: str) -> ExplicitControl:
+        """The explicit control, once this client may ``action`` a model (a management operation: see
+        :mod:`management_access`; the token travels as ``authorization`` metadata)."""
+        if self._explicit is None:
+            raise Unsupported(f"repository {action} is not available on this server")
+        self._explicit.require_enabled(action)
+        metadata = dict(context.invocation_metadata() or ())
+        authorization = metadata.get("authorization")
+        self._access.check(
+            f"repository {action}",
+            authorization=authorization if isinstance(authorization, str) else None,
+            client_host=grpc_peer_host(context.peer()),
+        )
+        return self._explicit
+
     @unary
     async def repository_model_load(
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
+        control = self._control(context, "load")
         config_json, files = _load_parameters(request.parameters)
-        await self._dataplane.load_model(request.model_name, config_json=config_json, files=files)
+        await control.load(request.model_name, config_json=config_json, files=files)
         return pb.RepositoryModelLoadResponse()
 
     @unary
     async def repository_model_unload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._dataplane.unload_model(request.model_name)
+        await self._control(context, "unload").unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     system_shared_memory_status = unsupported("system shared memory")
@@ -196,8 +273,9 @@ class InferenceServicer:
     log_settings = unsupported("changing log settings at run time")
 
     def rpcs(self) -> dict[str, Callable[..., Any]]:
-        """The implementation of each RPC, by its name in ``proto/grpc_service.proto``."""
-        return {
+        """The implementation of each RPC, by its name in ``proto/grpc_service.proto``; those of
+        :data:`_NAMED_RPCS` check the request's model name and version first."""
+        implementations: dict[str, Callable[..., Any]] = {
             "ServerLive": self.server_live,
             "ServerReady": self.server_ready,
             "ModelReady": self.model_ready,
@@ -219,6 +297,9 @@ class InferenceServicer:
             "TraceSetting": self.trace_setting,
             "LogSettings": self.log_settings,
         }
+        for name, empty_means_all in _NAMED_RPCS.items():
+            implementations[name] = _names_checked(implementations[name], empty_means_all=empty_means_all)
+        return implementations
 
 
 def _load_parameters(

@@ -14,6 +14,7 @@ import binascii
 import functools
 import logging
 import re
+import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,10 +27,14 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ..dataplane import DataPlane, ModelMetadata
-from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
+from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge, Unsupported
 from ..inference import InferRequest, TensorSpec
+from ..names import check_model_name, check_version
 from ..observability.recording import internal_error
+from ..repository.explicit import ExplicitControl
 from ..settings import ServerSettings
+from .large_requests import after_large_request, decode_off_loop
+from .management_access import ManagementAccess
 from .rest_codec import (
     OutputFormat,
     decode_infer_request,
@@ -37,6 +42,7 @@ from .rest_codec import (
     decompress_body,
     encode_infer_response,
 )
+from .rest_openapi import ROUTE_DOCS, without_validation_errors
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
@@ -51,17 +57,22 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ALREADY_EXISTS: 400,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.RESOURCE_EXHAUSTED: 413,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.INTERNAL: 500,
 }
 _JSON = "application/json"
+# A byte count in a header: ASCII digits only (str.isdigit() takes '²', which int() refuses), at most 19 of
+# them (int64), so int() never meets a 4,300-digit number.
+_BYTE_COUNT = re.compile(r"[0-9]{1,19}")
 _BINARY = "application/octet-stream"
 _EMPTY_OK = Response(status_code=200)
 
 Endpoint = Callable[..., Awaitable[Response]]
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=_JSON)
+def _json(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=_JSON, headers=headers)
 
 
 def _error(message: str, status: int) -> Response:
@@ -111,7 +122,7 @@ def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body (``declared``: the Content-Length header), refused with 413 as soon as it is known to
     exceed ``limit``."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _BYTE_COUNT.fullmatch(declared) and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -160,8 +171,12 @@ def _compress(body: bytes, accept: str) -> tuple[bytes, str | None]:
 class _Endpoints:
     """The route handlers, bound to one data plane."""
 
-    def __init__(self, dataplane: DataPlane, settings: ServerSettings) -> None:
+    def __init__(
+        self, dataplane: DataPlane, settings: ServerSettings, explicit: ExplicitControl | None
+    ) -> None:
         self.dataplane = dataplane
+        self.explicit = explicit
+        self.access = ManagementAccess(settings.management_token)
         self.limit = settings.http_max_body_bytes
         # JSON values take >= 2 bytes each and at most 8 as tensor elements: this refuses only absurd shapes.
         self.max_tensor_bytes = 4 * self.limit
@@ -198,14 +213,19 @@ class _Endpoints:
         self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str = ""
     ) -> tuple[bytes, dict[str, str]]:
         """One inference: the response body and its headers (lower-case names, Content-Length aside)."""
+        body = b""
         try:
-            infer_request, output_format = await self._decode(headers, receive, model_name, model_version)
-        except ModelportError as error:
-            raise self.dataplane.reject(
-                error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
-            ) from None
-        response = await self.dataplane.infer(infer_request)
-        content, json_length = encode_infer_response(response, output_format)
+            try:
+                body = await _read_body(receive, headers.get("content-length"), self.limit)
+                infer_request, output_format = await self._decode(headers, body, model_name, model_version)
+            except ModelportError as error:
+                raise self.dataplane.reject(
+                    error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
+                ) from None
+            response = await self.dataplane.infer(infer_request)
+            content, json_length = encode_infer_response(response, output_format)
+        finally:
+            after_large_request(len(body))
         response_headers = {"content-type": _JSON if json_length is None else _BINARY}
         if json_length is not None:
             response_headers["inference-header-content-length"] = str(json_length)
@@ -238,21 +258,29 @@ class _Endpoints:
         await send({"type": "http.response.body", "body": content})
 
     async def _decode(
-        self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str
+        self, headers: Mapping[str, str], body: bytes, model_name: str, model_version: str
     ) -> tuple[InferRequest, OutputFormat]:
-        body = await _read_body(receive, headers.get("content-length"), self.limit)
+        # An unknown model or version is refused before anything is decompressed or decoded.
+        self.dataplane.check_servable(model_name, model_version)
         encoding = headers.get("content-encoding")
         if encoding:
-            body = decompress_body(body, encoding, limit=self.limit)
+            body = await decode_off_loop(
+                len(body), functools.partial(decompress_body, body, encoding, limit=self.limit)
+            )
         header_length: int | None = None
         declared = headers.get("inference-header-content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
-                raise InvalidInput(f"Inference-Header-Content-Length '{declared}' is not a byte count")
+            if not _BYTE_COUNT.fullmatch(declared.strip()):
+                shown = declared if len(declared) <= 24 else declared[:21] + "..."
+                raise InvalidInput(
+                    f"Inference-Header-Content-Length {shown!r} is not a byte count: give the length of the "
+                    "JSON header in ASCII digits"
+                )
             header_length = int(declared)
         if header_length == 0:  # a raw binary request: the body is the one input's bytes
             spec, batching = self.dataplane.sole_input(model_name, model_version)
-            return decode_raw_binary_request(
+            decode_raw = functools.partial(
+                decode_raw_binary_request,
                 body,
                 spec,
                 batching=batching,
@@ -260,13 +288,16 @@ class _Endpoints:
                 model_version=model_version,
                 max_bytes=self.max_tensor_bytes,
             )
-        return decode_infer_request(
+            return await decode_off_loop(len(body), decode_raw)
+        decode = functools.partial(
+            decode_infer_request,
             body,
             header_length,
             model_name=model_name,
             model_version=model_version,
             max_bytes=self.max_tensor_bytes,
         )
+        return await decode_off_loop(len(body), decode)
 
     async def repository_index(self, request: Request) -> Response:
         body = await _json_body(request, self.limit)
@@ -283,7 +314,21 @@ class _Endpoints:
             ]
         )
 
+    def _control(self, request: Request, action: str) -> ExplicitControl:
+        """The explicit control, once this client may ``action`` a model (a management operation: see
+        :mod:`management_access`); checked before the body is read."""
+        if self.explicit is None:
+            raise Unsupported(f"repository {action} is not available on this server")
+        self.explicit.require_enabled(action)
+        self.access.check(
+            f"repository {action}",
+            authorization=request.headers.get("authorization"),
+            client_host=request.client.host if request.client else None,
+        )
+        return self.explicit
+
     async def load(self, request: Request, model_name: str) -> Response:
+        control = self._control(request, "load")
         body = await _json_body(request, self.limit)
         parameters = body.get("parameters") or {}
         if not isinstance(parameters, dict):
@@ -300,16 +345,37 @@ class _Endpoints:
                     files[key] = base64.b64decode(value, validate=True)
                 except binascii.Error:
                     raise InvalidInput(f"load request: parameters.{key} is not valid base64") from None
-        await self.dataplane.load_model(model_name, config_json=config, files=files or None)
+        await control.load(model_name, config_json=config, files=files or None)
         return _EMPTY_OK
 
     async def unload(self, request: Request, model_name: str) -> Response:
+        control = self._control(request, "unload")
         await _json_body(request, self.limit)
-        await self.dataplane.unload_model(model_name)
+        await control.unload(model_name)
         return _EMPTY_OK
 
 
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+# Every route that names a model, matched on the path as the client sent it (before percent-decoding).
+_NAMED_PATH = re.compile(rb"/v2/(?:repository/)?models/([^/?]*)(?:/versions/([^/?]*))?(?:[/?].*)?", re.DOTALL)
+
+
+def _check_path_names(scope: Scope) -> None:
+    """The one place REST applies :mod:`names`: the model name and version of any ``/v2/models/...`` or
+    ``/v2/repository/models/...`` path, each segment percent-decoded on its own (so ``%2e%2e`` and ``%2f``
+    are caught), before routing. :class:`InvalidInput` naming the part of the path."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    match = _NAMED_PATH.fullmatch(raw)
+    if match is None:
+        return
+    name, version = (
+        None if part is None else urllib.parse.unquote(part.decode("latin-1"), errors="replace")
+        for part in match.groups()
+    )
+    assert name is not None  # the pattern's first group always takes part
+    check_model_name(name, field="path: model name")
+    if version is not None:
+        check_version(version, field="path: model version", latest=False)
 
 
 class _RestApp(FastAPI):
@@ -320,6 +386,12 @@ class _RestApp(FastAPI):
     endpoints: _Endpoints | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                _check_path_names(scope)
+            except InvalidInput as refused:
+                await _error(refused.message, HTTP_STATUS[refused.code])(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST" and self.endpoints is not None:
             match = _INFER_PATH.fullmatch(scope["path"])
             if match is not None:
@@ -327,9 +399,18 @@ class _RestApp(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        """The document FastAPI builds from :data:`ROUTE_DOCS`, less the 422 answers no route sends."""
+        if self.openapi_schema is None:
+            self.openapi_schema = without_validation_errors(super().openapi())
+        return self.openapi_schema
 
-def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
-    """The REST application over ``dataplane``."""
+
+def create_rest_app(
+    dataplane: DataPlane, settings: ServerSettings, *, explicit: ExplicitControl | None = None
+) -> FastAPI:
+    """The REST application over ``dataplane``; repository load and unload go to ``explicit`` (without it
+    they are refused as not available)."""
     app = _RestApp(
         title="modelport",
         summary="Open Inference Protocol (KServe v2) over ONNX Runtime, as Triton speaks it",
@@ -338,9 +419,14 @@ def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return _error(f"{error.detail}: {request.method} {request.url.path}", error.status_code)
+        # error.headers: the 405's Allow header (RFC 9110 requires it).
+        return _json(
+            {"error": f"{error.detail}: {request.method} {request.url.path}"},
+            error.status_code,
+            headers=error.headers,
+        )
 
-    e = _Endpoints(dataplane, settings)
+    e = _Endpoints(dataplane, settings, explicit)
     model = "/v2/models/{model_name}"
     version = "/v2/models/{model_name}/versions/{model_version}"
     routes: list[tuple[str, str, Endpoint, str]] = [
@@ -363,6 +449,14 @@ def create_rest_app(dataplane: DataPlane, settings: ServerSettings) -> FastAPI:
         ("POST", "/v2/repository/models/{model_name}/unload", e.unload, "Unload (explicit mode)"),
     ]
     for method, path, endpoint, summary in routes:
-        app.add_api_route(path, _guarded(endpoint), methods=[method], summary=summary)
+        # response_class: the document describes each body itself (ROUTE_DOCS), an empty 200 included.
+        app.add_api_route(
+            path,
+            _guarded(endpoint),
+            methods=[method],
+            summary=summary,
+            response_class=Response,
+            **ROUTE_DOCS[path],
+        )
     app.endpoints = e
     return app

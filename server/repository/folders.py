@@ -3,15 +3,23 @@
 Scanning reads only directory entries, file stats and ``config.yaml`` (parsed again only when the file
 changed: a poll of an unchanged repository does no YAML work); ONNX files are opened by the model manager.
 Each model gets a fingerprint of what it depends on, so poll mode can tell what changed.
+
+Only directories whose name follows :mod:`names`' rule are models (others are skipped with one warning),
+and nothing is read through a link that leads outside the repository: a model directory, version directory,
+``model.onnx`` or ``config.yaml`` that is a symbolic link resolving outside ``root`` makes the model
+unavailable, with a reason that says which (links that stay inside the repository are followed).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..model_config import ModelConfig, ModelConfigError, load_model_config
+from ..names import is_model_name
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "ModelSource", "Repository", "VersionSource"]
 
@@ -23,6 +31,8 @@ _VERSION_DIR = re.compile(r"[1-9][0-9]*")
 Stamp = tuple[int, int]  # (mtime_ns, size); _MISSING when the file is missing
 _MISSING: Stamp = (0, -1)
 _Identity = tuple[int, int, int, int]  # (inode, mtime_ns, ctime_ns, size): ctime catches a chmod too
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,7 @@ class ModelSource:
     config_error: str | None
     config_stamp: Stamp
     versions: dict[int, VersionSource]
+    refused: str | None = None  # why the model cannot serve whatever its config (a link leading outside)
 
     @property
     def config_file(self) -> Path:
@@ -73,12 +84,25 @@ class Repository:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._configs: dict[Path, tuple[_Identity, ModelConfig | None, str | None]] = {}
+        self._misnamed: set[str] = set()  # directories already warned about
 
     def model_names(self) -> list[str]:
-        """Names of the model directories (hidden ones skipped), sorted."""
+        """Names of the model directories, sorted: hidden ones skipped, and those whose name breaks the model
+        name rule (no client could name them) skipped with one warning each."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        names = []
+        for path in self.root.iterdir():
+            if path.name.startswith(".") or not path.is_dir():
+                continue
+            if is_model_name(path.name):
+                names.append(path.name)
+            elif path.name not in self._misnamed:
+                self._misnamed.add(path.name)
+                logger.warning(
+                    "repository directory %s is not a model: its name breaks the model name rule", ascii(path)
+                )
+        return sorted(names)
 
     def scan(self) -> dict[str, ModelSource]:
         """Every model in the repository, by name. One model that cannot be read is that model's error (its
@@ -101,18 +125,39 @@ class Repository:
             return ModelSource(name, self.root / name, None, reason, _MISSING, {})
 
     def read_model(self, name: str) -> ModelSource:
-        """One model's directory; raises ``FileNotFoundError`` if it does not exist."""
+        """One model's directory; raises ``FileNotFoundError`` if it does not exist or ``name`` breaks the
+        model name rule (so no client-given name ever reaches a path outside ``root``)."""
+        if not is_model_name(name):
+            raise FileNotFoundError(f"'{name}' is not a model name")
         directory = self.root / name
         if not directory.is_dir():
-            raise FileNotFoundError(f"no model directory {directory}")
+            raise FileNotFoundError(f"no model directory '{name}'")
         config_file = directory / CONFIG_FILE
-        config, error, config_stamp = self._read_config(config_file)
+        entries = [e for e in directory.iterdir() if _VERSION_DIR.fullmatch(e.name) and e.is_dir()]
         versions = {
             int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
-            for entry in directory.iterdir()
-            if entry.is_dir() and _VERSION_DIR.fullmatch(entry.name)
+            for entry in entries
         }
+        # Checked before config.yaml is read: a link to a file outside is never opened.
+        escaping = self._escaping([directory, config_file, *entries, *(e / MODEL_FILE for e in entries)])
+        if escaping is not None:
+            refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
+            return ModelSource(name, directory, None, refused, _stamp(config_file), versions, refused=refused)
+        config, error, config_stamp = self._read_config(config_file)
         return ModelSource(name, directory, config, error, config_stamp, versions)
+
+    def _escaping(self, paths: list[Path]) -> str | None:
+        """The first of ``paths`` (each below ``root``, by names of one component) that is a symbolic link
+        resolving outside ``root``, relative to ``root``; None if there is none. Only links are resolved: a
+        scan without links costs one ``lstat`` per path."""
+        root: Path | None = None
+        for path in paths:
+            if not os.path.islink(path):
+                continue
+            root = root or self.root.resolve()
+            if not path.resolve().is_relative_to(root):
+                return path.relative_to(self.root).as_posix()
+        return None
 
     def _read_config(self, path: Path) -> tuple[ModelConfig | None, str | None, Stamp]:
         """The parsed ``config.yaml`` (or why it was refused), from the cache while the file is unchanged, and

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..config_files import UnreadableFile, require_regular_file
 from ..errors import ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
 from ..inference import Signature
 from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
+from ..names import check_version
 from ..observability.metrics import ServerMetrics
 from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
@@ -124,7 +126,9 @@ class ModelManager:
         repository = Repository(root) if root is not None else self._repository
         source = await asyncio.to_thread(self._read_from, repository, name)
         if source is None:
-            raise ModelNotFound(f"failed to load '{name}': no model directory {self._repository.root / name}")
+            raise ModelNotFound(f"failed to load '{name}': no model directory '{name}' in the repository")
+        if source.refused is not None:  # no config given with the request makes it servable
+            raise ModelLoadFailed(f"failed to load '{name}': {source.refused}")
         if config is not None:
             source = dataclasses.replace(source, config=config, config_error=None, config_stamp=(0, 0))
         await self._apply(name, source, force=True)
@@ -174,8 +178,7 @@ class ModelManager:
                 raise ModelNotReady(f"model '{name}' has no ready version: {self._reasons(model)}")
             healthy = [v for v, loaded in model.versions.items() if loaded.failure is None]
             return model.versions[max(healthy or model.versions)]
-        if not version.isdigit():
-            raise ModelNotFound(f"model '{name}': version '{version}' is not a version number")
+        check_version(version, field=f"model '{name}': version")  # what int() below can take
         loaded = model.versions.get(int(version))
         if loaded is not None:
             return loaded
@@ -359,6 +362,10 @@ def _read_version(
 ) -> tuple[Signature, ResolvedConfig]:
     """The graph's signature at ``where`` and the config resolved against it (label files read). Blocking."""
     assert source.config is not None
+    try:  # ONNX Runtime would wait forever on a FIFO, in a thread that cannot be stopped
+        require_regular_file(where)
+    except UnreadableFile as error:
+        raise ModelLoadError(f"{where}: {error}") from None
     signature = read_signature(
         where, model=source.name, config=source.config.session, providers=source.config.execution_providers
     )

@@ -123,7 +123,7 @@ def test_load_with_config_and_files_then_typed_contents_for_every_datatype(
                 "config": pb.ModelRepositoryParameter(string_param="{}"),
                 "file:1/../../escape.onnx": pb.ModelRepositoryParameter(bytes_param=b"x"),
             },
-            "file key 'file:1/../../escape.onnx' must look like 'file:<version>/model.onnx'",
+            "file key 'file:1/../../escape.onnx' must look like 'file:<version>/<file name>'",
         ),
     ],
     ids=[
