@@ -28,6 +28,7 @@ __all__ = [
     "check_relative_path",
     "load_yaml",
     "read_text",
+    "require_regular_file",
     "resolve_inside",
 ]
 
@@ -80,6 +81,19 @@ def read_text(path: Path, *, limit: int) -> str:
         raise UnreadableFile(
             f"is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x}); save it as UTF-8"
         ) from None
+
+
+def require_regular_file(path: Path) -> None:
+    """:class:`UnreadableFile` unless ``path`` (links followed) is a regular file or does not exist (its
+    reader reports that): for files another library opens (``model.onnx``), which a FIFO would block."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UnreadableFile(f"cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableFile(f"is not a regular file (it is {_kind(info.st_mode)}); give a plain file")
 
 
 def _kind(mode: int) -> str:

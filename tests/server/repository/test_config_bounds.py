@@ -90,6 +90,9 @@ def _bad_repository(root: Path) -> dict[str, str]:
         "/dev/zero",
         bad("zero_labels", LABELLED, "'labels.txt' leads outside the model's folder") / "labels.txt",
     )
+    fifo_model = bad("fifo_model", None, "model.onnx: is not a regular file (it is a FIFO)") / "1/model.onnx"
+    fifo_model.unlink()
+    os.mkfifo(fifo_model)
     absolute = {"outputs": [{"name": "OUTPUT0", "labels": "/dev/zero"}]}
     bad("absolute_labels", absolute, "outputs[0].labels: '/dev/zero': an absolute path")
     climbing = {"outputs": [{"name": "OUTPUT0", "labels": "../good/labels.txt"}]}
