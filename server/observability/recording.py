@@ -21,14 +21,32 @@ import logging
 import time
 from contextlib import AbstractContextManager
 
-from ..errors import ModelportError
+from ..errors import InvalidInput, ModelportError
 from ..executor import ExecutionResult
 from ..inference import Protocol
 from .access_log import log_access, new_request_id
 from .metrics import ServerMetrics, outcome_of
 from .statistics import VersionStatistics
 
-__all__ = ["RequestRecorder", "internal_error", "tag_with_request_id"]
+__all__ = ["MAX_REQUEST_ID", "RequestRecorder", "client_request_id", "internal_error", "tag_with_request_id"]
+
+# A client's request id is echoed in every answer and error and written to the access log: bounded, and
+# printable ASCII only (no newlines or escape sequences for the log, no header-breaking bytes).
+MAX_REQUEST_ID = 128
+
+
+def client_request_id(value: object) -> str:
+    """The request id a client sent (JSON ``id``, gRPC ``id``), checked: a string of at most
+    :data:`MAX_REQUEST_ID` printable ASCII characters, else :class:`InvalidInput`. The refusal does not echo
+    the id (the error gets a generated one)."""
+    if not isinstance(value, str):
+        raise InvalidInput("request 'id' must be a string")
+    if len(value) > MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
+        raise InvalidInput(
+            f"request 'id' ({len(value)} characters) must be at most {MAX_REQUEST_ID} printable ASCII "
+            "characters; send a shorter id, or none and the server makes one"
+        )
+    return value
 
 
 def tag_with_request_id(error: ModelportError, request_id: str) -> ModelportError:

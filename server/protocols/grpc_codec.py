@@ -8,17 +8,25 @@ with ``raw_output_contents``: ``tritonclient.grpc`` decodes only those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from ..datatypes import by_name, by_numpy
 from ..errors import InvalidInput, Unsupported
 from ..inference import InferRequest, InferResponse, Parameter, Tensors
 from .generated import grpc_service_pb2 as pb
-from .wire_tensors import check_shape, tensor_from_buffer, tensor_from_values, tensor_to_bytes
+from .grpc_infer_message import InferMessage
+from .wire_tensors import (
+    MAX_TENSOR_NAME,
+    check_shape,
+    tensor_from_buffer,
+    tensor_from_values,
+    tensor_to_bytes,
+)
 
 __all__ = [
     "CONTENTS_FIELDS",
@@ -48,12 +56,36 @@ _INT64_MAX = 2**63 - 1
 _SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: data lives in a registered region
 
 
-def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> InferRequest:
+def decode_infer_request(message: pb.ModelInferRequest | InferMessage, *, max_bytes: int) -> InferRequest:
     """Build the internal request; :class:`InvalidInput` naming the tensor for anything malformed.
 
-    ``max_bytes`` bounds each tensor's declared size (checked before any allocation).
+    ``message`` is a parsed message or one split by :func:`grpc_infer_message.split_infer_request` (parsed
+    here: call this off the event loop for a large one). ``max_bytes`` bounds each tensor's declared size
+    (checked before any allocation). The request id is taken as sent: check it with
+    :func:`recording.client_request_id` first.
     """
-    raw = message.raw_input_contents
+    raw: Sequence[bytes | memoryview]
+    if isinstance(message, InferMessage):
+        received = message
+        try:
+            message = received.parse()
+        except DecodeError as error:
+            raise InvalidInput(
+                f"the request is not a valid inference.ModelInferRequest protobuf message ({error})"
+            ) from None
+        raw, model_name, model_version, request_id = (
+            received.raw,
+            received.model_name,
+            received.model_version,
+            received.id,
+        )
+    else:
+        raw, model_name, model_version, request_id = (
+            message.raw_input_contents,
+            message.model_name,
+            message.model_version,
+            message.id,
+        )
     if raw and len(raw) != len(message.inputs):
         raise InvalidInput(
             f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send exactly one "
@@ -61,18 +93,27 @@ def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> In
         )
     inputs: Tensors = {}
     for index, tensor in enumerate(message.inputs):
+        if len(tensor.name) > MAX_TENSOR_NAME:
+            raise InvalidInput(
+                f"inputs[{index}]: a tensor name of {len(tensor.name)} characters; at most {MAX_TENSOR_NAME}"
+            )
         if tensor.name in inputs:
             raise InvalidInput(f"input '{tensor.name}' is given twice")
         inputs[tensor.name] = _decode_input(tensor, raw[index] if raw else None, max_bytes)
+    for index, output in enumerate(message.outputs):
+        if len(output.name) > MAX_TENSOR_NAME:
+            raise InvalidInput(
+                f"outputs[{index}]: a tensor name of {len(output.name)} characters; at most {MAX_TENSOR_NAME}"
+            )
     requested = [output.name for output in message.outputs]
     for output in message.outputs:
         if _SHARED_MEMORY in output.parameters:
             raise Unsupported(f"output '{output.name}': shared memory is not supported by modelport")
     return InferRequest(
-        model_name=message.model_name,
-        model_version=message.model_version,
+        model_name=model_name,
+        model_version=model_version,
         inputs=inputs,
-        id=message.id,
+        id=request_id,
         requested_outputs=requested or None,
         parameters=decode_parameters(message.parameters, where="request"),
         output_parameters={
@@ -85,7 +126,7 @@ def decode_infer_request(message: pb.ModelInferRequest, *, max_bytes: int) -> In
 
 
 def _decode_input(
-    tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, max_bytes: int
+    tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | memoryview | None, max_bytes: int
 ) -> npt.NDArray[Any]:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if _SHARED_MEMORY in tensor.parameters:

@@ -6,6 +6,11 @@ follow. The reply is JSON, or JSON + blobs for the outputs asked for as binary (
 ``binary_data_output`` for all). A *raw binary request* (``Inference-Header-Content-Length: 0``) is one
 tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. Hand-written
 checks instead of a schema library: this is the hot path.
+
+Cost (``benchmarks/decode_memory.py`` measures it): a binary fixed-size tensor is a view of the body; a
+binary BYTES tensor at most ~12x its bytes; JSON ``data`` is parsed by orjson into Python values first (up to
+~16 bytes of objects per byte of JSON, freed once the arrays are built). The adapter refuses an unknown model
+before calling these, and runs them in a thread for a large body (:mod:`large_requests`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import orjson
 from ..datatypes import by_name, by_numpy
 from ..errors import InvalidInput, PayloadTooLarge
 from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
-from .wire_tensors import tensor_from_buffer, tensor_from_values, tensor_to_bytes
+from ..observability.recording import client_request_id
+from .wire_tensors import MAX_TENSOR_NAME, tensor_from_buffer, tensor_from_values, tensor_to_bytes
 
 __all__ = [
     "OutputFormat",
@@ -125,6 +131,10 @@ def decode_infer_request(
             raise InvalidInput(
                 f"inputs[{index}]: every input needs 'name' (string), 'datatype' (string) and 'shape' (list)"
             )
+        if len(name) > MAX_TENSOR_NAME:
+            raise InvalidInput(
+                f"inputs[{index}]: a tensor name of {len(name)} characters; at most {MAX_TENSOR_NAME}"
+            )
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given twice")
         params = _parameters(tensor.get("parameters"), f"input '{name}' parameters")
@@ -155,9 +165,7 @@ def decode_infer_request(
     parameters = _parameters(header.get("parameters"), "request parameters")
     output_format = OutputFormat(binary_default=parameters.pop("binary_data_output", False) is True)
     requested, output_parameters = _requested_outputs(header.get("outputs"), output_format)
-    request_id = header.get("id", "")
-    if not isinstance(request_id, str):
-        raise InvalidInput("request 'id' must be a string")
+    request_id = client_request_id(header.get("id", ""))
     request = InferRequest(
         model_name=model_name,
         model_version=model_version,
@@ -228,8 +236,10 @@ def _requested_outputs(
     for index, raw in enumerate(value):
         output = _object(raw, f"outputs[{index}]")
         name = output.get("name")
-        if not isinstance(name, str):
-            raise InvalidInput(f"outputs[{index}]: 'name' must be a string")
+        if not isinstance(name, str) or len(name) > MAX_TENSOR_NAME:
+            raise InvalidInput(
+                f"outputs[{index}]: 'name' must be a string of at most {MAX_TENSOR_NAME} characters"
+            )
         params = _parameters(output.get("parameters"), f"output '{name}' parameters")
         if "binary_data" in params:
             output_format.binary[name] = params.pop("binary_data") is True

@@ -1,9 +1,17 @@
 """Tensors on the wire <-> numpy arrays, shared by the REST and gRPC adapters.
 
-Every function checks the declared shape against ``max_bytes`` *before* it allocates anything, so a request
-that declares ``[2**40, 8]`` is refused in microseconds. Binary data is little-endian and row-major with no
-padding; a BYTES element is a 4-byte little-endian length followed by its bytes (Triton's binary tensor
-extension and gRPC ``raw_input_contents``).
+Every function checks the declared shape *before* it allocates anything: rank at most :data:`MAX_RANK`
+(Triton's cap), every dimension an integer in ``[0, 2**63)``, the element count within int64 (multiplied
+with an early stop, so ``[2**62, 2**62, ...]`` costs nothing), the declared size within ``max_bytes``;
+then the declared size against the bytes actually present. A request that declares ``[2**40, 8]`` is
+refused in microseconds. Binary data is little-endian and row-major with no padding; a BYTES element is a
+4-byte little-endian length followed by its bytes (Triton's binary tensor extension and gRPC
+``raw_input_contents``).
+
+Cost: a fixed-size binary tensor is a view of the body (no copy); a binary BYTES tensor costs its elements
+(see :func:`datatypes.decode_bytes_tensor`: at most ~12x its wire size, measured by
+``benchmarks/decode_memory.py``). Only :class:`InvalidInput` / :class:`PayloadTooLarge` leave these
+functions, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -17,33 +25,67 @@ import numpy.typing as npt
 from ..datatypes import Datatype, by_name, decode_bytes_tensor, encode_bytes_tensor
 from ..errors import InvalidInput
 
-__all__ = ["check_shape", "tensor_from_buffer", "tensor_from_values", "tensor_to_bytes"]
+__all__ = [
+    "MAX_RANK",
+    "MAX_TENSOR_NAME",
+    "check_shape",
+    "tensor_from_buffer",
+    "tensor_from_values",
+    "tensor_to_bytes",
+]
 
 # A BYTES element takes at least its 4-byte length prefix on the wire.
 _MIN_BYTES_ELEMENT = 4
+MAX_RANK = 64  # Triton's limit; numpy's own is 64 too, so a larger rank could not become an array anyway
+_INT64_MAX = 2**63 - 1
+MAX_TENSOR_NAME = 256  # client-chosen names are echoed in errors: longer ones are refused by the codecs
 
 
-def check_shape(name: str, datatype: Datatype, shape: Sequence[int], *, max_bytes: int) -> int:
-    """Return the element count of ``shape``; refuse bad dims and a declared size above ``max_bytes``.
+def check_shape(name: str, datatype: Datatype, shape: Sequence[Any], *, max_bytes: int) -> int:
+    """Return the element count of ``shape``; refuse bad shapes and a declared size above ``max_bytes``.
 
-    Raises :class:`InvalidInput` naming the tensor for a dimension that is not a non-negative integer, and for
-    a shape whose data would exceed ``max_bytes`` (a declared shape that no request body can honour).
+    Raises :class:`InvalidInput` naming the tensor for a rank above :data:`MAX_RANK`, a dimension that is not
+    an integer in ``[0, 2**63)``, an element count beyond int64, and a shape whose data would exceed
+    ``max_bytes`` (a declared shape that no request body can honour).
     """
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(
+            f"tensor '{name}': shape has {len(shape)} dimensions; at most {MAX_RANK} are allowed"
+        )
+    itemsize = datatype.itemsize or _MIN_BYTES_ELEMENT
     count = 1
     for dim in shape:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim <= _INT64_MAX:
             raise InvalidInput(
-                f"tensor '{name}': shape {list(shape)} has the dimension {dim!r}; "
-                "every dimension must be a non-negative integer"
+                f"tensor '{name}': shape {_shape_text(shape)} has the dimension {_dim_text(dim)}; "
+                "every dimension must be a non-negative integer below 2**63"
             )
-        count *= dim
-    itemsize = datatype.itemsize or _MIN_BYTES_ELEMENT
+        if count:
+            count *= dim
+            if count > _INT64_MAX:
+                raise InvalidInput(
+                    f"tensor '{name}': shape {_shape_text(shape)} has more than 2**63-1 elements"
+                )
     if count * itemsize > max_bytes:
         raise InvalidInput(
-            f"tensor '{name}': shape {list(shape)} of {datatype.name} declares at least {count * itemsize} "
-            f"bytes, more than the limit of {max_bytes} bytes"
+            f"tensor '{name}': shape {_shape_text(shape)} of {datatype.name} declares at least "
+            f"{count * itemsize} bytes, more than the limit of {max_bytes} bytes"
         )
     return count
+
+
+def _dim_text(dim: Any) -> str:
+    """A client's dimension for an error message, cut short: it may be a huge number or a long string."""
+    if isinstance(dim, int) and not isinstance(dim, bool) and abs(dim) > _INT64_MAX:
+        return "a number beyond 2**63-1"  # repr() of a 5,000-digit int raises ValueError
+    text = repr(dim)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    """A client's shape for an error message: at most 8 dimensions shown."""
+    shown = ", ".join(_dim_text(dim) for dim in shape[:8])
+    return f"[{shown}{', ...' if len(shape) > 8 else ''}]"
 
 
 def tensor_from_buffer(
@@ -60,7 +102,8 @@ def tensor_from_buffer(
     expected = count * dt.itemsize
     if len(buffer) != expected:
         raise InvalidInput(
-            f"tensor '{name}': {datatype} shape {list(shape)} needs {expected} bytes, got {len(buffer)}"
+            f"tensor '{name}': {datatype} shape {_shape_text(shape)} needs {expected} bytes, "
+            f"got {len(buffer)}"
         )
     array = np.frombuffer(buffer, dtype=dt.numpy.newbyteorder("<"))
     if array.dtype != dt.numpy:  # only on a big-endian host
@@ -78,6 +121,11 @@ def tensor_from_values(
     """
     dt = by_name(datatype, tensor=name)
     count = check_shape(name, dt, shape, max_bytes=max_bytes)
+    if len(values) > count and not isinstance(values[0], list | tuple):
+        # A flat list can only fill `count` elements: refused before a single value is converted.
+        raise InvalidInput(
+            f"tensor '{name}': shape {_shape_text(shape)} needs {count} values, got {len(values)}"
+        )
     try:
         array = _bytes_array(values) if dt.itemsize == 0 else np.asarray(values, dtype=dt.numpy)
     except (ValueError, TypeError, OverflowError) as error:
@@ -85,7 +133,9 @@ def tensor_from_values(
             f"tensor '{name}': data is not a rectangular array of {datatype} values ({error})"
         ) from None
     if array.size != count:
-        raise InvalidInput(f"tensor '{name}': shape {list(shape)} needs {count} values, got {array.size}")
+        raise InvalidInput(
+            f"tensor '{name}': shape {_shape_text(shape)} needs {count} values, got {array.size}"
+        )
     return array.reshape(tuple(shape))
 
 

@@ -52,6 +52,9 @@ class StandInDataPlane:
         assert self.error is not None
         raise self.error
 
+    def check_servable(self, name: str, version: str = "") -> None:
+        """Every model is servable here: the error comes from inference."""
+
     async def infer(self, request: Any) -> Any:
         assert self.error is not None
         raise self.error
