@@ -77,6 +77,7 @@ class PooledExecutor:
             inter_op_threads=config.session.inter_op_threads or 1,
             graph_optimization_level=config.session.graph_optimization_level,
             providers=tuple(config.execution_providers),
+            custom_op_libraries=config.session.custom_op_libraries,
         )
         batching = BatcherSettings(
             model=spec.name,

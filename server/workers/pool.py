@@ -3,7 +3,11 @@
 Contracts:
 
 - :meth:`WorkerPool.run` runs one batch on an idle worker. If that worker dies mid-batch the batch is retried
-  once on another (or the restarted) worker; inference is idempotent. A second death fails the batch.
+  once on another (or the restarted) worker; inference is idempotent. A second death fails the batch with
+  :class:`BatchCrashedWorker`, which the batcher answers by running the batch's requests one by one
+  (``attempts=1``) so that only the request that crashes the model fails (:class:`RequestCrashedWorker`).
+- A worker that dies while running a batch died of that batch's requests: it is restarted but not counted
+  toward the crash limit, so requests that crash the model cost themselves, never the version.
 - Dead workers are restarted and a crash loop fails the version as :mod:`.supervision` decides: then
   :attr:`WorkerPool.failure` names the cause (signal or exit code, the worker's last stderr lines), waiting
   and new batches get :class:`~.errors.ModelNotReady`, and nothing restarts until :meth:`WorkerPool.scale`
@@ -23,20 +27,46 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..errors import InvalidInput, ModelNotReady, ModelportError
+from ..errors import ErrorCode, InvalidInput, ModelNotReady, ModelportError
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
+from .channel import WorkerSpec
 from .pool_settings import PoolSettings, WorkerStatus, thread_budget
 from .shm import Parts
 from .supervision import CrashTracker, watch_for_hung_workers
-from .worker import WorkerSpec
 from .worker_process import BatchTimings, WorkerDied, WorkerFailed, WorkerProcess
 
-__all__ = ["PoolSettings", "WorkerPool", "WorkerStatus", "thread_budget"]
+__all__ = [
+    "BatchCrashedWorker",
+    "PoolSettings",
+    "RequestCrashedWorker",
+    "WorkerPool",
+    "WorkerStatus",
+    "thread_budget",
+]
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+
+
+class BatchCrashedWorker(ModelportError):
+    """Every attempt at a batch ended with its worker dead; ``exit`` says how the last one ended."""
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, exit: str, attempts: int) -> None:
+        super().__init__(message)
+        self.exit = exit
+        self.attempts = attempts
+
+
+class RequestCrashedWorker(InvalidInput):
+    """A request that crashed the model's worker each time it ran, the last time alone: it is the culprit.
+
+    A client error (400 / INVALID_ARGUMENT): the same request would crash the model again, and retrying it
+    only costs more workers. The message says so, without the worker's output.
+    """
 
 
 @dataclass(slots=True)
@@ -114,6 +144,7 @@ class WorkerPool:
             inter_op_threads=self.settings.inter_op_threads,
             graph_optimization_level=self.settings.graph_optimization_level,
             providers=list(self.settings.providers),
+            custom_op_libraries=list(self.settings.custom_op_libraries),
         )
         # Registered at once (no await before): a starting worker counts in ``size``.
         process = WorkerProcess(spec, self._on_exit, response_timeout_s=self.settings.response_timeout_s)
@@ -132,20 +163,30 @@ class WorkerPool:
         self._release(slot)
 
     async def run(
-        self, parts: Mapping[str, Parts], output_names: Sequence[str], consume: Callable[[Tensors], R]
+        self,
+        parts: Mapping[str, Parts],
+        output_names: Sequence[str],
+        consume: Callable[[Tensors], R],
+        *,
+        attempts: int = 2,
     ) -> tuple[R, BatchTimings, int]:
-        """Run a batch; returns ``consume``'s result, the timings and the ns spent waiting for a worker."""
+        """Run a batch; returns ``consume``'s result, the timings and the ns spent waiting for a worker.
+
+        A worker dying on it makes another attempt, up to ``attempts``; then :class:`BatchCrashedWorker`."""
         waited = 0
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             started = time.monotonic_ns()
             slot = await self._acquire()
             waited += time.monotonic_ns() - started
             try:
                 result, timings = await slot.process.run(parts, output_names, consume)
             except WorkerDied as died:
-                if attempt == 2:
-                    raise ModelportError(
-                        f"model '{self.settings.model}': the batch's worker died twice ({died.cause})"
+                if attempt == attempts:
+                    times = "twice" if attempts == 2 else f"{attempts} time(s)"
+                    raise BatchCrashedWorker(
+                        f"model '{self.settings.model}': the batch's worker died {times} ({died.exit})",
+                        exit=died.exit,
+                        attempts=attempts,
                     ) from None
                 log.warning("model %s: %s; retrying its batch once", self.settings.model, died.cause)
                 continue
@@ -213,7 +254,8 @@ class WorkerPool:
         del self._state.slots[slot.id]
         if self._closing or process.retiring:
             return
-        delay = self._crashes.crashed(cause)
+        # Busy: it died running a batch, which is retried and, if need be, isolated request by request.
+        delay = self._crashes.request_crashed(cause) if process.busy else self._crashes.crashed(cause)
         if delay is None:
             self._fail_waiters(ModelNotReady(self._crashes.failure or cause))
             return

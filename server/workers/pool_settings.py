@@ -31,6 +31,7 @@ class PoolSettings:
     inter_op_threads: int = 1
     graph_optimization_level: str = "all"
     providers: tuple[str, ...] = ("cpu",)  # config.yaml's execution_providers
+    custom_op_libraries: tuple[str, ...] = ()  # config.yaml's session.custom_op_libraries
     start_timeout_s: float = 60.0
     restart_backoff_s: float = 0.05
     max_backoff_s: float = 5.0

@@ -2,7 +2,8 @@
 
 Execution providers are tried in the configured order; an unavailable one falls back to the next with a
 single warning, and the provider that is actually active is reported. ONNX Runtime's exceptions are
-translated here into :class:`ModelLoadError` with the file named.
+translated into :class:`ModelLoadError` with the file named (what they mean: :mod:`.ort_errors`). Custom
+operator libraries (``session.custom_op_libraries``) are registered before the model is read.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config_files import UnreadableFile, resolve_inside
 from ..datatypes import by_onnx
 from ..inference import Signature, TensorSpec
 from ..model_config import SessionConfig
+from .ort_errors import load_failure
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -25,7 +28,6 @@ __all__ = [
     "OpenSession",
     "open_session",
     "read_signature",
-    "translate_ort_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,20 +60,21 @@ class OpenSession:
     provider: str  # short name: "cpu", "cuda", ...
 
 
-def translate_ort_error(error: Exception, what: str) -> str:
-    """A one-line explanation of an ONNX Runtime exception, prefixed by ``what`` (e.g. the file)."""
-    kind = type(error).__name__
-    text = str(error).replace("[ONNXRuntimeError] : ", "").strip()
-    if kind == "InvalidProtobuf":
-        return f"{what}: not a valid ONNX model (protobuf parsing failed); re-export or re-copy the file"
-    if kind == "NoSuchFile":
-        return f"{what}: file not found"
-    if kind in ("InvalidGraph", "Fail", "NotImplemented", "InvalidArgument", "RuntimeException"):
-        return f"{what}: ONNX Runtime cannot load it: {text}"
-    return f"{what}: {kind}: {text}"
+def _custom_op_libraries(config: SessionConfig, folder: Path) -> list[Path]:
+    """``session.custom_op_libraries`` resolved inside the model's ``folder`` (links too)."""
+    paths = []
+    for index, name in enumerate(config.custom_op_libraries):
+        where = f"session.custom_op_libraries[{index}]"
+        try:
+            paths.append(resolve_inside(folder, name))
+        except FileNotFoundError:
+            raise ModelLoadError(f"{where}: '{name}' does not exist in the model's folder {folder}") from None
+        except (UnreadableFile, OSError) as error:
+            raise ModelLoadError(f"{where}: '{name}' {error}") from None
+    return paths
 
 
-def _session_options(config: SessionConfig) -> onnxruntime.SessionOptions:
+def _session_options(config: SessionConfig, folder: Path) -> onnxruntime.SessionOptions:
     import onnxruntime as ort
 
     levels = {
@@ -85,6 +88,12 @@ def _session_options(config: SessionConfig) -> onnxruntime.SessionOptions:
     options.intra_op_num_threads = config.intra_op_threads
     options.inter_op_num_threads = config.inter_op_threads
     options.log_severity_level = 3  # errors only: our own log line explains provider fallbacks
+    for index, library in enumerate(_custom_op_libraries(config, folder)):
+        try:
+            options.register_custom_ops_library(str(library))
+        except Exception as error:  # not a shared library, or no RegisterCustomOps in it
+            where = f"session.custom_op_libraries[{index}]"
+            raise ModelLoadError(load_failure(error, f"{where}: {library}")) from None
     return options
 
 
@@ -120,14 +129,19 @@ def _specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
 
 
 def open_session(path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...]) -> OpenSession:
-    """Load ``path`` with the given options and provider preference; blocking (call it in a thread)."""
+    """Load ``path`` with the given options and provider preference; blocking (call it in a thread).
+
+    ``config.custom_op_libraries`` name files of the model's folder (``MODEL`` in
+    ``MODEL/VERSION/model.onnx``), resolved inside it, links too; one that is missing, leaves the folder or
+    is no operator library is a :class:`ModelLoadError` naming the key."""
     import onnxruntime as ort
 
     preference = _choose_providers(providers, model)
+    options = _session_options(config, path.parent.parent)  # the layout: MODEL/VERSION/model.onnx
     try:
-        session = ort.InferenceSession(str(path), _session_options(config), providers=preference)
+        session = ort.InferenceSession(str(path), options, providers=preference)
     except Exception as error:
-        raise ModelLoadError(translate_ort_error(error, str(path))) from error
+        raise ModelLoadError(load_failure(error, str(path))) from error
     active = session.get_providers()[0]
     if active != preference[0]:
         logger.warning(

@@ -28,6 +28,7 @@ from ..inference import Tensors
 
 __all__ = [
     "ALIGN",
+    "OutgoingRegion",
     "Region",
     "TensorLayout",
     "adopt_region",
@@ -81,17 +82,56 @@ class Region:
         os.close(self.fd)
 
 
-def adopt_region(current: Region | None, message: Mapping[str, Any], fds: list[int]) -> Region | None:
-    """The region a control message brought (``"region": size`` with its descriptor first in ``fds``; then
-    ``current`` is closed), else ``current``. Every other descriptor received with it is closed."""
+def adopt_region(current: Region | None, size: int | None, fds: list[int]) -> Region | None:
+    """The region a message brought (``size`` set, its descriptor first in ``fds``; then ``current`` is
+    closed), else ``current``. Every other descriptor received with it is closed."""
     region = current
-    if "region" in message:
+    if size is not None:
+        if not fds:
+            raise ValueError("protocol error: a new region arrived without its descriptor")
         if current is not None:
             current.close()
-        region = Region(fds.pop(0), int(message["region"]))
+        region = Region(fds.pop(0), int(size))
     for fd in fds:
         os.close(fd)
     return region
+
+
+class OutgoingRegion:
+    """The region one side writes tensors into for the other (the server's inputs, a worker's outputs).
+
+    :meth:`fit` grows it by replacement (to :func:`region_size_for` the need); a new region is
+    :attr:`pending` until :meth:`sent` says a message carried its descriptor, so a batch that fails before
+    its message went leaves the other side's view right: the next message carries the region again.
+    """
+
+    def __init__(self) -> None:
+        self._region: Region | None = None
+        self._unsent = False
+
+    def fit(self, nbytes: int) -> Region:
+        """A region of at least ``nbytes``: the current one, or a new one (the old one closed)."""
+        if self._region is None or self._region.size < nbytes:
+            if self._region is not None:
+                self._region.close()
+            self._region = Region.create(region_size_for(nbytes))
+            self._unsent = True
+        return self._region
+
+    @property
+    def pending(self) -> Region | None:
+        """The region the other side does not have yet (attach its descriptor to the next message)."""
+        return self._region if self._unsent else None
+
+    def sent(self) -> None:
+        """The message carrying :attr:`pending` went out."""
+        self._unsent = False
+
+    def close(self) -> None:
+        """Release the region (the other side keeps its own mapping until it closes it)."""
+        if self._region is not None:
+            self._region.close()
+            self._region = None
 
 
 @dataclass(frozen=True, slots=True)

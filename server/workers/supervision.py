@@ -6,6 +6,10 @@ Contracts (the pool applies them):
 - A dead worker is restarted after a back-off that doubles per consecutive crash (``restart_backoff_s`` up to
   ``max_backoff_s``). After ``crash_limit`` crashes with no batch completed in between, the version is
   *failed* with the cause; nothing restarts until :meth:`CrashTracker.reset` (the management API's PUT).
+- Only crashes not tied to a request count: a worker that dies while running a batch
+  (:meth:`CrashTracker.request_crashed`) is restarted after ``restart_backoff_s`` and its batch's requests
+  answer for it, so a request that crashes the model (sent by anyone, as often as they like) costs that
+  request, never the version.
 - A batch unanswered past ``response_timeout_s`` gets its worker SIGKILLed; its death is then reported and
   handled like any other crash (the batch is retried once by the pool).
 """
@@ -45,6 +49,15 @@ class CrashTracker:
             return None
         doubled: float = self._settings.restart_backoff_s * 2 ** (self.crashes - 1)
         return min(self._settings.max_backoff_s, doubled)
+
+    def request_crashed(self, cause: str) -> float:
+        """A worker died running a batch: logged, not counted; the delay before its replacement starts."""
+        log.error(
+            "model %s: %s (while running a batch: its requests are retried or isolated)",
+            self._settings.model,
+            cause,
+        )
+        return self._settings.restart_backoff_s
 
     def batch_completed(self) -> None:
         """A worker answered: the crashes so far were not a loop."""

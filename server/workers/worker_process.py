@@ -2,7 +2,8 @@
 
 All methods run on the server's event loop. A worker runs one batch at a time; the pool guarantees it. The
 process is started from the forkserver (:mod:`.forkserver`), which imports numpy, onnxruntime and the
-worker module once, so a new worker costs a fork plus its session load.
+worker module once, so a new worker costs a fork plus its session load. This side speaks the
+:mod:`.channel` and never imports the worker module, nor ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -13,33 +14,60 @@ import contextlib
 import os
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..inference import Tensors
-from .forkserver import prestart, worker_context
-from .shm import Parts, Region, TensorLayout, adopt_region, read_tensors, region_size_for, write_tensors
-from .worker import WorkerSpec, anonymous_log, message_buffer, recv_message, send_message, worker_main
+from .channel import (
+    Done,
+    Failed,
+    LoadFailed,
+    LogFile,
+    Message,
+    Ready,
+    Run,
+    Stop,
+    WorkerSpec,
+    message_buffer,
+    recv_message,
+    send_message,
+)
+from .forkserver import prestart, worker_context, worker_entry
+from .shm import OutgoingRegion, Parts, Region, adopt_region, read_tensors, write_tensors
 
-__all__ = ["BatchTimings", "WorkerDied", "WorkerFailed", "WorkerProcess", "prestart", "worker_context"]
+__all__ = [
+    "BatchTimings",
+    "WorkerDied",
+    "WorkerFailed",
+    "WorkerProcess",
+    "anonymous_log",
+    "prestart",
+    "worker_context",
+]
 
 R = TypeVar("R")
 
 
 class WorkerDied(Exception):
-    """The worker process ended while it had work, or before it was ready; ``cause`` says how."""
+    """The worker process ended while it had work, or before it was ready.
 
-    def __init__(self, cause: str) -> None:
+    ``cause`` says how, with the worker's last stderr lines (for the log and the operator); ``exit`` says
+    only how it ended (``worker pid 12 killed by signal 6 (SIGABRT)``), fit for a client's error message.
+    """
+
+    def __init__(self, cause: str, exit: str = "") -> None:
         super().__init__(cause)
         self.cause = cause
+        self.exit = exit or cause
 
 
 class WorkerFailed(Exception):
     """The worker answered but could not do it: a load error, or ONNX Runtime refusing a batch."""
 
-    def __init__(self, message: str, *, kind: str = "internal") -> None:
+    def __init__(self, message: str, *, kind: str = "internal") -> None:  # kind: channel.FailureKind
         super().__init__(message)
         self.message = message
         self.kind = kind
@@ -52,6 +80,18 @@ class BatchTimings:
     input_ns: int
     infer_ns: int
     output_ns: int
+
+
+def anonymous_log() -> int:
+    """A new, empty file without a name for one worker's stdout and stderr, open for reading and appending.
+
+    ``O_TMPFILE`` in the temp directory (on disk, as a log should be), else a ``memfd``: the file goes when
+    the last descriptor closes, so a killed server or worker leaves nothing behind.
+    """
+    try:
+        return os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR | os.O_APPEND, 0o600)
+    except OSError:  # a temp file system without O_TMPFILE
+        return os.memfd_create("modelport-worker-log", os.MFD_CLOEXEC)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -86,11 +126,11 @@ class WorkerProcess:
         self.ready = False
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[tuple[dict[str, Any], list[int]]] | None = None
-        self._inbox: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
+        self._waiter: asyncio.Future[tuple[Message, list[int]]] | None = None
+        self._inbox: collections.deque[tuple[Message, list[int]]] = collections.deque()
         self._cause = ""
-        self._inputs: Region | None = None
-        self._inputs_sent = False  # whether the worker has self._inputs (a run message carried it)
+        self._exit = ""
+        self._inputs = OutgoingRegion()
         self._outputs: Region | None = None
         self._dead = False
         self._stopping = False
@@ -104,7 +144,7 @@ class WorkerProcess:
         self._sock = parent
         self._buffer = message_buffer()
         self._process = worker_context().Process(
-            target=worker_main, args=(child, spec), daemon=True, name=f"modelport-{spec.model}"
+            target=worker_entry, args=(child, spec), daemon=True, name=f"modelport-{spec.model}"
         )
         try:
             self._process.start()
@@ -116,7 +156,7 @@ class WorkerProcess:
             child.close()
         self.pid = self._process.pid or 0
         with contextlib.suppress(OSError):  # a worker dead already is reported through its sentinel
-            send_message(parent, {"op": "log"}, [self._log_fd])
+            send_message(parent, LogFile(), [self._log_fd])
         parent.setblocking(False)
         self._loop.add_reader(parent.fileno(), self._readable)
         self._loop.add_reader(self._process.sentinel, self._exited)
@@ -128,8 +168,8 @@ class WorkerProcess:
         except TimeoutError:
             self.kill()
             raise WorkerDied(f"did not load its model within {timeout:g} s") from None
-        if message.get("op") != "ready":
-            raise WorkerFailed(str(message.get("message", message)))
+        if not isinstance(message, Ready):
+            raise WorkerFailed(message.message if isinstance(message, LoadFailed) else f"{message}")
         self.started_at = time.time()
         self.ready = True
 
@@ -138,59 +178,46 @@ class WorkerProcess:
     ) -> tuple[R, BatchTimings]:
         """Run one batch; ``consume`` reads the outputs (views into shared memory) before they are reused."""
         started = time.monotonic_ns()
-        region, layouts = write_tensors(parts, self._input_region)
-        message: dict[str, Any] = {
-            "op": "run",
-            "inputs": [x.to_wire() for x in layouts],
-            "outputs": list(output_names),
-        }
-        if not self._inputs_sent:
-            message["region"] = region.size
+        region, layouts = write_tensors(parts, self._inputs.fit)
+        new = self._inputs.pending  # a new region counts as the worker's only once a message carried it
         waiting = self._next_message()
         try:
-            send_message(self._sock, message, [] if self._inputs_sent else [region.fd])
+            send_message(
+                self._sock, Run(layouts, output_names, new.size if new else None), [region.fd] if new else []
+            )
         except OSError:
             waiting.close()
             raise WorkerDied("its socket closed") from None
-        self._inputs_sent = True
+        self._inputs.sent()
         input_ns = time.monotonic_ns() - started
         self.waiting_since = time.monotonic()  # the pool's watchdog kills a worker stuck past its timeout
         try:
             reply, fds = await waiting
         finally:
             self.waiting_since = None
-        if reply.get("op") == "failed":
-            raise WorkerFailed(str(reply.get("message")), kind=str(reply.get("kind", "internal")))
+        if isinstance(reply, Failed):
+            raise WorkerFailed(reply.message, kind=reply.kind)
+        if not isinstance(reply, Done):
+            self.kill()  # a worker out of step with the protocol cannot be trusted with the next batch
+            raise WorkerDied(f"protocol error: a batch was answered with {reply}")
         started = time.monotonic_ns()
-        self._outputs = adopt_region(self._outputs, reply, fds)
+        self._outputs = adopt_region(self._outputs, reply.region, fds)
         if self._outputs is None:
             raise WorkerDied("protocol error: outputs arrived without a region")
-        outputs = read_tensors(self._outputs, [TensorLayout.from_wire(x) for x in reply["outputs"]])
+        outputs = read_tensors(self._outputs, reply.outputs)
         result = consume(outputs)
         del outputs
         self.batches += 1
-        timings = BatchTimings(
-            input_ns, int(reply["infer_ns"]), time.monotonic_ns() - started + int(reply["copy_ns"])
-        )
+        timings = BatchTimings(input_ns, reply.infer_ns, time.monotonic_ns() - started + reply.copy_ns)
         return result, timings
 
-    def _input_region(self, nbytes: int) -> Region:
-        # A new region counts as the worker's only once a run message has carried it: a batch that fails
-        # while being written into it (the worker stays idle) must not leave the worker on the old one.
-        if self._inputs is None or self._inputs.size < nbytes:
-            if self._inputs is not None:
-                self._inputs.close()
-            self._inputs = Region.create(region_size_for(nbytes))
-            self._inputs_sent = False
-        return self._inputs
-
-    async def _next_message(self) -> tuple[dict[str, Any], list[int]]:
+    async def _next_message(self) -> tuple[Message, list[int]]:
         # A message may arrive before this coroutine first runs (event loops differ in whether I/O callbacks
         # or ready tasks go first): it waits in the inbox.
         if self._inbox:
             return self._inbox.popleft()
         if self._dead:
-            raise WorkerDied(self._cause)
+            raise WorkerDied(self._cause, self._exit)
         self._waiter = self._loop.create_future()
         try:
             return await self._waiter
@@ -202,12 +229,15 @@ class WorkerProcess:
             message, fds = recv_message(self._sock, self._buffer)
         except BlockingIOError:
             return
+        except ValueError:  # not a channel message: a worker out of step is not trusted further
+            self.kill()
+            return  # its death is reported through the sentinel
         except OSError:
             message, fds = None, []
         if message is None:
             self._mark_dead()
             return
-        if message.get("op") == "error":
+        if isinstance(message, LoadFailed):
             self._stopping = True  # a load failure: the worker exits by itself; not a crash
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result((message, fds))
@@ -225,9 +255,10 @@ class WorkerProcess:
         self._loop.remove_reader(self._process.sentinel)
         self._process.join(timeout=1.0)  # the process has closed its socket or ended: this is quick
         cause = self._cause = self.describe()
+        self._exit = self.describe(with_stderr=False)
         os.close(self._log_fd)
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(WorkerDied(cause))
+            self._waiter.set_exception(WorkerDied(cause, self._exit))
         self._release_resources()
         if not self._stopping:
             self._on_exit(self, cause)
@@ -241,12 +272,12 @@ class WorkerProcess:
         self.kill()
         return True
 
-    def describe(self) -> str:
-        """How the process ended, with the last lines it wrote to stderr."""
+    def describe(self, *, with_stderr: bool = True) -> str:
+        """How the process ended, with the last lines it wrote to stderr (unless ``with_stderr`` is false)."""
         text = describe_exit(self._process.exitcode)
         if self._hung:
             text = f"gave no answer within {self._response_timeout_s:g} s and was {text}"
-        tail = self.stderr_tail()
+        tail = self.stderr_tail() if with_stderr else ""
         return f"worker pid {self.pid} {text}" + (f"; last stderr: {tail}" if tail else "")
 
     def stderr_tail(self, lines: int = 5) -> str:
@@ -268,7 +299,7 @@ class WorkerProcess:
         self._stopping = True
         if not self._dead:
             with contextlib.suppress(OSError):
-                send_message(self._sock, {"op": "stop"})
+                send_message(self._sock, Stop())
             deadline = time.monotonic() + timeout
             while self._process.exitcode is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
@@ -277,8 +308,8 @@ class WorkerProcess:
             self._mark_dead()
 
     def _release_resources(self) -> None:
-        for region in (self._inputs, self._outputs):
-            if region is not None:
-                region.close()
-        self._inputs = self._outputs = None
+        self._inputs.close()
+        if self._outputs is not None:
+            self._outputs.close()
+            self._outputs = None
         self._sock.close()
