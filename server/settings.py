@@ -60,7 +60,11 @@ class ServerSettings:
         "127.0.0.1", "Address of the management API (any but loopback needs --management-token)."
     )
     management_port: int = port(8081, "Management API port (0 = any free port).")
-    management_token: str | None = setting(None, "Bearer token the management API requires.")
+    management_token: str | None = setting(
+        None,
+        "Bearer token that the management API and REST/gRPC repository load/unload require; without it "
+        "they answer loopback clients only.",
+    )
     model_control: ModelControl = setting(
         "none", "none: load all at start; poll: follow the repository; explicit: load/unload endpoints."
     )
