@@ -144,6 +144,17 @@ class SessionConfig(_Strict):
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: _Threads = 0
     inter_op_threads: _Threads = 0
+    # Shared libraries of custom operators (Triton's model_operations.op_library_filename), each a file in
+    # the model's folder, resolved inside it (links too) when the session opens. They run as the server's
+    # code in every worker: a model folder is code as much as data.
+    custom_op_libraries: tuple[str, ...] = ()
+
+    @pydantic.field_validator("custom_op_libraries")
+    @classmethod
+    def _inside_the_folder(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            check_relative_path(name)
+        return value
 
 
 class DynamicBatchingConfig(_Strict):
