@@ -7,9 +7,11 @@ Everything is written into a hidden staging folder beside its destination and mo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,14 @@ from .errors import InvalidOption, RepositoryConflict
 from .report import json_text
 from .tensor_specs import TensorSpec, oip_datatype
 
-__all__ = ["Placement", "config_document", "existing_versions", "plan_placement", "publish"]
+__all__ = [
+    "Placement",
+    "config_document",
+    "existing_versions",
+    "plan_placement",
+    "publish",
+    "staged_folder",
+]
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -82,6 +91,19 @@ def config_document(
     }
 
 
+@contextlib.contextmanager
+def staged_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new hidden folder in ``parent`` to fill and then rename into place; whatever is still there when
+    the block ends (it failed, or was interrupted, before the rename) is removed."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the server (maybe another user) must read it
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def _move(staging: Path, target: Path) -> None:
     """Rename ``staging`` to ``target``; fails if ``target`` appeared meanwhile (another conversion)."""
     try:
@@ -103,9 +125,7 @@ def publish(
     placement.repository.mkdir(parents=True, exist_ok=True)
     new_model = not placement.model_dir.exists()
     parent = placement.repository if new_model else placement.model_dir
-    staging = Path(tempfile.mkdtemp(prefix=f".{placement.name}-staging-", dir=parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the server (maybe another user) must read it
-    try:
+    with staged_folder(parent, f".{placement.name}-staging-") as staging:
         version_dir = staging / str(placement.version) if new_model else staging
         version_dir.mkdir(exist_ok=True)
         (version_dir / "model.onnx").write_bytes(model_bytes)
@@ -116,9 +136,6 @@ def publish(
             _move(staging, placement.model_dir)
             return True
         _move(staging, placement.version_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if placement.config_path.exists():
         return False
     pending = placement.model_dir / ".config.yaml.partial"

@@ -9,15 +9,13 @@ before anything is written.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import QuantizeError
-from ..repository_writer import existing_versions
+from ..repository_writer import existing_versions, staged_folder
 from ..tensor_specs import oip_datatype, ort_dtype
 
 __all__ = [
@@ -144,11 +142,9 @@ def check_config(config_path: Path, model_path: Path) -> None:
 def publish_version(model_dir: Path, files: dict[str, Path]) -> Path:
     """Copy ``files`` (name in the version folder -> source) into a new version ``max + 1`` of ``model_dir``
     in one rename; return the new version folder."""
-    staging = Path(tempfile.mkdtemp(prefix=".modelport-staging-", dir=model_dir))
-    try:
+    with staged_folder(model_dir, ".modelport-staging-") as staging:
         for name, source in files.items():
             shutil.copyfile(source, staging / name)
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a version folder is read by the server
         for _ in range(10):  # another writer may take the number first
             target = model_dir / str((existing_versions(model_dir) or [0])[-1] + 1)
             try:
@@ -158,12 +154,7 @@ def publish_version(model_dir: Path, files: dict[str, Path]) -> Path:
                     continue
                 raise
             return target
-        raise QuantizeError(
-            f"{model_dir}: could not claim a new version number (other writers kept taking them)"
-        )
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    raise QuantizeError(f"{model_dir}: could not claim a new version number (other writers kept taking them)")
 
 
 def _served(policy: dict[str, Any], versions: list[int]) -> list[int]:
