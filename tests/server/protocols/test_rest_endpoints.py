@@ -101,7 +101,7 @@ def test_repository_index_lists_failures_with_reasons(http_client: httpclient.In
     assert broken["state"] == "UNAVAILABLE"
     # The reason names the file and every offending key.
     assert f"{BROKEN_CONFIG}/config.yaml" in broken["reason"]
-    assert "session.intra_op_threads: -1 is out of range; allowed: 0.." in broken["reason"]
+    assert "session.intra_op_threads: -2 is out of range; allowed: 0.." in broken["reason"]
     assert "max_batch_sise: unknown key" in broken["reason"]
     assert index[("simple", "1")]["state"] == "READY"
     assert index[(VERSIONED, "1")]["state"] == "READY"
