@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,23 @@ def _register_for_reflection(*files: Any) -> None:
             POOL.AddSerializedFile(file.serialized_pb)  # type: ignore[no-untyped-call]  # same
 
 
+def _hosts(host: str) -> list[str]:
+    """The addresses gRPC listens on for ``host``. grpc core binds any wildcard, 0.0.0.0 included, dual
+    stack (IPv6 too); 0.0.0.0 asks for IPv4 only, so it becomes every IPv4 address of the host's interfaces
+    (those present at start: an address added later is not served)."""
+    if host != "0.0.0.0":
+        return [host]
+    import psutil
+
+    found = {
+        address.address
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+        if address.family == socket.AF_INET
+    }
+    return sorted(found) or [host]
+
+
 def _address(host: str, port: int) -> str:
     """grpc's address for ``host``: 0.0.0.0 binds IPv4 only; ``::`` / ``[::]`` IPv6, dual stack where the
     OS maps IPv4 into it."""
@@ -243,11 +261,13 @@ def build_grpc_server(
         server,
         pool=POOL,
     )
-    address = _address(settings.host, settings.grpc_port)
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as error:  # grpcio's way of saying the bind failed: an OS error, as for the REST port
-        raise OSError(f"cannot bind the gRPC listener to {address}: {error}") from None
-    if port == 0:  # older grpcio reports a failed bind as port 0
-        raise OSError(f"cannot bind the gRPC listener to {address} (address in use?)")
+    port = settings.grpc_port
+    for host in _hosts(settings.host):
+        address = _address(host, port)
+        try:
+            port = server.add_insecure_port(address)  # the port bound first is the port of the others
+        except RuntimeError as error:  # grpcio's way of saying the bind failed: an OS error, as for REST
+            raise OSError(f"cannot bind the gRPC listener to {address}: {error}") from None
+        if port == 0:  # older grpcio reports a failed bind as port 0
+            raise OSError(f"cannot bind the gRPC listener to {address} (address in use?)")
     return GrpcServer(server=server, port=port, health=health, in_flight=in_flight)
