@@ -36,14 +36,13 @@ def _index(client: httpclient.InferenceServerClient) -> dict[str, dict[str, str]
     return rows
 
 
-def _infer(client: httpclient.InferenceServerClient, model: str) -> np.ndarray[Any, Any]:
+def _infer(client: httpclient.InferenceServerClient, model: str) -> None:
     data = np.arange(4, dtype=np.float32).reshape(1, 4)
     tensor = httpclient.InferInput("INPUT0", [1, 4], "FP32")
     tensor.set_data_from_numpy(data)
     result = client.infer(model, [tensor]).as_numpy("OUTPUT0")
     assert result is not None
     np.testing.assert_array_equal(result, data)
-    return result
 
 
 def _bad_repository(root: Path) -> dict[str, str]:
@@ -110,7 +109,7 @@ def test_bad_config_files_cost_only_their_own_model(tmp_path: Path) -> None:
         for name, fragment in expected.items():
             assert index[name]["state"] == "UNAVAILABLE", (name, index[name])
             assert fragment in index[name]["reason"], (name, index[name]["reason"])
-            assert f"{name}/" in index[name]["reason"] or name in index[name]["reason"]
+            assert f"{name}/" in index[name]["reason"], (name, index[name]["reason"])  # names the file
         # The good model serves, its labels read, its /config writable as JSON.
         _infer(client, "good")
         assert client.get_model_config("good")["output"][0]["label_filename"] == "labels.txt"
@@ -166,9 +165,9 @@ def test_load_parameters_triton_config_and_scaling_share_the_bounds(tmp_path: Pa
             "max_queue_delay_us: 1000000000000 is out of range; allowed: 0..10000000"
             in raised.value.message()
         )
-        triton = {"instance_group": [{"count": 16, "kind": "KIND_CPU"}]}
-        with pytest.raises(InferenceServerException, match=r"workers.min: 16 is out of range") as raised:
-            client.load_model("other", config=json.dumps(triton))
+        instances = {"instance_group": [{"count": 16, "kind": "KIND_CPU"}]}
+        with pytest.raises(InferenceServerException, match=r"workers.min: 16 is out of range"):
+            client.load_model("other", config=json.dumps(instances))
         # Nothing was disturbed: the model still serves, /config still answers.
         _infer(client, "other")
         assert client.get_model_config("other")["max_batch_size"] == 64
