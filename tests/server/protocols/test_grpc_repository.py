@@ -154,7 +154,13 @@ def test_loading_a_model_that_is_not_there(grpc_client: grpcclient.InferenceServ
     assert grpc_client.is_server_ready()
 
 
-def test_the_configured_message_limit_applies(grpc_stub: Any) -> None:
+def test_the_configured_message_limit_applies(
+    grpc_client: grpcclient.InferenceServerClient, grpc_stub: Any
+) -> None:
+    grpc_client.load_model(
+        "simple"
+    )  # a request for a model that is not serving is refused before its tensors
+
     def request(size: int) -> pb.ModelInferRequest:
         message = pb.ModelInferRequest(model_name="simple")
         message.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 3])
