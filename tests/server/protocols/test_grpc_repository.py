@@ -157,9 +157,8 @@ def test_loading_a_model_that_is_not_there(grpc_client: grpcclient.InferenceServ
 def test_the_configured_message_limit_applies(
     grpc_client: grpcclient.InferenceServerClient, grpc_stub: Any
 ) -> None:
-    grpc_client.load_model(
-        "simple"
-    )  # a request for a model that is not serving is refused before its tensors
+    # A request for a model that is not serving is refused before its tensors are looked at.
+    grpc_client.load_model("simple")
 
     def request(size: int) -> pb.ModelInferRequest:
         message = pb.ModelInferRequest(model_name="simple")
