@@ -341,6 +341,14 @@ def resolve_config(
                 f"output to be dynamic in the graph, but these are not: {', '.join(fixed)}; set "
                 "max_batch_size: 0, or export the model with a dynamic batch dimension"
             )
+    preferred = config.dynamic_batching.preferred_batch_sizes if config.dynamic_batching else ()
+    too_large = [size for size in preferred if size > max_batch_size]
+    if too_large:  # as Triton: a size the batcher can never reach is a mistake, not a wish
+        allowed = f"allowed: 1..{max_batch_size}" if max_batch_size else "a model without batching has none"
+        raise ModelConfigError(
+            f"{source}: dynamic_batching.preferred_batch_sizes: {too_large} exceed max_batch_size "
+            f"({max_batch_size}); {allowed}"
+        )
     inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source)
     outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source)
     for index, tensor in enumerate(config.inputs):

@@ -184,3 +184,10 @@ def test_a_rescan_parses_only_the_configs_that_changed(
     shutil.rmtree(tmp_path / "b")  # a model directory that went takes its cached parse along
     scanner.scan()
     assert {path.parent.name for path in scanner._configs} == {"c"}  # a has no file, b no directory
+
+
+def test_preferred_batch_sizes_stay_within_max_batch_size() -> None:
+    data = {"max_batch_size": 8, "dynamic_batching": {"preferred_batch_sizes": [4, 16]}}
+    with pytest.raises(ModelConfigError, match=r"preferred_batch_sizes: \[16\] exceed max_batch_size \(8\)"):
+        _resolve(data)
+    assert _resolve({**data, "dynamic_batching": {"preferred_batch_sizes": [4, 8]}}).max_batch_size == 8
