@@ -16,7 +16,7 @@ key                                        allowed range
 ``session.intra_op_threads``               0 (ONNX Runtime's default) .. 4 x usable cores
 ``session.inter_op_threads``               0 .. 4 x usable cores
 ``dynamic_batching.max_queue_delay_us``    0 .. 10,000,000 (10 s)
-``dynamic_batching.preferred_batch_sizes`` each 1 .. 65,536
+``dynamic_batching.preferred_batch_sizes`` each 1 .. ``max_batch_size`` (checked when resolved)
 ``dynamic_batching.max_queue_size``        1 .. 1,048,576 requests
 ``dynamic_batching.default_timeout_us``    0 (none) .. 86,400,000,000 (24 h)
 ``workers.min`` / ``workers.max``          1 .. :func:`max_workers` (host-derived, see there)
