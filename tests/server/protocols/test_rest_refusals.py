@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,8 +48,9 @@ def rest_request(case: RefusalCase) -> tuple[str, bytes, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> httpx.Client:
-    return httpx.Client(base_url=f"http://{server.http_url}", timeout=30.0)
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://{server.http_url}", timeout=30.0) as client:
+        yield client  # closed after the module: an unclosed socket warns, and warnings are errors
 
 
 @pytest.mark.parametrize("case", REFUSALS, ids=[c.id for c in REFUSALS])
