@@ -8,7 +8,7 @@ first dimension of every input and output is the batch and ``dims`` leave it out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -147,14 +147,7 @@ class SessionConfig(_Strict):
     # Shared libraries of custom operators (Triton's model_operations.op_library_filename), each a file in
     # the model's folder, resolved inside it (links too) when the session opens. They run as the server's
     # code in every worker: a model folder is code as much as data.
-    custom_op_libraries: tuple[str, ...] = ()
-
-    @pydantic.field_validator("custom_op_libraries")
-    @classmethod
-    def _inside_the_folder(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
-            check_relative_path(name)
-        return value
+    custom_op_libraries: tuple[Annotated[str, pydantic.AfterValidator(check_relative_path)], ...] = ()
 
 
 class DynamicBatchingConfig(_Strict):
@@ -215,7 +208,7 @@ class ModelConfig(_Strict):
         return value
 
 
-def _key_path(location: Sequence[int | str], names: dict[str, str] | None = None) -> str:
+def _key_path(location: Sequence[int | str], names: Mapping[str, str] | None = None) -> str:
     path = ""
     for part in location:
         key = names.get(part, part) if isinstance(part, str) and names else part
@@ -230,7 +223,7 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _refusal(source: str, error: pydantic.ValidationError, names: dict[str, str] | None = None) -> str:
+def _refusal(source: str, error: pydantic.ValidationError, names: Mapping[str, str] | None = None) -> str:
     """The message of ``error``: each problem with its key path (the top level's named only without
     ``names``: with them the keys are the caller's and each message names its own)."""
     problems = (
@@ -240,9 +233,10 @@ def _refusal(source: str, error: pydantic.ValidationError, names: dict[str, str]
     return f"{source}: {'; '.join(problems)}"
 
 
-def parse_model_config(data: Any, *, source: str) -> ModelConfig:
+def parse_model_config(data: Any, *, source: str, names: Mapping[str, str] | None = None) -> ModelConfig:
     """Validate already-parsed YAML/JSON; errors name ``source``, every offending key path and, for a
-    number, its allowed range."""
+    number, its allowed range. ``names`` renames keys in the messages (a config translated from another
+    schema names the keys its author wrote)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -250,7 +244,7 @@ def parse_model_config(data: Any, *, source: str) -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
     except pydantic.ValidationError as error:
-        raise ModelConfigError(_refusal(source, error)) from None
+        raise ModelConfigError(_refusal(source, error, names)) from None
 
 
 def check_worker_bounds(minimum: int, maximum: int, *, source: str, names: tuple[str, str]) -> WorkersConfig:
