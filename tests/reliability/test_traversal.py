@@ -23,17 +23,39 @@ from typing import Any
 
 import grpc
 import numpy as np
+import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from modelport.server.protocols.generated import grpc_service_pb2 as pb
 from modelport.server.protocols.generated import grpc_service_pb2_grpc as pb_grpc
+from onnx import helper, numpy_helper
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import add_sub_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
 
 MODEL = add_sub_model("FP32", (-1, 3))
+
+
+def external_data_model(location: str) -> bytes:
+    """``Y = X + W`` whose initializer ``W`` is external data at ``location`` (relative to the model file)."""
+    weight = numpy_helper.from_array(np.ones((3,), np.float32), "W")
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "12")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "W"], ["Y"])],
+        "external",
+        [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [3])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,9 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     (repository / "vlink" / "1").symlink_to(base / "outside" / "1", target_is_directory=True)
     write_model(repository, "cfglink", MODEL)
     (repository / "cfglink" / "config.yaml").symlink_to(base / "secret.yaml")
+    np.ones((3,), np.float32).tofile(base / "weights.bin")  # what an external-data escape would read
+    (repository / "extdata" / "1").mkdir(parents=True)
+    (repository / "extdata" / "1" / "model.onnx").write_bytes(external_data_model("../../../weights.bin"))
     return Layout(base, repository)
 
 
@@ -130,7 +155,7 @@ def test_a_raw_dotdot_path_loads_nothing(server: ServerProcess, stub: Any, name:
     status, body = raw_request(server.http_url, "POST", f"/v2/repository/models/{name}/load", b"{}")
     assert status == 400, body
     assert "path: model name" in body["error"] and "'/'" in body["error"]
-    assert served_names(stub) == {"simple", "alias", "cfglink", "linked", "vlink"}
+    assert served_names(stub) == {"simple", "alias", "cfglink", "extdata", "linked", "vlink"}
     assert stub.ModelReady(pb.ModelReadyRequest(name="simple", version="1"), timeout=30).ready
 
 
@@ -153,7 +178,13 @@ def test_grpc_load_with_files_writes_nothing_outside(layout: Layout, stub: Any) 
         error = grpc_failure(stub.RepositoryModelLoad, request)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, name
     assert not target.exists()
-    assert sorted(p.name for p in layout.base.iterdir()) == ["1", "outside", "repo", "secret.yaml"]
+    assert sorted(p.name for p in layout.base.iterdir()) == [
+        "1",
+        "outside",
+        "repo",
+        "secret.yaml",
+        "weights.bin",
+    ]
 
 
 def test_tritonclient_loads_of_paths_are_refused(
@@ -234,6 +265,25 @@ def test_links_leading_outside_the_repository_are_refused(
     assert not triton_grpc.is_model_ready(name)
 
 
+def test_external_data_outside_the_model_folder_is_refused(
+    triton_grpc: grpcclient.InferenceServerClient,
+) -> None:
+    """ONNX external data is a path inside the model file: ONNX Runtime refuses one that leaves the model's
+    folder, for a model in the repository and an uploaded one alike (tested, since it is ORT's check)."""
+    with pytest.raises(InferenceServerException) as caught:
+        triton_grpc.load_model("extdata")
+    assert caught.value.status() != "StatusCode.INTERNAL"
+    assert "escapes model directory" in caught.value.message()
+    for location in ("../../../weights.bin", "/etc/hostname"):
+        with pytest.raises(InferenceServerException) as caught:
+            triton_grpc.load_model(
+                "uploaded", config="{}", files={"file:1/model.onnx": external_data_model(location)}
+            )
+        assert caught.value.status() != "StatusCode.INTERNAL"
+        assert "External data path" in caught.value.message(), caught.value.message()
+    assert not triton_grpc.is_model_ready("extdata") and not triton_grpc.is_model_ready("uploaded")
+
+
 def test_a_link_that_stays_inside_is_followed(triton_grpc: grpcclient.InferenceServerClient) -> None:
     triton_grpc.load_model("alias")
     tensors = [grpcclient.InferInput(n, [1, 3], "FP32") for n in ("INPUT0", "INPUT1")]
@@ -267,7 +317,13 @@ def test_upload_keys_stay_in_the_model_folder(layout: Layout, server: ServerProc
     status, answer = raw_request(server.http_url, "POST", "/v2/repository/models/uploaded/load", body)
     assert status == 400, answer
     assert "file key" in answer["error"] and "must look like 'file:<version>/<file name>'" in answer["error"]
-    assert sorted(p.name for p in layout.base.iterdir()) == ["1", "outside", "repo", "secret.yaml"]
+    assert sorted(p.name for p in layout.base.iterdir()) == [
+        "1",
+        "outside",
+        "repo",
+        "secret.yaml",
+        "weights.bin",
+    ]
     assert not (layout.repository / "uploaded").exists()
 
 
@@ -437,5 +493,12 @@ def test_unknown_but_valid_names_are_not_found_not_refused(
 
 
 def test_nothing_was_written_outside_the_repository(layout: Layout) -> None:
-    assert sorted(os.listdir(layout.base)) == ["1", "outside", "repo", "secret.yaml"]
-    assert sorted(os.listdir(layout.repository)) == ["alias", "cfglink", "linked", "simple", "vlink"]
+    assert sorted(os.listdir(layout.base)) == ["1", "outside", "repo", "secret.yaml", "weights.bin"]
+    assert sorted(os.listdir(layout.repository)) == [
+        "alias",
+        "cfglink",
+        "extdata",
+        "linked",
+        "simple",
+        "vlink",
+    ]
