@@ -24,7 +24,7 @@ from ..model_config import ModelConfig, ModelConfigError, parse_model_config
 from ..names import check_model_name
 from ..settings import ServerSettings
 from .model_manager import ModelManager
-from .triton_model_config_in import from_triton_config, is_triton_config
+from .triton_model_config_in import TRITON_KEY_NAMES, from_triton_config, is_triton_config
 
 __all__ = ["FILE_KEY_RULE", "ExplicitControl"]
 
@@ -177,10 +177,11 @@ def _parse_config(name: str, config_json: str) -> ModelConfig:
         data = json.loads(config_json)
     except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
         raise InvalidInput(f"{where}: not valid JSON ({type(error).__name__}: {error})") from None
+    names = None
     if is_triton_config(data):
         data = from_triton_config(data, model=name, where=where)
-        where += " (Triton ModelConfig, translated)"
+        where, names = f"{where} (Triton ModelConfig)", TRITON_KEY_NAMES
     try:
-        return parse_model_config(data, source=where)
+        return parse_model_config(data, source=where, names=names)
     except ModelConfigError as error:
         raise InvalidInput(str(error)) from None

@@ -19,7 +19,7 @@ from ..datatypes import DATATYPES
 from ..errors import InvalidInput
 from .triton_config import PLATFORM
 
-__all__ = ["from_triton_config", "is_triton_config"]
+__all__ = ["TRITON_KEY_NAMES", "from_triton_config", "is_triton_config"]
 
 _TRITON_ONLY = {
     "name",
@@ -43,6 +43,28 @@ _NEUTRAL_TENSOR = {
     "is_shape_tensor": False,
     "allow_ragged_batch": False,
     "optional": False,
+}
+
+
+# config.yaml's key -> the Triton key it was translated from, for the messages of parse_model_config(names=):
+# a value refused there (a range, above all) is named as the client wrote it.
+TRITON_KEY_NAMES: Mapping[str, str] = {
+    "inputs": "input",
+    "outputs": "output",
+    "datatype": "data_type",
+    "labels": "label_filename",
+    "max_queue_delay_us": "max_queue_delay_microseconds",
+    "preferred_batch_sizes": "preferred_batch_size",
+    "max_queue_size": "default_queue_policy.max_queue_size",
+    "default_timeout_us": "default_queue_policy.default_timeout_microseconds",
+    "latest": "latest.num_versions",
+    "specific": "specific.versions",
+    "workers": "instance_group",
+    "min": "count (summed over the groups)",
+    "max": "count (summed over the groups)",
+    "session": "parameters",
+    "intra_op_threads": "intra_op_thread_count",
+    "inter_op_threads": "inter_op_thread_count",
 }
 
 

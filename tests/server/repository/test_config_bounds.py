@@ -161,12 +161,11 @@ def test_load_parameters_triton_config_and_scaling_share_the_bounds(tmp_path: Pa
             client.load_model("other", config=json.dumps(triton))
         assert raised.value.status() == "400"
         assert "Triton ModelConfig" in raised.value.message()
-        assert (
-            "max_queue_delay_us: 1000000000000 is out of range; allowed: 0..10000000"
-            in raised.value.message()
-        )
+        named = "dynamic_batching.max_queue_delay_microseconds: 1000000000000 is out of range"
+        assert f"{named}; allowed: 0..10000000" in raised.value.message()
         instances = {"instance_group": [{"count": 16, "kind": "KIND_CPU"}]}
-        with pytest.raises(InferenceServerException, match=r"workers.min: 16 is out of range"):
+        summed = r"instance_group.count \(summed over the groups\): 16 is out of range"
+        with pytest.raises(InferenceServerException, match=summed):
             client.load_model("other", config=json.dumps(instances))
         # Nothing was disturbed: the model still serves, /config still answers.
         _infer(client, "other")
