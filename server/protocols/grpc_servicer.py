@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import json_format
 
 from ..errors import InvalidInput, ModelportError, Unsupported
+from ..inference import InferRequest
 from ..names import check_model_name, check_version
 from ..observability.recording import client_request_id, internal_error
 from .generated import grpc_service_pb2 as pb
@@ -53,13 +54,22 @@ def check_request_names(request: Any, *, empty_means_all: bool = False) -> None:
     """The one place gRPC applies :mod:`names`: the model name (``name`` or ``model_name``) and version
     (``version`` or ``model_version``, empty for the latest) of a request message; :class:`InvalidInput`
     naming the field."""
-    fields = request.DESCRIPTOR.fields_by_name
-    for field in ("name", "model_name"):
-        if field in fields and (getattr(request, field) or not empty_means_all):
-            check_model_name(getattr(request, field), field=field)
-    for field in ("version", "model_version"):
-        if field in fields:
-            check_version(getattr(request, field), field=field)
+    name_field, version_field = _name_fields(request.DESCRIPTOR)
+    if name_field is not None:
+        name = getattr(request, name_field)
+        if name or not empty_means_all:
+            check_model_name(name, field=name_field)
+    if version_field is not None:
+        check_version(getattr(request, version_field), field=version_field)
+
+
+@functools.cache
+def _name_fields(descriptor: Any) -> tuple[str | None, str | None]:
+    """The model name field and the version field of a message type (looked up once per type)."""
+    fields = descriptor.fields_by_name
+    name = next((f for f in ("name", "model_name") if f in fields), None)
+    version = next((f for f in ("version", "model_version") if f in fields), None)
+    return name, version
 
 
 def _names_checked(rpc: Callable[..., Any], *, empty_means_all: bool) -> Callable[..., Any]:
@@ -139,26 +149,32 @@ class InferenceServicer:
                 request.error(), model_name="", model_version="", request_id="", protocol="grpc"
             )
         model_name, model_version, request_id = "", "", ""
+        decoded: InferRequest | None = None
         try:
-            check_model_name(request.model_name, field="model_name")
-            check_version(request.model_version, field="model_version")
-            model_name, model_version = request.model_name, request.model_version
-            request_id = client_request_id(request.id)
-            # An unknown model or version is refused before its tensors are parsed or decoded.
-            self._dataplane.check_servable(model_name, model_version)
-            decode = functools.partial(decode_infer_request, request, max_bytes=self._max_tensor_bytes)
-            decoded = await decode_off_loop(request.size, decode)
-        except ModelportError as error:
-            raise self._dataplane.reject(
-                error,
-                model_name=model_name,
-                model_version=model_version,
-                request_id=request_id,
-                protocol="grpc",
-            ) from None
+            try:
+                check_model_name(request.model_name, field="model_name")
+                check_version(request.model_version, field="model_version")
+                model_name, model_version = request.model_name, request.model_version
+                request_id = client_request_id(request.id)
+                # An unknown model or version is refused before its tensors are parsed or decoded.
+                self._dataplane.check_servable(model_name, model_version)
+                decode = functools.partial(decode_infer_request, request, max_bytes=self._max_tensor_bytes)
+                decoded = await decode_off_loop(request.size, decode)
+            except ModelportError as error:
+                raise self._dataplane.reject(
+                    error,
+                    model_name=model_name,
+                    model_version=model_version,
+                    request_id=request_id,
+                    protocol="grpc",
+                ) from None
+            return encode_infer_response(await self._dataplane.infer(decoded))
         finally:
-            after_large_request(request.size)
-        return encode_infer_response(await self._dataplane.infer(decoded))
+            if decoded is not None:  # its tensors go to be freed (off the loop when large)
+                after_large_request(request.size, decoded.inputs)
+                decoded.inputs = {}
+            else:
+                after_large_request(request.size)
 
     async def _stream_answer(self, request: InferMessage | Undecodable) -> pb.ModelStreamInferResponse:
         try:

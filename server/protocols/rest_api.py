@@ -214,6 +214,7 @@ class _Endpoints:
     ) -> tuple[bytes, dict[str, str]]:
         """One inference: the response body and its headers (lower-case names, Content-Length aside)."""
         body = b""
+        infer_request: InferRequest | None = None
         try:
             try:
                 body = await _read_body(receive, headers.get("content-length"), self.limit)
@@ -225,7 +226,11 @@ class _Endpoints:
             response = await self.dataplane.infer(infer_request)
             content, json_length = encode_infer_response(response, output_format)
         finally:
-            after_large_request(len(body))
+            if infer_request is not None:  # its tensors go to be freed (off the loop when large)
+                after_large_request(len(body), infer_request.inputs)
+                infer_request.inputs = {}
+            else:
+                after_large_request(len(body))
         response_headers = {"content-type": _JSON if json_length is None else _BINARY}
         if json_length is not None:
             response_headers["inference-header-content-length"] = str(json_length)
@@ -368,14 +373,16 @@ def _check_path_names(scope: Scope) -> None:
     match = _NAMED_PATH.fullmatch(raw)
     if match is None:
         return
-    name, version = (
-        None if part is None else urllib.parse.unquote(part.decode("latin-1"), errors="replace")
-        for part in match.groups()
-    )
-    assert name is not None  # the pattern's first group always takes part
-    check_model_name(name, field="path: model name")
+    name, version = match.groups()
+    check_model_name(_decoded(name), field="path: model name")
     if version is not None:
-        check_version(version, field="path: model version", latest=False)
+        check_version(_decoded(version), field="path: model version", latest=False)
+
+
+def _decoded(segment: bytes) -> str:
+    """One raw path segment, percent-decoded (bytes that are no UTF-8 become U+FFFD, which no name has)."""
+    text = segment.decode("latin-1")
+    return urllib.parse.unquote(text, errors="replace") if "%" in text else text
 
 
 class _RestApp(FastAPI):
