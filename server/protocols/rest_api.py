@@ -4,6 +4,10 @@ Each route decodes, makes one data-plane call, and encodes. Errors are ``{"error
 from :data:`HTTP_STATUS` (the one table); anything unexpected becomes a 500 "internal error (request id ...)"
 and its traceback goes to the log. The infer route reads the raw body itself (the binary tensor extension is
 not JSON) and checks the size limit before reading it.
+
+Before any route, the model name and version of a ``/v2/models/...`` or ``/v2/repository/models/...`` path
+are checked by :mod:`names` (:func:`_check_path_names`, on the path as sent). Repository load and unload are
+management operations: ``repository.explicit`` does them, for clients ``management_access`` lets through.
 """
 
 from __future__ import annotations
