@@ -12,8 +12,8 @@ import os
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from modelport.server.inference import TensorSpec
+from hypothesis import HealthCheck, Phase, given, settings
+from modelport.server.inference import InferRequest, TensorSpec
 from modelport.server.protocols import grpc_codec, rest_codec
 from modelport.server.protocols.generated import grpc_service_pb2 as pb
 
@@ -33,10 +33,12 @@ _FUZZ = settings(
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    # No shrinking in CI: a failure is reported at once with its case (benchmarks/fuzz.py shrinks).
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 
 
-def _json(body: bytes, header_length: int | None = None) -> rest_codec.OutputFormat:
+def _json(body: bytes, header_length: int | None = None) -> tuple[InferRequest, rest_codec.OutputFormat]:
     return rest_codec.decode_infer_request(
         body, header_length, model_name="m", model_version="", max_bytes=MAX_BYTES
     )

@@ -114,7 +114,7 @@ def test_rest_binary_fuzz_through_the_server(server: ServerProcess, rest: httpx.
 
 def test_grpc_fuzz_through_the_server(server: ServerProcess, rest: httpx.Client) -> None:
     with grpc.insecure_channel(server.grpc_url) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
 
         @_SETTINGS
         @given(model=_MODELS, message=grpc_requests())
@@ -123,8 +123,8 @@ def test_grpc_fuzz_through_the_server(server: ServerProcess, rest: httpx.Client)
             try:
                 stub.ModelInfer(message, timeout=30)
             except grpc.RpcError as error:
-                code = error.code()  # type: ignore[attr-defined]  # grpc.Call's, not on RpcError's stub
-                assert code not in _GRPC_REFUSED, f"{code}: {error.details()}"  # type: ignore[attr-defined]
+                code = error.code()
+                assert code not in _GRPC_REFUSED, f"{code}: {error.details()}"
 
         run()
         tensor = pb.ModelInferRequest.InferInputTensor(name="INPUT0", datatype="FP32", shape=[1, 4])
