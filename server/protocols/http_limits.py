@@ -17,8 +17,10 @@ of it that adds, per connection:
   refused with 503. A connection whose request is being answered (an inference in flight) is never closed.
 
 Deadlines are checked by one sweep a second (quicker for timeouts under 4 s), not by timers re-armed on
-every read, so the request path only sets a few fields. At shutdown a connection that has not yet sent a
-whole request is closed at once: the drain waits for inferences, not for clients that are still sending.
+every read, and a request's state changes are stamped with the sweep's clock (:attr:`ConnectionBudget.now`,
+read once a sweep), so the request path only moves a connection between two dicts. At shutdown a
+connection that has not yet sent a whole request is closed at once: the drain waits for inferences, not for
+clients that are still sending.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class ConnectionBudget:
         self._body: dict[LimitedHttpToolsProtocol, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self.now = 0.0  # the loop's time at the last sweep or admission: a deadline is a sweep late at most
 
     def __len__(self) -> int:
         return len(self._open)
@@ -110,7 +113,8 @@ class ConnectionBudget:
             else:
                 return False
         self._open.add(connection)
-        self._headers[connection] = connection.loop.time()
+        self.now = connection.loop.time()
+        self._headers[connection] = self.now
         if self._sweeper is None and not self._closed:
             self._schedule(connection.loop)
         return True
@@ -125,22 +129,22 @@ class ConnectionBudget:
     def request_begins(self, connection: LimitedHttpToolsProtocol) -> None:
         """First byte of a request on a connection idle until now: its header clock starts."""
         if self._idle.pop(connection, None) is not None:
-            self._headers[connection] = connection.loop.time()
+            self._headers[connection] = self.now
 
     def headers_done(self, connection: LimitedHttpToolsProtocol) -> None:
         if self._headers.pop(connection, None) is not None:
-            self._body[connection] = connection.loop.time()
+            self._body[connection] = self.now
 
     def body_done(self, connection: LimitedHttpToolsProtocol, answered: bool) -> None:
         """The whole request is in; ``answered``: its response was already sent (then it is idle now)."""
         self._body.pop(connection, None)
         if answered:
-            self._idle[connection] = connection.loop.time()
+            self._idle[connection] = self.now
 
     def answered(self, connection: LimitedHttpToolsProtocol) -> None:
         """A response is complete: the connection is idle unless its request is still arriving."""
         if connection in self._open and connection not in self._body and connection not in self._headers:
-            self._idle[connection] = connection.loop.time()
+            self._idle[connection] = self.now
 
     def receiving(self, connection: LimitedHttpToolsProtocol) -> bool:
         """Whether the connection has not sent a whole request yet (nothing of it is being answered)."""
@@ -157,7 +161,8 @@ class ConnectionBudget:
         self._sweeper = loop.call_later(self.limits.sweep_interval, self._sweep, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        now, limits = loop.time(), self.limits
+        now = self.now = loop.time()
+        limits = self.limits
         expired: list[tuple[LimitedHttpToolsProtocol, int | None]] = []
         # The idle and header tables are in deadline order: stop at the first one still in time.
         for connection, since in self._idle.items():
@@ -233,7 +238,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refused(414)
 
     def on_headers_complete(self) -> None:
-        if sum(len(name) + len(value) for name, value in self.headers) > self.budget.limits.max_header_bytes:
+        limit = self.budget.limits.max_header_bytes
+        # The headers are at most the bytes received since they began: only a large request adds them up.
+        if self._header_bytes > limit and sum(len(n) + len(v) for n, v in self.headers) > limit:
             raise _Refused(431)
         self._in_headers = False
         self.budget.headers_done(self)
