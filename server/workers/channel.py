@@ -53,6 +53,8 @@ MAX_FDS = 2
 _FD_SIZE = struct.calcsize("i")
 _FD_SPACE = socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
 
+# Messages are values: never changed after they are made. They are not frozen dataclasses because a frozen
+# one costs three times as much to make (0.8 against 0.26 us), paid four times per batch on the hot path.
 FailureKind = Literal["invalid", "internal"]  # invalid: the batch does not suit the model (a client error)
 
 
@@ -70,12 +72,12 @@ class WorkerSpec:
     custom_op_libraries: list[str] = field(default_factory=list)  # files of the model's folder (config.yaml)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogFile:
     """server -> worker, first: write stdout and stderr to the attached file."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ready:
     """worker -> server: the session is loaded."""
 
@@ -83,14 +85,14 @@ class Ready:
     load_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoadFailed:
     """worker -> server: the session could not be loaded (the worker then exits)."""
 
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Run:
     """server -> worker: run one batch; ``outputs`` are the names wanted (empty: every output)."""
 
@@ -99,7 +101,7 @@ class Run:
     region: int | None = None  # the size of a new input region, its descriptor attached
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done:
     """worker -> server: the batch's outputs, in the output region, and where the time went."""
 
@@ -109,7 +111,7 @@ class Done:
     region: int | None = None  # the size of a new output region, its descriptor attached
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """worker -> server: the batch could not run; the worker keeps serving."""
 
@@ -117,7 +119,7 @@ class Failed:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stop:
     """server -> worker: exit now."""
 
@@ -149,30 +151,26 @@ def _layouts(items: Sequence[Any]) -> list[TensorLayout]:
     return [TensorLayout.from_wire(item) for item in items]
 
 
-def _failed(kind: Any, text: Any) -> Failed:
-    return Failed("invalid" if kind == "invalid" else "internal", str(text))
-
-
-_DECODERS: dict[str, Callable[..., Message]] = {
-    "run": lambda inputs, outputs, region: Run(_layouts(inputs), [str(n) for n in outputs], region),
-    "done": lambda outputs, infer_ns, copy_ns, region: Done(
-        _layouts(outputs), int(infer_ns), int(copy_ns), region
-    ),
-    "failed": _failed,
-    "ready": lambda pid, load_ns: Ready(int(pid), int(load_ns)),
-    "load_failed": lambda text: LoadFailed(str(text)),
-    "log": LogFile,
-    "stop": Stop,
+# Each takes the decoded array (tag first). Fields are used as JSON gives them where the type is right by
+# construction (the other side encoded them); a wrong one fails in the constructor or at first use.
+_DECODERS: dict[str, Callable[[list[Any]], Message]] = {
+    "run": lambda m: Run(_layouts(m[1]), m[2], m[3]),
+    "done": lambda m: Done(_layouts(m[1]), int(m[2]), int(m[3]), m[4]),
+    "failed": lambda m: Failed("invalid" if m[1] == "invalid" else "internal", str(m[2])),
+    "ready": lambda m: Ready(int(m[1]), int(m[2])),
+    "load_failed": lambda m: LoadFailed(str(m[1])),
+    "log": lambda m: LogFile(),
+    "stop": lambda m: Stop(),
 }
 
 
 def decode(data: bytes | memoryview) -> Message:
     """The message ``data`` holds; :class:`ValueError` for anything that is not one (a protocol error)."""
     try:
-        tag, *fields = orjson.loads(data)
-        return _DECODERS[tag](*fields)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"protocol error: not a channel message ({error})") from None
+        item = orjson.loads(data)
+        return _DECODERS[item[0]](item)
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"protocol error: not a channel message ({error!r})") from None
 
 
 def send_message(sock: socket.socket, message: Message, fds: Sequence[int] = ()) -> None:

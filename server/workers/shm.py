@@ -152,7 +152,7 @@ class TensorLayout:
     def from_wire(cls, item: Sequence[Any]) -> TensorLayout:
         """The inverse of :meth:`to_wire`."""
         name, datatype, shape, offset, nbytes = item
-        return cls(str(name), str(datatype), tuple(int(d) for d in shape), int(offset), int(nbytes))
+        return cls(str(name), str(datatype), tuple(map(int, shape)), int(offset), int(nbytes))
 
 
 Parts = Sequence[npt.NDArray[np.generic]]
