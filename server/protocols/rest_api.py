@@ -363,7 +363,16 @@ class _Endpoints:
         await control.unload(model_name)
         return _EMPTY_OK
 
+    async def system_shared_memory(self, operation: str) -> Response:
+        """Triton's shared-memory extensions are not implemented (not listed in the server's extensions):
+        tensors travel in the request, so no client can map a region of the server's memory."""
+        raise Unsupported(f"system shared memory ({operation}) is not supported by modelport; {_IN_BODY}")
 
+    async def cuda_shared_memory(self, operation: str) -> Response:
+        raise Unsupported(f"CUDA shared memory ({operation}) is not supported by modelport; {_IN_BODY}")
+
+
+_IN_BODY = "send the tensors in the request body"
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 # Every route that names a model, matched on the path as the client sent it (before percent-decoding).
 _NAMED_PATH = re.compile(rb"/v2/(?:repository/)?models/([^/?]*)(?:/versions/([^/?]*))?(?:[/?].*)?", re.DOTALL)
@@ -458,6 +467,11 @@ def create_rest_app(
         ("POST", "/v2/repository/index", e.repository_index, "Every model, version, state and reason"),
         ("POST", "/v2/repository/models/{model_name}/load", e.load, "Load or reload (explicit mode)"),
         ("POST", "/v2/repository/models/{model_name}/unload", e.unload, "Unload (explicit mode)"),
+        *(
+            (method, f"/v2/{kind}sharedmemory/{{operation:path}}", endpoint, f"{kind} shared memory: 501")
+            for kind, endpoint in (("system", e.system_shared_memory), ("cuda", e.cuda_shared_memory))
+            for method in ("GET", "POST")
+        ),
     ]
     for method, path, endpoint, summary in routes:
         # response_class: the document describes each body itself (ROUTE_DOCS), an empty 200 included.
