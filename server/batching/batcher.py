@@ -11,10 +11,9 @@ Contracts:
   into the worker's shared memory and outputs are split back by row ranges.
 - A request still queued at its deadline (``time.monotonic()``; the request's ``timeout`` or the model's
   ``default_timeout_s``) fails with :class:`~.errors.DeadlineExceeded` without running. In a batch, it runs.
-- Poison isolation: a batch whose worker crashes is retried once by the pool; if it crashes again, a batch
-  of one request fails that request with :class:`~.pool.RequestCrashedWorker` (400), and a larger batch
-  runs each of its requests alone, once: only those that crash the worker again fail, the others succeed.
-  The version stays available (the pool does not count crashes tied to a request).
+- Poison isolation: a batch whose worker crashes is retried once by the pool; if it crashes again,
+  :mod:`.isolation` finds the request(s) to blame (400 for them, outputs for the others) and the version
+  stays available (the pool does not count crashes tied to a request).
 - Without dynamic batching (``batching=False``) or for a model with no batch axis (``max_batch_size == 0``)
   every request runs alone, still through the bounded queue.
 """
@@ -38,8 +37,9 @@ from ..executor import ExecutionResult
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
 from ..workers.autoscale import DelayWindow
-from ..workers.pool import BatchCrashedWorker, RequestCrashedWorker, WorkerPool
+from ..workers.pool import BatchCrashedWorker, WorkerPool
 from ..workers.worker_process import BatchTimings
+from .isolation import isolate
 
 __all__ = ["Batcher", "BatcherSettings"]
 
@@ -73,11 +73,6 @@ class _Request:
 
 def _key(inputs: Tensors, output_names: tuple[str, ...]) -> tuple[Any, ...]:
     return (output_names, *((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items())))
-
-
-def _copy_outputs(outputs: Tensors) -> Tensors:
-    # The outputs are views of the worker's shared memory, reused by its next batch.
-    return {name: np.array(value, copy=True) for name, value in outputs.items()}
 
 
 class Batcher:
@@ -274,7 +269,15 @@ class Batcher:
             try:
                 results, timings, waited_ns = await self._pool.run(parts, live[0].output_names, split)
             except BatchCrashedWorker as crashed:
-                await self._isolate(live, crashed, started)
+
+                def deliver(
+                    request: _Request, outputs: Tensors, timings: BatchTimings, waited_ns: int
+                ) -> None:
+                    if self._metrics is not None:
+                        self._metrics.record_execution(request.rows)
+                    self._deliver(request, outputs, timings, waited_ns, rows=request.rows, started=started)
+
+                await isolate(live, crashed, pool=self._pool, model=self.settings.model, deliver=deliver)
                 return
             except Exception as error:  # every request of the batch gets the batch's error
                 for request in live:
@@ -309,59 +312,6 @@ class Batcher:
                 compute_infer_ns=timings.infer_ns,
                 compute_output_ns=timings.output_ns,
                 batch_size=rows,
-            )
-        )
-
-    async def _isolate(self, live: list[_Request], crashed: BatchCrashedWorker, started: float) -> None:
-        """A batch whose worker crashed on every attempt: find the request(s) to blame.
-
-        Alone, a request is the culprit at once. Otherwise each request runs by itself, once and
-        concurrently: those that crash the worker again fail with :class:`RequestCrashedWorker`, the others
-        get their outputs as if nothing had happened (their batch size says they ran alone).
-        """
-        if len(live) == 1:
-            self._blame(live[0], crashed)
-            return
-        log.warning(
-            "model %s: a batch of %d requests crashed its worker %d times (%s); running them one by one",
-            self.settings.model,
-            len(live),
-            crashed.attempts,
-            crashed.exit,
-        )
-        await asyncio.gather(*(self._run_alone(request, started) for request in live))
-
-    async def _run_alone(self, request: _Request, started: float) -> None:
-        if request.future.done():
-            return
-        parts = {name: [array] for name, array in request.inputs.items()}
-        try:
-            outputs, timings, waited_ns = await self._pool.run(
-                parts, request.output_names, _copy_outputs, attempts=1
-            )
-        except BatchCrashedWorker as crashed:
-            self._blame(request, crashed, alone_after=True)
-            return
-        except Exception as error:
-            if not request.future.done():
-                request.future.set_exception(error)
-            return
-        if self._metrics is not None:
-            self._metrics.record_execution(request.rows)
-        self._deliver(request, outputs, timings, waited_ns, rows=request.rows, started=started)
-
-    def _blame(self, request: _Request, crashed: BatchCrashedWorker, *, alone_after: bool = False) -> None:
-        if request.future.done():
-            return
-        how = "twice in its batch, then alone" if alone_after else "twice"
-        log.error(
-            "model %s: a request crashed the model's worker %s (%s)", self.settings.model, how, crashed.exit
-        )
-        request.future.set_exception(
-            RequestCrashedWorker(
-                f"model '{self.settings.model}': the model's worker crashed on this request ({how}; last: "
-                f"{crashed.exit}); the model cannot take this input, and the server serves its other "
-                "requests as before: do not retry it unchanged"
             )
         )
 
