@@ -29,9 +29,8 @@ import uvloop
 from modelport.server.app import make_executor
 from modelport.server.dataplane import DataPlane
 from modelport.server.observability.metrics import ServerMetrics
-from modelport.server.protocols.generated import grpc_service_pb2 as pb
+from modelport.server.protocols.grpc_infer_message import InferMessage, lenient_infer_deserializer
 from modelport.server.protocols.grpc_servicer import InferenceServicer
-from modelport.server.protocols.grpc_status import lenient_deserializer
 from modelport.server.protocols.rest_api import create_rest_app
 from modelport.server.repository.folders import Repository
 from modelport.server.repository.model_manager import ModelManager
@@ -50,12 +49,11 @@ Call = Callable[[], Awaitable[None]]
 def grpc_call(dataplane: DataPlane, model: BenchModel) -> Call:
     """One ModelInfer: parse the request bytes, run the RPC's handler, serialize the answer."""
     servicer = InferenceServicer(dataplane, max_tensor_bytes=2**31 - 1)
-    parse = lenient_deserializer(pb.ModelInferRequest)
     body = grpc_body(model)[5:]  # without the gRPC length prefix
 
     async def call() -> None:
-        request = parse(body)
-        assert isinstance(request, pb.ModelInferRequest), request
+        request = lenient_infer_deserializer(body)  # the server's deserializer of ModelInfer
+        assert isinstance(request, InferMessage), request
         answer = await servicer.model_infer(request, None)
         answer.SerializeToString()
 

@@ -181,11 +181,11 @@ class DataPlane:
             result=result,
             error=failure,
         )
-        if isinstance(failure, ModelportError):
-            raise tag_with_request_id(failure, request.id) from None
         if failure is not None:
-            what = f"inference request to model '{request.model_name}'"
-            raise internal_error(logger, what, failure, request_id=request.id) from failure
+            # Raised straight from the call, never held in a local: a local exception whose traceback holds
+            # this frame (and the request's tensors) is a cycle only the cyclic GC frees, late, and a large
+            # request's memory would stay with it.
+            raise _client_error(failure, request) from None
         assert result is not None  # no failure: the executor answered
         return InferResponse(
             model_name=request.model_name,
@@ -306,6 +306,18 @@ class DataPlane:
     def repository_index(self, *, ready_only: bool = False) -> list[ModelIndexEntry]:
         rows = self._manager.index()
         return [r for r in rows if r.state == "READY"] if ready_only else rows
+
+
+def _client_error(failure: Exception, request: InferRequest) -> ModelportError:
+    """What the client is told of ``failure``, tagged with the request id (an unexpected error is logged with
+    its traceback first); ``failure``'s traceback is dropped, so it holds no frame of the request."""
+    if isinstance(failure, ModelportError):
+        tagged = tag_with_request_id(failure, request.id)
+    else:
+        what = f"inference request to model '{request.model_name}'"
+        tagged = internal_error(logger, what, failure, request_id=request.id)
+    failure.__traceback__ = None
+    return tagged
 
 
 def _datatype_of(array: np.ndarray[Any, Any]) -> str:

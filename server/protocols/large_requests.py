@@ -6,10 +6,11 @@ views that cost nothing, but a BYTES tensor of millions of elements is a Python 
 requests keep being answered while it runs. Smaller bodies are decoded inline: a thread hop (~50 us) would
 cost the common small request more than its decoding does.
 
-After a request of :data:`TRIM_BYTES` or more has been answered, :func:`after_large_request` asks glibc to
-return freed heap pages (``malloc_trim(0)``, in a thread: it releases the GIL and takes milliseconds on a
-large heap). Without it glibc keeps the pages of the request's freed objects (its mmap threshold grows with
-every large free), and the server's RSS stays at its peak.
+After a request of :data:`TRIM_BYTES` or more has been answered, :func:`after_large_request` frees its BYTES
+tensors a slice of elements at a time in a thread (freeing 10 million elements at once is a second of GIL on
+the event loop), then asks glibc to return freed heap pages (``malloc_trim(0)``, in a thread: it releases
+the GIL and takes milliseconds on a large heap). Without it glibc keeps the pages of the request's freed
+objects (its mmap threshold grows with every large free), and the server's RSS stays at its peak.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..inference import Tensors
 
 __all__ = ["INLINE_BYTES", "TRIM_BYTES", "after_large_request", "decode_off_loop"]
 
@@ -45,7 +52,9 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 
 _malloc_trim = _load_malloc_trim()
-_trimming: set[asyncio.Task[None]] = set()  # at most one; held so the task is not collected mid-run
+_background: set[asyncio.Task[None]] = set()  # held so a task is not collected mid-run
+_trimming: list[bool] = []  # non-empty while a trim runs
+SLICE = 1 << 16  # elements freed per step: a few ms of GIL
 
 
 async def decode_off_loop(size: int, decode: Callable[[], _T]) -> _T:
@@ -55,14 +64,49 @@ async def decode_off_loop(size: int, decode: Callable[[], _T]) -> _T:
     return await asyncio.to_thread(decode)
 
 
-def after_large_request(size: int) -> None:
-    """Call once a request of ``size`` bytes has been answered (on the event loop): for a large one, return
-    the freed memory to the OS in the background. Trims do not pile up: one runs at a time."""
-    if size < TRIM_BYTES or _malloc_trim is None or _trimming:
+def after_large_request(size: int, tensors: Tensors | None = None) -> None:
+    """Call once a request of ``size`` bytes has been answered (on the event loop), handing over its decoded
+    ``tensors`` (the caller keeps no reference): for a large request, release them and return the freed
+    memory to the OS in the background. Trims do not pile up: one runs at a time."""
+    if size < TRIM_BYTES:
         return
-    task = asyncio.get_running_loop().create_task(_trim(_malloc_trim))
-    _trimming.add(task)
-    task.add_done_callback(_trimming.discard)
+    task = asyncio.get_running_loop().create_task(_release(tensors or {}))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _release(tensors: Tensors) -> None:
+    """Free BYTES tensors element slice by element slice, in a thread: the deallocation of an object array
+    of millions of elements is one C loop that holds the GIL (a second for 10 million), and it would run on
+    the event loop, where the last reference is dropped."""
+    arrays = list(tensors.values())
+    tensors.clear()
+    if any(array.dtype == np.object_ for array in arrays):
+        await asyncio.to_thread(_free_in_slices, arrays)
+    del arrays
+    if _malloc_trim is not None and not _trimming:
+        _trimming.append(True)
+        try:
+            await _trim(_malloc_trim)
+        finally:
+            _trimming.clear()
+
+
+def _free_in_slices(arrays: list[npt.NDArray[Any]]) -> None:
+    """Empty each object array that nothing else holds (the request's own), :data:`SLICE` elements per step,
+    handing the GIL back between steps; an array still held elsewhere (a batch being cancelled) is left to
+    its other holder."""
+    while arrays:
+        array = arrays.pop()
+        owner = array if array.base is None else array.base
+        # References: `array` here (+ the getrefcount argument); the owner also from `array` as its base.
+        if array.dtype != np.object_ or sys.getrefcount(array) > 2 or not isinstance(owner, np.ndarray):
+            continue
+        if owner is not array and sys.getrefcount(owner) > 3:
+            continue
+        flat = owner.reshape(-1)
+        for start in range(0, flat.size, SLICE):
+            flat[start : start + SLICE] = None
 
 
 async def _trim(trim: Callable[[int], int]) -> None:

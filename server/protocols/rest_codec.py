@@ -27,6 +27,7 @@ from ..datatypes import by_name, by_numpy
 from ..errors import InvalidInput, PayloadTooLarge
 from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
 from ..observability.recording import client_request_id
+from .large_requests import SLICE
 from .wire_tensors import MAX_TENSOR_NAME, tensor_from_buffer, tensor_from_values, tensor_to_bytes
 
 __all__ = [
@@ -157,6 +158,7 @@ def decode_infer_request(
                 raise InvalidInput(f"input '{name}': give 'data' or parameters.binary_data_size")
             values = data if isinstance(data, list) else [data]
             inputs[name] = tensor_from_values(name, datatype, shape, values, max_bytes=max_bytes)
+            _drop_in_slices(values)
     if offset != len(blobs):
         raise InvalidInput(
             f"request body has {len(blobs) - offset} bytes after the last binary tensor; "
@@ -220,6 +222,13 @@ def decode_raw_binary_request(
         inputs = {spec.name: tensor_from_buffer(spec.name, spec.datatype, dims, body, max_bytes=max_bytes)}
     request = InferRequest(model_name=model_name, model_version=model_version, inputs=inputs, protocol="http")
     return request, OutputFormat(binary_default=True)
+
+
+def _drop_in_slices(values: list[Any]) -> None:
+    """Free a parsed JSON ``data`` list from its end, :data:`SLICE` values at a time: the decoder runs in a
+    thread for a large body, and one deallocation of millions of values would hold the GIL throughout."""
+    while len(values) > SLICE:
+        del values[-SLICE:]
 
 
 def _requested_outputs(
