@@ -227,3 +227,31 @@ def test_sigterm_waits_for_inferences_not_for_clients_still_sending(tmp_path: Pa
             took = time.monotonic() - started
         client.close()
     assert took < 5.0, f"SIGTERM took {took:.1f} s (drain timeout 30 s)"
+
+
+def test_at_the_cap_the_longest_idle_connection_makes_room(repository: Path) -> None:
+    with start_server(repository, "--max-connections", "3", "--keep-alive-timeout", "30") as server:
+        port = _port(server, "http_port")
+        with contextlib.ExitStack() as stack:
+
+            def connect(request: bytes) -> socket.socket:
+                sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                sock.sendall(request)
+                return sock
+
+            ready = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+            oldest = connect(ready)
+            _response(oldest)
+            older = connect(ready)
+            _response(older)
+            sending = connect(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")  # headers not finished
+            # The cap (3) is reached: each newcomer is served, closing the longest-idle connection first.
+            newcomer = connect(ready)
+            assert _response(newcomer).startswith(b"HTTP/1.1 200 ")
+            assert _closed_after(oldest)[1] == b""
+            latecomer = connect(ready)
+            assert _response(latecomer).startswith(b"HTTP/1.1 200 ")
+            assert _closed_after(older)[1] == b""
+            # Still sending its request, it outranked the idle ones; it can finish it.
+            sending.sendall(b"\r\n")
+            assert _response(sending).startswith(b"HTTP/1.1 200 ")
