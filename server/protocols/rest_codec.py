@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from ..datatypes import by_name, by_numpy
-from ..errors import InvalidInput, PayloadTooLarge
+from ..errors import InvalidInput, PayloadTooLarge, Unsupported
 from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
 from ..observability.recording import client_request_id
 from .large_requests import SLICE
@@ -139,6 +139,7 @@ def decode_infer_request(
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given twice")
         params = _parameters(tensor.get("parameters"), f"input '{name}' parameters")
+        _refuse_shared_memory(params, f"input '{name}'")
         size = params.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -231,6 +232,15 @@ def _drop_in_slices(values: list[Any]) -> None:
         del values[-SLICE:]
 
 
+def _refuse_shared_memory(params: dict[str, Parameter], tensor: str) -> None:
+    """Triton's shared-memory extension (a tensor in a region registered beforehand) is not implemented:
+    refused as gRPC refuses it, rather than answered inline where the client would not look."""
+    if "shared_memory_region" in params:
+        raise Unsupported(
+            f"{tensor}: shared memory is not supported by modelport; send the data in the request"
+        )
+
+
 def _requested_outputs(
     value: Any, output_format: OutputFormat
 ) -> tuple[list[str] | None, dict[str, dict[str, Parameter]]]:
@@ -250,6 +260,7 @@ def _requested_outputs(
                 f"outputs[{index}]: 'name' must be a string of at most {MAX_TENSOR_NAME} characters"
             )
         params = _parameters(output.get("parameters"), f"output '{name}' parameters")
+        _refuse_shared_memory(params, f"output '{name}'")
         if "binary_data" in params:
             output_format.binary[name] = params.pop("binary_data") is True
         if params:

@@ -75,8 +75,12 @@ def test_triton_shared_memory_chain_has_no_api_to_register_a_region(server: Serv
             assert "not supported by modelport" in response.json()["error"]
     shared = {"shared_memory_region": "r", "shared_memory_byte_size": 16}
     infer = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "parameters": shared}]}
-    response = httpx.post(f"{base}/v2/models/identity/infer", json=infer, timeout=10)
-    assert 400 <= response.status_code < 500 or response.status_code == 501, response.text
+    output = {"name": "OUTPUT0", "parameters": shared}
+    data = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+    for body in (infer, {**data, "outputs": [output]}):
+        response = httpx.post(f"{base}/v2/models/identity/infer", json=body, timeout=10)
+        assert response.status_code == 501, response.text
+        assert "shared memory is not supported" in response.json()["error"]
     with grpc.insecure_channel(server.grpc_url) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
         for rpc, request in (
