@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -250,13 +251,13 @@ class ModelManager:
                 return
             model.fingerprint = _fingerprint(source)
             if source.config is None:
-                model.reason = source.config_error or "invalid config.yaml"
-                logger.error("model %s: %s", name, model.reason)
+                logger.error("model %s: %s", name, source.config_error or "invalid config.yaml")
+                model.reason = _without_root(source.config_error or "invalid config.yaml", source)
                 return
             wanted = source.served_versions()
             if not wanted:
                 model.reason = (
-                    f"no version directory with a {source.directory}/<version>/model.onnx"
+                    f"no version directory with a {source.directory.name}/<version>/model.onnx"
                     if not source.versions
                     else f"the version policy selects none of the versions {sorted(source.versions)}"
                 )
@@ -275,7 +276,7 @@ class ModelManager:
                     new[version] = outcome
                     model.failed.pop(version, None)
                 else:
-                    model.failed[version] = (attempt_of[version], outcome)
+                    model.failed[version] = (attempt_of[version], _without_root(outcome, source))
             for version in [v for v in model.failed if v not in wanted]:
                 del model.failed[version]
             if not any(isinstance(r, LoadedVersion) for r in results) and todo:
@@ -409,3 +410,13 @@ async def _in_daemon_thread(function: Callable[..., T], *args: Any, **kwargs: An
 
     threading.Thread(target=target, name=f"modelport-{function.__name__}", daemon=True).start()
     return await future
+
+
+def _without_root(reason: str, source: ModelSource) -> str:
+    """``reason`` with the folder holding the model's directory (the repository, or an upload's scratch
+    folder) cut from its paths: reasons reach clients (the repository index, error messages), and the
+    server's filesystem is not theirs to see. The log keeps the full text."""
+    folder = source.directory.parent
+    for root in {str(folder), str(folder.resolve())}:
+        reason = reason.replace(root + os.sep, "")
+    return reason
