@@ -53,19 +53,24 @@ def check_shape(name: str, datatype: Datatype, shape: Sequence[Any], *, max_byte
             f"tensor '{name}': shape has {len(shape)} dimensions; at most {MAX_RANK} are allowed"
         )
     itemsize = datatype.itemsize or _MIN_BYTES_ELEMENT
-    count = 1
+    # The product of the non-zero dimensions: numpy refuses a shape whose product overflows even when another
+    # dimension is 0 (an empty tensor of shape [0, 2**62, 4] is still "too big" to build).
+    span = 1
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim <= _INT64_MAX:
             raise InvalidInput(
                 f"tensor '{name}': shape {_shape_text(shape)} has the dimension {_dim_text(dim)}; "
                 "every dimension must be a non-negative integer below 2**63"
             )
-        if count:
-            count *= dim
-            if count > _INT64_MAX:
+        if dim:
+            span *= dim
+            if span > _INT64_MAX:
                 raise InvalidInput(
                     f"tensor '{name}': shape {_shape_text(shape)} has more than 2**63-1 elements"
                 )
+    if span * itemsize > _INT64_MAX:
+        raise InvalidInput(f"tensor '{name}': shape {_shape_text(shape)} spans more than 2**63-1 bytes")
+    count = 0 if 0 in shape else span
     if count * itemsize > max_bytes:
         raise InvalidInput(
             f"tensor '{name}': shape {_shape_text(shape)} of {datatype.name} declares at least "
@@ -127,8 +132,11 @@ def tensor_from_values(
             f"tensor '{name}': shape {_shape_text(shape)} needs {count} values, got {len(values)}"
         )
     try:
-        array = _bytes_array(values) if dt.itemsize == 0 else np.asarray(values, dtype=dt.numpy)
-    except (ValueError, TypeError, OverflowError) as error:
+        # errstate: a value out of the datatype's range (1e308 as FP32) is refused, as an integer's is,
+        # rather than stored as infinity with a warning.
+        with np.errstate(over="raise", invalid="raise"):
+            array = _bytes_array(values) if dt.itemsize == 0 else np.asarray(values, dtype=dt.numpy)
+    except (ValueError, TypeError, OverflowError, FloatingPointError) as error:
         raise InvalidInput(
             f"tensor '{name}': data is not a rectangular array of {datatype} values ({error})"
         ) from None
@@ -140,17 +148,27 @@ def tensor_from_values(
 
 
 def _bytes_array(values: Sequence[Any]) -> npt.NDArray[np.object_]:
-    nested = np.array(values, dtype=np.object_)
-    flat = nested.reshape(-1)
+    """BYTES values as an object array of ``bytes``. A flat JSON list is converted in place (each ``str`` is
+    freed as its ``bytes`` replaces it), so the peak is the larger of the two, not their sum."""
+    if isinstance(values, list) and values and not isinstance(values[0], list | tuple):
+        for index, item in enumerate(values):
+            values[index] = _as_bytes(item, index)
+        result = np.empty(len(values), dtype=np.object_)
+        result[:] = values
+        return result
+    flat = np.array(values, dtype=np.object_).reshape(-1)
     result = np.empty(flat.size, dtype=np.object_)
     for index, item in enumerate(flat):
-        if isinstance(item, str):
-            result[index] = item.encode()
-        elif isinstance(item, bytes | bytearray | memoryview):
-            result[index] = bytes(item)
-        else:
-            raise TypeError(f"element {index} is {type(item).__name__}, expected a string")
+        result[index] = _as_bytes(item, index)
     return result
+
+
+def _as_bytes(item: Any, index: int) -> bytes:
+    if isinstance(item, str):
+        return item.encode()
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item)
+    raise TypeError(f"element {index} is {type(item).__name__}, expected a string")
 
 
 def tensor_to_bytes(array: npt.NDArray[Any]) -> bytes:
