@@ -37,7 +37,8 @@ from .observability.live_metrics import VersionState, WorkerState
 from .observability.metrics import ServerMetrics
 from .observability.metrics_listener import MetricsApp
 from .protocols.grpc_api import GrpcServer, build_grpc_server
-from .protocols.http_limits import ConnectionBudget, HttpLimits, descriptor_budget, limited_protocol
+from .protocols.http_limits import ConnectionBudget, HttpLimits, descriptor_budget
+from .protocols.http_protocol import limited_protocol
 from .protocols.management_api import create_management_app
 from .protocols.rest_api import create_rest_app
 from .repository.explicit import ExplicitControl

@@ -12,7 +12,8 @@ from ..lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .grpc_api import GrpcServer, build_grpc_server
-    from .http_limits import ConnectionBudget, HttpLimits, descriptor_budget, limited_protocol
+    from .http_limits import ConnectionBudget, HttpLimits, descriptor_budget
+    from .http_protocol import limited_protocol
     from .management_api import create_management_app
     from .rest_api import create_rest_app
 
@@ -38,6 +39,6 @@ __getattr__ = lazy_exports(
         "create_management_app": "management_api",
         "create_rest_app": "rest_api",
         "descriptor_budget": "http_limits",
-        "limited_protocol": "http_limits",
+        "limited_protocol": "http_protocol",
     },
 )

@@ -96,11 +96,14 @@ class Slowloris:
                     self._closed(key.fileobj, target)  # type: ignore[arg-type]  # a socket
 
     def _closed(self, sock: socket.socket, target: Target) -> None:
-        """The server answered or closed: note how (its status line), and connect again."""
+        """The socket is readable: if the server answered or closed, note how (its status line, or
+        "closed") and connect again."""
         try:
             answer = sock.recv(200)
         except OSError:
             answer = b""
+        if answer and target.kind == "grpc":
+            return  # the server's own HTTP/2 SETTINGS, sent at once: the connection is still open
         self._selector.unregister(sock)
         sock.close()
         status = answer.split(b"\r\n", 1)[0].decode("latin-1") if answer.startswith(b"HTTP/") else "closed"

@@ -229,7 +229,7 @@ def test_sigterm_waits_for_inferences_not_for_clients_still_sending(tmp_path: Pa
     assert took < 5.0, f"SIGTERM took {took:.1f} s (drain timeout 30 s)"
 
 
-def test_at_the_cap_the_longest_idle_connection_makes_room(repository: Path) -> None:
+def test_at_the_cap_the_idlest_connection_makes_room(repository: Path) -> None:
     with start_server(repository, "--max-connections", "3", "--keep-alive-timeout", "30") as server:
         port = _port(server, "http_port")
         with contextlib.ExitStack() as stack:
@@ -245,13 +245,18 @@ def test_at_the_cap_the_longest_idle_connection_makes_room(repository: Path) -> 
             older = connect(ready)
             _response(older)
             sending = connect(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")  # headers not finished
-            # The cap (3) is reached: each newcomer is served, closing the longest-idle connection first.
+            # The cap (3) is reached: each newcomer is served, closing the longest-idle connection first
+            # (the one sending its headers has been at it for less than a second: a normal client).
             newcomer = connect(ready)
             assert _response(newcomer).startswith(b"HTTP/1.1 200 ")
             assert _closed_after(oldest)[1] == b""
             latecomer = connect(ready)
             assert _response(latecomer).startswith(b"HTTP/1.1 200 ")
             assert _closed_after(older)[1] == b""
-            # Still sending its request, it outranked the idle ones; it can finish it.
-            sending.sendall(b"\r\n")
-            assert _response(sending).startswith(b"HTTP/1.1 200 ")
+            # Stuck on its headers for over a second, a connection goes before the idle ones.
+            time.sleep(1.5)
+            last = connect(ready)
+            assert _response(last).startswith(b"HTTP/1.1 200 ")
+            assert _closed_after(sending)[1] == b""
+            newcomer.sendall(ready)
+            assert _response(newcomer).startswith(b"HTTP/1.1 200 ")
