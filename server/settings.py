@@ -116,7 +116,8 @@ class ServerSettings:
     max_connections: int = setting(
         2048,
         "Most open connections of the REST, management and metrics listeners together; one more closes the "
-        "longest-idle (then the slowest-sending) first. Scaled down to fit the open-file limit.",
+        "idlest first (stuck on its request, then idle between requests). Scaled down to fit the open-file "
+        "limit.",
         minimum=1,
     )
     grpc_max_connections: int = setting(
