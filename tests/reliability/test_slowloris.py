@@ -3,8 +3,9 @@
 The server runs under a 1024-descriptor limit (``ulimit -n 1024``). 1,000 slow connections, spread over the
 four listeners (headers sent a byte every 2 s, bodies that stall, HTTP/2 prefaces a byte at a time), leave
 tritonclient (HTTP and gRPC), scrapes and the management API served and ``/v2/health/ready`` true; oversized
-headers get 431, long URLs 414; idle, slow-header and stalled-body connections are closed on time; SIGTERM
-is not held by clients still sending.
+headers get 431 (gRPC metadata: RESOURCE_EXHAUSTED), long URLs 414; idle, slow-header and stalled-body
+connections are closed on time; at the connection cap the idlest connection makes room; SIGTERM is not held
+by clients still sending.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import identity_model, slow_iterations, slow_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
@@ -140,6 +142,18 @@ def test_oversized_headers_get_431_and_long_urls_414(server: ServerProcess, list
     with socket.create_connection(("127.0.0.1", _port(server, listener)), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"a" * 200_000)
         assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+
+
+def test_oversized_grpc_metadata_is_refused_and_the_connection_serves_on(server: ServerProcess) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException) as refused:
+            client.is_server_ready(headers={"x-big": "a" * 65 * 1024}, client_timeout=5)
+        assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert "metadata size" in str(refused.value)
+        assert client.is_server_ready(client_timeout=5)
+    finally:
+        client.close()
 
 
 def _response(sock: socket.socket) -> bytes:
