@@ -136,7 +136,9 @@ def tensor_from_values(
         # rather than stored as infinity with a warning.
         with np.errstate(over="raise", invalid="raise"):
             array = _bytes_array(values) if dt.itemsize == 0 else np.asarray(values, dtype=dt.numpy)
-    except (ValueError, TypeError, OverflowError, FloatingPointError) as error:
+    except FloatingPointError:
+        raise InvalidInput(f"tensor '{name}': a value is outside the range of {datatype}") from None
+    except (ValueError, TypeError, OverflowError) as error:
         raise InvalidInput(
             f"tensor '{name}': data is not a rectangular array of {datatype} values ({error})"
         ) from None
