@@ -77,7 +77,11 @@ class Slowloris:
 
     def _open(self, target: Target) -> None:
         sock = socket.create_connection(("127.0.0.1", target.port), timeout=5)
-        sock.sendall(_opening(target.kind))
+        try:
+            sock.sendall(_opening(target.kind))
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         self._selector.register(sock, selectors.EVENT_READ, target)
 
