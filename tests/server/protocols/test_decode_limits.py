@@ -228,7 +228,7 @@ def test_inference_header_length_must_be_ascii_digits(http: httpx.Client, declar
     response = http.post(
         "/v2/models/fp32/infer",
         content=body,
-        headers={"Inference-Header-Content-Length": declared},
+        headers={b"Inference-Header-Content-Length": declared},
     )
     assert response.status_code == 400, response.text
     assert "Inference-Header-Content-Length" in _error(response) and "ASCII digits" in _error(response)
