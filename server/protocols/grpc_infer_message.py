@@ -8,17 +8,19 @@ length), keeps each raw entry as a *view* of the received bytes (no copy), reads
 ``model_version`` and ``id``, and leaves the rest (inputs, outputs, parameters) as bytes parsed by
 :meth:`InferMessage.parse`, which the servicer calls after the model has been found, in a thread for a large
 message. A message with many top-level fields (more than :data:`_MAX_FIELDS`, never sent by a real client)
-is parsed whole by protobuf instead, so the walk stays bounded.
+is parsed whole by protobuf instead, so the walk stays bounded; so is a small message (the common case).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from .generated import grpc_service_pb2 as pb
 from .grpc_status import Undecodable
+from .large_requests import INLINE_BYTES
 
 __all__ = ["InferMessage", "lenient_infer_deserializer", "split_infer_request"]
 
@@ -38,17 +40,35 @@ class InferMessage:
     model_name: str
     model_version: str
     id: str
-    raw: tuple[memoryview, ...]
+    raw: Sequence[bytes | memoryview]
     rest: bytes
     size: int
+    parsed: pb.ModelInferRequest | None = None  # a small message is parsed whole at once
 
     def parse(self) -> pb.ModelInferRequest:
-        """The message without ``raw_input_contents`` (see :attr:`raw`); raises ``DecodeError``."""
+        """The message (its ``raw_input_contents`` are :attr:`raw`); raises ``DecodeError``."""
+        if self.parsed is not None:
+            return self.parsed
         return pb.ModelInferRequest.FromString(self.rest)
 
 
 def split_infer_request(data: bytes) -> InferMessage:
-    """Split a serialized ``ModelInferRequest``; raises ``DecodeError`` where its top level is malformed."""
+    """Split a serialized ``ModelInferRequest``; raises ``DecodeError`` where its top level is malformed.
+
+    A message under :data:`large_requests.INLINE_BYTES` is parsed whole by protobuf at once instead (the
+    common small request: one C call is cheaper than the walk, and its copies are small).
+    """
+    if len(data) < INLINE_BYTES:
+        message = pb.ModelInferRequest.FromString(data)
+        return InferMessage(
+            model_name=message.model_name,
+            model_version=message.model_version,
+            id=message.id,
+            raw=message.raw_input_contents,
+            rest=b"",
+            size=len(data),
+            parsed=message,
+        )
     view = memoryview(data)
     size = len(data)
     names: dict[int, str] = {}
