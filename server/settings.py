@@ -125,6 +125,10 @@ class ServerSettings:
         "Most open gRPC connections (more are refused). Scaled down to fit the open-file limit.",
         minimum=1,
     )
+    allow_custom_ops: bool = setting(
+        False,
+        "Load models whose config.yaml names session.custom_op_libraries (native code run in the server).",
+    )
     ready_file: Path | None = setting(
         None, "Write the bound ports here as JSON once every listener is up.", path="file"
     )

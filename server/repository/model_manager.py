@@ -319,7 +319,11 @@ class ModelManager:
         try:
             # Both read files (the graph; label files): off the event loop.
             signature, resolved = await _in_daemon_thread(
-                _read_version, source, where, default_max_batch_size=self._settings.default_max_batch_size
+                _read_version,
+                source,
+                where,
+                default_max_batch_size=self._settings.default_max_batch_size,
+                allow_custom_ops=self._settings.allow_custom_ops,
             )
             spec = VersionSpec(source.name, version, where, resolved, signature)
             executor = self._make_executor(spec)
@@ -359,10 +363,20 @@ class ModelManager:
 
 
 def _read_version(
-    source: ModelSource, where: Path, *, default_max_batch_size: int
+    source: ModelSource, where: Path, *, default_max_batch_size: int, allow_custom_ops: bool
 ) -> tuple[Signature, ResolvedConfig]:
-    """The graph's signature at ``where`` and the config resolved against it (label files read). Blocking."""
+    """The graph's signature at ``where`` and the config resolved against it (label files read). Blocking.
+
+    A custom-operator library is native code run in the server's and the workers' processes: it is refused
+    before anything opens the model unless the operator allowed it (``--allow-custom-ops``), since in
+    explicit mode a load request may upload both the library and the config that names it.
+    """
     assert source.config is not None
+    if source.config.session.custom_op_libraries and not allow_custom_ops:
+        raise ModelConfigError(
+            f"{source.config_file}: session.custom_op_libraries: custom operator libraries run native code "
+            "in the server; start the server with --allow-custom-ops to load them"
+        )
     try:  # ONNX Runtime would wait forever on a FIFO, in a thread that cannot be stopped
         require_regular_file(where)
     except UnreadableFile as error:

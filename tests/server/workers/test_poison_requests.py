@@ -74,8 +74,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     compile_crash_op(root / "crashy" / "libcrash_op.so")
     write_model(root, "addsub", add_sub_model(), config={"max_batch_size": 8})
-    with start_server(root) as handle:
+    with start_server(root, "--allow-custom-ops") as handle:
         yield handle
+
+
+def test_a_custom_op_library_is_refused_unless_the_server_allows_it(tmp_path: Path) -> None:
+    """Without --allow-custom-ops no native library of a model folder is ever loaded: that model is
+    UNAVAILABLE with a reason naming the key and the flag, and the others serve."""
+    write_model(
+        tmp_path, "crashy", crash_model(), config={"session": {"custom_op_libraries": ["libcrash_op.so"]}}
+    )
+    compile_crash_op(tmp_path / "crashy" / "libcrash_op.so")
+    write_model(tmp_path, "addsub", add_sub_model(), config={"max_batch_size": 8})
+    with start_server(tmp_path) as handle, httpx.Client(base_url=f"http://{handle.http_url}", timeout=30) as client:
+        index = {entry["name"]: entry for entry in client.post("/v2/repository/index").json()}
+        assert index["crashy"]["state"] == "UNAVAILABLE"
+        assert "session.custom_op_libraries" in index["crashy"]["reason"]
+        assert "--allow-custom-ops" in index["crashy"]["reason"]
+        assert index["addsub"]["state"] == "READY"
 
 
 def rows(value: float, count: int = 1) -> np.ndarray[Any, Any]:
