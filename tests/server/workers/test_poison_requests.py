@@ -86,8 +86,10 @@ def test_a_custom_op_library_is_refused_unless_the_server_allows_it(tmp_path: Pa
     )
     compile_crash_op(tmp_path / "crashy" / "libcrash_op.so")
     write_model(tmp_path, "addsub", add_sub_model(), config={"max_batch_size": 8})
-    with start_server(tmp_path) as handle, httpx.Client(base_url=f"http://{handle.http_url}", timeout=30) as client:
-        index = {entry["name"]: entry for entry in client.post("/v2/repository/index").json()}
+    with start_server(tmp_path) as handle:
+        client = httpx.Client(base_url=f"http://{handle.http_url}", timeout=30)
+        with client:
+            index = {entry["name"]: entry for entry in client.post("/v2/repository/index").json()}
         assert index["crashy"]["state"] == "UNAVAILABLE"
         assert "session.custom_op_libraries" in index["crashy"]["reason"]
         assert "--allow-custom-ops" in index["crashy"]["reason"]
