@@ -15,8 +15,10 @@ Connection limits (the gRPC side of what ``http_limits`` does for HTTP), as grpc
   preface and SETTINGS by then is closed (the slowloris of HTTP/2).
 - ``grpc.max_metadata_size`` / ``grpc.absolute_max_metadata_size`` = ``max_header_bytes``: larger request
   metadata is refused (RESOURCE_EXHAUSTED) instead of buffered.
-- ``grpc.max_concurrent_streams`` = 256 per connection: bounds what one connection can hold open (each
-  stream buffers up to its flow-control window); a client with more concurrent RPCs queues them itself.
+- ``grpc.max_concurrent_streams`` = 1024 per connection: bounds what one connection can hold open (what the
+  streams buffer together is bounded by the connection's flow-control window). grpcio's client does not
+  queue calls beyond the peer's limit while it opens them (they fail with REFUSED_STREAM), and load
+  generators run hundreds of calls on one channel, so the cap sits well above that.
 - ``grpc.keepalive_time_ms`` 60 s / ``grpc.keepalive_timeout_ms`` 20 s: a peer that vanished while an RPC
   was open is found and its connection closed within ~80 s; ``grpc.http2.max_pings_without_data`` 0 lets
   those pings go on while a stalled request sends nothing.
@@ -239,7 +241,7 @@ def build_grpc_server(
             ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
             ("grpc.max_metadata_size", settings.max_header_bytes),
             ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
-            ("grpc.max_concurrent_streams", 256),
+            ("grpc.max_concurrent_streams", 1024),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.http2.max_pings_without_data", 0),
