@@ -1,7 +1,7 @@
 """Property-based fuzzing of the wire decoders, in process: JSON, Triton's binary extension, gRPC.
 
-10,000 cases per protocol (``MODELPORT_FUZZ_CASES`` changes it), derandomized so CI runs the same cases every
-time. Each case must decode to arrays of the declared shapes or be refused with a client error
+10,000 cases per protocol (``RELIABILITY_FUZZ_CASES`` changes it), derandomized so CI runs the same cases
+every time. Each case must decode to arrays of the declared shapes or be refused with a client error
 (:func:`tests.reliability.wire_fuzz.decoded_or_refused`); never another exception, which the server would
 answer with a 500 / INTERNAL. ``benchmarks/fuzz.py`` runs 100,000 per protocol with a random seed.
 """
@@ -26,7 +26,7 @@ from tests.reliability.wire_fuzz import (
     raw_binary_cases,
 )
 
-CASES = int(os.environ.get("MODELPORT_FUZZ_CASES", "10000"))
+CASES = int(os.environ.get("RELIABILITY_FUZZ_CASES", "10000"))
 _FUZZ = settings(
     max_examples=CASES,
     derandomize=True,

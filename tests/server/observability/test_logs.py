@@ -148,12 +148,16 @@ def test_text_access_line(text_server: ServerProcess) -> None:
 
 def test_a_client_id_cannot_forge_a_text_line(text_server: ServerProcess) -> None:
     http = httpclient.InferenceServerClient(text_server.http_url)
-    forged = 'x model=other\n2026-01-01T00:00:00.000Z INFO modelport.access: request_id="forged'
+    # A newline cannot reach the log at all: an id that is not printable ASCII is refused.
+    with pytest.raises(InferenceServerException, match="printable ASCII"):
+        http.infer(MODEL, http_ones(1), request_id="x\n2026-01-01T00:00:00.000Z INFO modelport.access: a")
+    # Spaces and quotes are printable: accepted, and quoted in the line so they cannot fake a field.
+    forged = 'x model=other request_id="forged'
     assert http.infer(MODEL, http_ones(1), request_id=forged).get_response()["id"] == forged
     line = _wait_for(
         text_server,
         lambda logs: [line for line in logs.splitlines() if "request_id=" in line and "forged" in line],
     )
-    assert len(line) == 1, line  # one line, not two: the newline is escaped
-    assert 'request_id="x model=other\\x0a2026-01-01T00:00:00.000Z INFO modelport.access: ' in line[0]
-    assert 'request_id=\\"forged" model=identity' in line[0]
+    assert len(line) == 1, line
+    assert 'request_id="x model=other request_id=\\"forged" model=identity' in line[0]
+    assert "modelport.access: a\n" not in text_server.logs()  # the refused id forged no line
