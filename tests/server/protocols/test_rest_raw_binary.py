@@ -6,6 +6,8 @@ tritonclient's own reader; and the shape rules on :func:`decode_raw_binary_reque
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import numpy as np
 import pytest
@@ -21,8 +23,9 @@ _RAW = {"Inference-Header-Content-Length": "0"}
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> httpx.Client:
-    return httpx.Client(base_url=f"http://{server.http_url}", timeout=30.0)
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://{server.http_url}", timeout=30.0) as client:
+        yield client
 
 
 def _outputs(response: httpx.Response) -> httpclient.InferResult:
