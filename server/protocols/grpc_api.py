@@ -83,6 +83,7 @@ class _InFlight:
         self.count = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self.closing = False  # set by GrpcServer.stop: RPCs arriving now are refused with UNAVAILABLE
 
     def track(self, implementation: Callable[..., Any]) -> Callable[..., Any]:
         """``implementation`` (a coroutine or async-generator function), counted while it runs."""
@@ -90,6 +91,7 @@ class _InFlight:
 
             @functools.wraps(implementation)
             async def streaming(*args: Any) -> AsyncIterator[Any]:
+                await self._refuse_if_closing(args[-1])
                 with self._running():
                     async for item in implementation(*args):
                         yield item
@@ -98,10 +100,15 @@ class _InFlight:
 
         @functools.wraps(implementation)
         async def unary(*args: Any) -> Any:
+            await self._refuse_if_closing(args[-1])
             with self._running():
                 return await implementation(*args)
 
         return unary
+
+    async def _refuse_if_closing(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry elsewhere")
 
     @contextlib.contextmanager
     def _running(self) -> Any:
@@ -203,15 +210,16 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:
-        """Refuse new RPCs, give the handled ones up to ``grace`` seconds, then cancel what is left; calls
-        still receiving their request (and health watches) are cancelled once no handler runs."""
-        stopping = asyncio.ensure_future(self.server.stop(grace))
-        handled = asyncio.ensure_future(self.in_flight.idle.wait())
-        await asyncio.wait([stopping, handled], return_when=asyncio.FIRST_COMPLETED)
-        handled.cancel()
-        if not stopping.done():
-            await self.server.stop(None)  # no handler runs: what remains is no inference
-        await stopping
+        """Refuse new RPCs, give the handled ones up to ``grace`` seconds, then cancel what is left (calls
+        still receiving their request, health watches).
+
+        grpc.aio's ``server.stop`` is called exactly once: a second call while the first is still shutting
+        the server down crashed the process (SIGSEGV in grpc core) when this waited on both at once.
+        """
+        self.in_flight.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.in_flight.idle.wait(), timeout=grace)
+        await self.server.stop(0)  # no handler runs now (or grace is over): what remains is no inference
 
 
 def build_grpc_server(
