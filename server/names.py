@@ -13,6 +13,7 @@ follows the rule but names no model is the caller's to report (unknown model).
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from .errors import InvalidInput
 
@@ -22,6 +23,7 @@ __all__ = [
     "NAME_RULE",
     "VERSION_RULE",
     "check_model_name",
+    "check_path_names",
     "check_version",
     "is_model_name",
 ]
@@ -63,3 +65,19 @@ def check_version(version: str, *, field: str = "model version", latest: bool = 
     if (latest and not version) or _VERSION.fullmatch(version) is not None:
         return version
     raise InvalidInput(f"{field} {_shown(version)} is not a version number ({VERSION_RULE})")
+
+
+def check_path_names(name: bytes, version: bytes | None, *, also_versions: tuple[str, ...] = ()) -> None:
+    """The model name and version of a URL path, as raw segments the client sent, each percent-decoded on
+    its own (so ``%2e%2e`` and ``%2f`` are caught; bytes that are no UTF-8 become U+FFFD, which no name
+    has) and checked by the rule; ``also_versions`` are words a route takes in place of a version."""
+    check_model_name(_segment(name), field="path: model name")
+    if version is not None:
+        text = _segment(version)
+        if text not in also_versions:
+            check_version(text, field="path: model version", latest=False)
+
+
+def _segment(raw: bytes) -> str:
+    text = raw.decode("latin-1")
+    return urllib.parse.unquote(text, errors="replace") if "%" in text else text

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import re
 import time
-import urllib.parse
 from typing import Any
 
 import orjson
@@ -44,7 +43,7 @@ from ..errors import (
     Unsupported,
 )
 from ..model_config import ModelConfigError, check_worker_bounds
-from ..names import NAME_RULE, check_model_name, check_version
+from ..names import NAME_RULE, check_model_name, check_path_names
 from ..observability.recording import internal_error
 from ..repository.model_manager import LoadedVersion, ModelManager
 from .management_access import ManagementAccess
@@ -80,14 +79,8 @@ def _check_path_names(method: str, raw_path: bytes) -> None:
     match = _NAMED_PATH.fullmatch(raw_path)
     if match is None:
         return
-    name, version = (
-        None if part is None else urllib.parse.unquote(part.decode("latin-1"), errors="replace")
-        for part in match.groups()
-    )
-    assert name is not None  # the pattern's first group always takes part
-    check_model_name(name, field="path: model name")
-    if version is not None and not (method == "GET" and version == "all"):
-        check_version(version, field="path: model version", latest=False)
+    name, version = match.groups()
+    check_path_names(name, version, also_versions=("all",) if method == "GET" else ())
 
 
 def _json(content: Any, status: int = 200) -> Response:

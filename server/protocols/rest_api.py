@@ -18,7 +18,6 @@ import binascii
 import functools
 import logging
 import re
-import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -33,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from ..dataplane import DataPlane, ModelMetadata
 from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge, Unsupported
 from ..inference import InferRequest, TensorSpec
-from ..names import check_model_name, check_version
+from ..names import check_path_names
 from ..observability.recording import internal_error
 from ..repository.explicit import ExplicitControl
 from ..settings import ServerSettings
@@ -386,16 +385,7 @@ def _check_path_names(scope: Scope) -> None:
     match = _NAMED_PATH.fullmatch(raw)
     if match is None:
         return
-    name, version = match.groups()
-    check_model_name(_decoded(name), field="path: model name")
-    if version is not None:
-        check_version(_decoded(version), field="path: model version", latest=False)
-
-
-def _decoded(segment: bytes) -> str:
-    """One raw path segment, percent-decoded (bytes that are no UTF-8 become U+FFFD, which no name has)."""
-    text = segment.decode("latin-1")
-    return urllib.parse.unquote(text, errors="replace") if "%" in text else text
+    check_path_names(*match.groups())
 
 
 class _RestApp(FastAPI):
