@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput, Unsupported
 from ..model_config import ModelConfig, ModelConfigError, parse_model_config
-from ..names import check_model_name
+from ..names import MAX_VERSION_DIGITS, check_model_name
 from ..settings import ServerSettings
 from .model_manager import ModelManager
 from .triton_model_config_in import TRITON_KEY_NAMES, from_triton_config, is_triton_config
@@ -31,7 +31,7 @@ __all__ = ["FILE_KEY_RULE", "ExplicitControl"]
 logger = logging.getLogger(__name__)
 
 _FILE_PREFIX = "file:"
-_VERSION_PART = re.compile(r"[1-9][0-9]{0,17}")
+_VERSION_PART = re.compile(rf"[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}")  # the name rule's version bound
 _FILE_PART = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}")  # never '.', '..' or hidden
 _MAX_FILE_DEPTH = 8
 FILE_KEY_RULE = (
