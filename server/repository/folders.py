@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model_config import ModelConfig, ModelConfigError, load_model_config
-from ..names import is_model_name
+from ..names import MAX_VERSION_DIGITS, is_model_name
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "ModelSource", "Repository", "VersionSource"]
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.onnx"
-# Triton's rule: version directories are numbers that do not start with 0.
-_VERSION_DIR = re.compile(r"[1-9][0-9]*")
+# Triton's rule: version directories are numbers that do not start with 0; ours also keeps the version rule's
+# digit bound, so every version fits int64.
+_VERSION_DIR = re.compile(rf"[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}")
 
 Stamp = tuple[int, int]  # (mtime_ns, size); _MISSING when the file is missing
 _MISSING: Stamp = (0, -1)

@@ -135,7 +135,7 @@ def test_version_policies(policy: dict[str, object], served: list[int]) -> None:
 def test_repository_scan_follows_tritons_layout(tmp_path: Path) -> None:
     for version in ("1", "2", "10"):
         write_model(tmp_path, "m", identity_model(), version=version)
-    for ignored in ("0", "01", "v3", "latest"):
+    for ignored in ("0", "01", "v3", "latest", "1" * 19, "9" * 250):  # past int64
         (tmp_path / "m" / ignored).mkdir()
     (tmp_path / "m" / "notes.txt").write_text("not a version")
     (tmp_path / ".hidden").mkdir()
