@@ -41,6 +41,7 @@ from .protocols.http_limits import ConnectionBudget, HttpLimits, descriptor_budg
 from .protocols.http_protocol import limited_protocol
 from .protocols.management_api import create_management_app
 from .protocols.rest_api import create_rest_app
+from .protocols.rest_fast_infer import FastInfer
 from .repository.explicit import ExplicitControl
 from .repository.folders import Repository
 from .repository.model_manager import ModelManager
@@ -190,16 +191,26 @@ class _Listeners:
         """The uvicorn servers' tasks (one that ends by itself has failed)."""
         return [task for _, task in self._uvicorn + self._metrics]
 
-    def start_uvicorn(self, app: Any, host: str, port: int, *, metrics: bool = False, **options: Any) -> int:
+    def start_uvicorn(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        metrics: bool = False,
+        fast_infer: FastInfer | None = None,
+        **options: Any,
+    ) -> int:
         """Bind ``host:port`` and serve ``app`` there from a task (``options``: uvicorn's) under the
-        connection limits; the bound port. ``metrics``: the metrics listener (see :meth:`stop_metrics`)."""
+        connection limits; the bound port. ``metrics``: the metrics listener (see :meth:`stop_metrics`);
+        ``fast_infer``: the REST listener's infer requests are answered past ``app``."""
         config = uvicorn.Config(
             app,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
-            http=limited_protocol(self._budget),
+            http=limited_protocol(self._budget, fast_infer=fast_infer),
             ws="none",
             **options,
         )
@@ -293,6 +304,7 @@ class _Server:
             create_rest_app(self.dataplane, settings, explicit=self.explicit),
             settings.host,
             settings.http_port,
+            fast_infer=FastInfer(self.dataplane, limit=settings.http_max_body_bytes),
             # Nothing reads the client's address (the access log has none): no X-Forwarded-For middleware.
             proxy_headers=False,
             timeout_graceful_shutdown=int(settings.drain_timeout) or 1,

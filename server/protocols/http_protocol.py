@@ -3,7 +3,9 @@
 ``http=limited_protocol(budget)``.
 
 It overrides only the parser callbacks that mark where a request is (headers, body, answered) and
-uvicorn's keep-alive timer, which the budget's idle table replaces; everything else is uvicorn's.
+uvicorn's keep-alive timer, which the budget's idle table replaces; everything else is uvicorn's. On the
+REST listener (``limited_protocol(budget, fast_infer=...)``) an infer request is answered by the fast path
+of :mod:`rest_fast_infer` in place of the ASGI application, under the same limits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .http_limits import ConnectionBudget
+from .rest_fast_infer import FastInfer, FastInferCycle
 
 __all__ = ["LimitedHttpToolsProtocol", "limited_protocol"]
 
@@ -38,6 +41,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol under a :class:`ConnectionBudget` (set by :func:`limited_protocol`)."""
 
     budget: ConnectionBudget
+    fast_infer: FastInfer | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,11 +97,46 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refused(431)
         self._in_headers = False
         self.budget.headers_done(self)
+        fast = self.fast_infer
+        # uvicorn's concurrency limit and root path are not used here; with either the ASGI path answers.
+        if (
+            fast is not None
+            and self.parser.get_method() == b"POST"
+            and not self.parser.should_upgrade()
+            and self.limit_concurrency is None
+            and not self.root_path
+        ):
+            target = fast.match(self.url)
+            if target is not None:
+                self._start_fast(fast, target)
+                return
         super().on_headers_complete()
+
+    def _start_fast(self, fast: FastInfer, target: tuple[str, str]) -> None:
+        """What uvicorn's ``on_headers_complete`` does, with a :class:`FastInferCycle` for the ASGI cycle."""
+        cycle = FastInferCycle(
+            self,
+            fast,
+            target,
+            keep_alive=self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive(),
+            expect_continue=self.expect_100_continue,
+        )
+        existing = self.cycle
+        # uvicorn types these as its own cycle; the fast cycle has every attribute they are read for.
+        self.cycle = cycle  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+        else:  # pipelined: answered after the requests before it, as uvicorn queues its own
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
-        super().on_body(body)
+        cycle: object = self.cycle  # uvicorn's cycle, or the fast path's (typed as uvicorn's)
+        if type(cycle) is FastInferCycle:
+            cycle.add_body(body)
+        else:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_headers, self._header_bytes = True, 0
@@ -148,6 +187,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def limited_protocol(budget: ConnectionBudget) -> type[HttpToolsProtocol]:
-    """The protocol class to give uvicorn (``http=``) for a listener under ``budget``."""
-    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"budget": budget})
+def limited_protocol(
+    budget: ConnectionBudget, *, fast_infer: FastInfer | None = None
+) -> type[HttpToolsProtocol]:
+    """The protocol class to give uvicorn (``http=``) for a listener under ``budget``; with ``fast_infer``
+    (the REST listener's) infer requests take the fast path."""
+    return type(
+        "LimitedHttpToolsProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"budget": budget, "fast_infer": fast_infer},
+    )

@@ -18,7 +18,6 @@ import binascii
 import functools
 import logging
 import re
-import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -30,45 +29,27 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ..dataplane import DataPlane, ModelMetadata
-from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge, Unsupported
-from ..inference import InferRequest, TensorSpec
+from ..errors import InvalidInput, ModelportError, Unsupported
+from ..inference import TensorSpec
 from ..names import check_path_names
-from ..observability.recording import internal_error
 from ..repository.explicit import ExplicitControl
 from ..settings import ServerSettings
-from .large_requests import after_large_request, decode_off_loop
 from .management_access import ManagementAccess
-from .rest_codec import (
-    OutputFormat,
-    decode_infer_request,
-    decode_raw_binary_request,
-    decompress_body,
-    encode_infer_response,
+from .rest_codec import decompress_body
+from .rest_infer import (
+    HTTP_STATUS,
+    InferRoute,
+    body_too_large,
+    declared_too_large,
+    error_answer,
 )
+from .rest_infer import JSON as _JSON
 from .rest_openapi import ROUTE_DOCS, without_validation_errors
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
 logger = logging.getLogger(__name__)
 
-# Triton's mapping (docs/protocol/README.md) plus our two codes: payload size and deadline.
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_ARG: 400,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.UNSUPPORTED: 501,
-    ErrorCode.ALREADY_EXISTS: 400,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.RESOURCE_EXHAUSTED: 413,
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.INTERNAL: 500,
-}
-_JSON = "application/json"
-# A byte count in a header: ASCII digits only (str.isdigit() takes '²', which int() refuses), at most 19 of
-# them (int64), so int() never meets a 4,300-digit number.
-_BYTE_COUNT = re.compile(r"[0-9]{1,19}")
-_BINARY = "application/octet-stream"
 _EMPTY_OK = Response(status_code=200)
 
 Endpoint = Callable[..., Awaitable[Response]]
@@ -83,16 +64,9 @@ def _error(message: str, status: int) -> Response:
 
 
 def _error_response(error: BaseException) -> Response:
-    """The answer to an endpoint's exception: :class:`ModelportError` through the table, anything else a
-    logged 500 with a request id."""
-    if isinstance(error, ModelportError):
-        return _error(error.message, HTTP_STATUS[error.code])
-    if isinstance(error, asyncio.CancelledError):
-        # uvicorn cancels requests still running when the drain timeout ends: say so to the client.
-        return _error("the server shut down before this request finished (drain timeout)", 503)
-    if isinstance(error, ClientDisconnect):
-        return _error("the client closed the connection before sending the whole body", 400)
-    return _error(internal_error(logger, "REST request", error).message, 500)
+    """The answer to an endpoint's exception (:func:`rest_infer.error_answer`, the one mapping)."""
+    status, body = error_answer(error)
+    return Response(body, status_code=status, media_type=_JSON)
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -125,8 +99,9 @@ def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body (``declared``: the Content-Length header), refused with 413 as soon as it is known to
     exceed ``limit``."""
-    if declared is not None and _BYTE_COUNT.fullmatch(declared) and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    refusal = declared_too_large(declared, limit)
+    if refusal is not None:
+        raise refusal
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -137,7 +112,7 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            raise body_too_large(limit)
         chunks.append(chunk)
         more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -161,16 +136,6 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-def _compress(body: bytes, accept: str) -> tuple[bytes, str | None]:
-    accepted = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    if "gzip" in accepted:
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        return compressor.compress(body) + compressor.flush(), "gzip"
-    if "deflate" in accepted:
-        return zlib.compress(body, 1), "deflate"
-    return body, None
-
-
 class _Endpoints:
     """The route handlers, bound to one data plane."""
 
@@ -181,8 +146,7 @@ class _Endpoints:
         self.explicit = explicit
         self.access = ManagementAccess(settings.management_token)
         self.limit = settings.http_max_body_bytes
-        # JSON values take >= 2 bytes each and at most 8 as tensor elements: this refuses only absurd shapes.
-        self.max_tensor_bytes = 4 * self.limit
+        self.route = InferRoute(dataplane, limit=self.limit)
 
     async def server_metadata(self) -> Response:
         metadata = self.dataplane.server_metadata()
@@ -216,33 +180,11 @@ class _Endpoints:
         self, headers: Mapping[str, str], receive: Receive, model_name: str, model_version: str = ""
     ) -> tuple[bytes, dict[str, str]]:
         """One inference: the response body and its headers (lower-case names, Content-Length aside)."""
-        body = b""
-        infer_request: InferRequest | None = None
         try:
-            try:
-                body = await _read_body(receive, headers.get("content-length"), self.limit)
-                infer_request, output_format = await self._decode(headers, body, model_name, model_version)
-            except ModelportError as error:
-                raise self.dataplane.reject(
-                    error, model_name=model_name, model_version=model_version, request_id="", protocol="http"
-                ) from None
-            response = await self.dataplane.infer(infer_request)
-            content, json_length = encode_infer_response(response, output_format)
-        finally:
-            if infer_request is not None:  # its tensors go to be freed (off the loop when large)
-                after_large_request(len(body), infer_request.inputs)
-                infer_request.inputs = {}
-            else:
-                after_large_request(len(body))
-        response_headers = {"content-type": _JSON if json_length is None else _BINARY}
-        if json_length is not None:
-            response_headers["inference-header-content-length"] = str(json_length)
-        accept = headers.get("accept-encoding")
-        if accept:
-            content, applied = _compress(content, accept)
-            if applied:
-                response_headers["content-encoding"] = applied
-        return content, response_headers
+            body = await _read_body(receive, headers.get("content-length"), self.limit)
+        except ModelportError as error:
+            raise self.route.reject(error, model_name, model_version) from None
+        return await self.route.answer(headers, body, model_name, model_version)
 
     async def infer_route(self, request: Request, model_name: str, model_version: str = "") -> Response:
         """The registered route (for the OpenAPI document and the 405 on other methods): :class:`_RestApp`
@@ -264,48 +206,6 @@ class _Endpoints:
         raw.append((b"content-length", str(len(content)).encode("latin-1")))
         await send({"type": "http.response.start", "status": 200, "headers": raw})
         await send({"type": "http.response.body", "body": content})
-
-    async def _decode(
-        self, headers: Mapping[str, str], body: bytes, model_name: str, model_version: str
-    ) -> tuple[InferRequest, OutputFormat]:
-        # An unknown model or version is refused before anything is decompressed or decoded.
-        self.dataplane.check_servable(model_name, model_version)
-        encoding = headers.get("content-encoding")
-        if encoding:
-            body = await decode_off_loop(
-                len(body), functools.partial(decompress_body, body, encoding, limit=self.limit)
-            )
-        header_length: int | None = None
-        declared = headers.get("inference-header-content-length")
-        if declared is not None:
-            if not _BYTE_COUNT.fullmatch(declared.strip()):
-                shown = declared if len(declared) <= 24 else declared[:21] + "..."
-                raise InvalidInput(
-                    f"Inference-Header-Content-Length {shown!r} is not a byte count: give the length of the "
-                    "JSON header in ASCII digits"
-                )
-            header_length = int(declared)
-        if header_length == 0:  # a raw binary request: the body is the one input's bytes
-            spec, batching = self.dataplane.sole_input(model_name, model_version)
-            decode_raw = functools.partial(
-                decode_raw_binary_request,
-                body,
-                spec,
-                batching=batching,
-                model_name=model_name,
-                model_version=model_version,
-                max_bytes=self.max_tensor_bytes,
-            )
-            return await decode_off_loop(len(body), decode_raw)
-        decode = functools.partial(
-            decode_infer_request,
-            body,
-            header_length,
-            model_name=model_name,
-            model_version=model_version,
-            max_bytes=self.max_tensor_bytes,
-        )
-        return await decode_off_loop(len(body), decode)
 
     async def repository_index(self, request: Request) -> Response:
         body = await _json_body(request, self.limit)
