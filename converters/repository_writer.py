@@ -78,10 +78,14 @@ def _dims(spec: TensorSpec, batched: bool) -> list[int]:
 def config_document(
     inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], max_batch_size: int
 ) -> dict[str, Any]:
-    """The ``config.yaml`` content the server reads: batch size and the signature with per-row dims."""
+    """The ``config.yaml`` content the server reads: batch size, dynamic batching when the model batches
+    (an explicit ``max_batch_size`` alone runs every request by itself, as in Triton), and the signature with
+    per-row dims."""
     batched = max_batch_size > 0
+    batching: dict[str, Any] = {"dynamic_batching": {"max_queue_delay_us": 500}} if batched else {}
     return {
         "max_batch_size": max_batch_size,
+        **batching,
         "inputs": [
             {"name": s.name, "datatype": oip_datatype(s.dtype), "dims": _dims(s, batched)} for s in inputs
         ],

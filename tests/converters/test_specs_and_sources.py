@@ -88,9 +88,12 @@ def test_config_document_uses_per_row_dims_when_batching() -> None:
     outputs = (TensorSpec("scores", "float32", (-1, 2)),)
     assert config_document(inputs, outputs, 16) == {
         "max_batch_size": 16,
+        "dynamic_batching": {"max_queue_delay_us": 500},
         "inputs": [{"name": "tokens", "datatype": "INT64", "dims": [20]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "dims": [2]}],
     }
+    unbatched = config_document((TensorSpec("x", "float32", (3,)),), outputs[:0], 0)
+    assert "dynamic_batching" not in unbatched
 
 
 def test_error_measure_and_tolerance_rule() -> None:
