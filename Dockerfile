@@ -4,10 +4,11 @@
 #   CPU (default):  docker build -t modelport:0.1.0 .
 #   CUDA:           docker build --build-arg VARIANT=cuda -t modelport:0.1.0-cuda .
 #   run:            docker run --rm -p 8000-8002:8000-8002 -v "$PWD/models:/models:ro" modelport:0.1.0
+#   other folder:   docker run ... -e MODELPORT_REPOSITORY=/srv/models -v "$PWD/repo:/srv/models:ro" modelport:0.1.0
 #
 # The image holds the serving dependencies only (no torch, no TensorFlow: converting happens elsewhere).
 # No Docker engine runs on the project's machines: tests/deploy/test_container.py replays this file's python
-# RUN steps into a scratch filesystem and runs its ENTRYPOINT + CMD, ENV and HEALTHCHECK as its USER.
+# RUN steps into a scratch filesystem and runs its ENTRYPOINT, ENV and HEALTHCHECK as its USER.
 
 # Base images, pinned to exact tags; override with --build-arg to move them.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -58,6 +59,7 @@ LABEL org.opencontainers.image.title="modelport" \
 ENV PATH=/opt/modelport/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MODELPORT_REPOSITORY=/models \
     MODELPORT_HOST=0.0.0.0 \
     MODELPORT_HTTP_PORT=8000 \
     MODELPORT_GRPC_PORT=8001 \
@@ -91,6 +93,8 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 # Exec form: the server is PID 1 and receives SIGTERM itself (docker stop, Kubernetes), stops taking requests,
 # drains the in-flight ones and exits 0. Give it longer than its drain timeout: docker stop -t / --stop-timeout,
 # terminationGracePeriodSeconds.
+# Every setting comes from a MODELPORT_* variable (the ENV above gives the defaults; docker run -e or a
+# Kubernetes env entry overrides one) or from options after the image name: no CMD, so no option the image
+# passes can beat a variable the user sets (options win over variables).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["modelport", "serve"]
-CMD ["--repository", "/models"]

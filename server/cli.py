@@ -25,6 +25,38 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What to install for a command whose packages are missing (the serving environment has none of them).
+_EXTRAS = {
+    "convert": (
+        "pip install 'modelport[torch]' (PyTorch models) or 'modelport[tensorflow]' (Keras and TensorFlow "
+        "models)"
+    ),
+    "quantize": "pip install 'modelport[convert]'",
+    "export-mobile": "pip install 'modelport[convert]'",
+}
+
+
+def _missing_extras(name: str, summary: str, error: ImportError) -> click.Command:
+    """A stand-in for command ``name`` when its packages are not installed: ``--help`` says what to install
+    and exits 0; running it fails (exit 1) naming the missing package and the install command."""
+    hint = _EXTRAS.get(name, "pip install 'modelport[all]'")
+
+    def refuse(args: tuple[str, ...]) -> None:
+        raise click.ClickException(
+            f"'modelport {name}' needs packages that are not installed ({error.name}); install them: {hint}"
+        )
+
+    return click.Command(
+        name,
+        callback=refuse,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]},
+        help=f"{summary}\n\nNot installed here ({error.name} is missing): {hint}, then see its options with "
+        f"'modelport {name} --help'.",
+        short_help=summary,
+    )
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_LAZY_COMMANDS)
@@ -37,10 +69,7 @@ class _LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
-            raise click.ClickException(
-                f"'modelport {cmd_name}' needs packages that are not installed ({error.name}); "
-                "install the extras: pip install 'modelport[torch,tensorflow]'"
-            ) from error
+            return _missing_extras(cmd_name, entry[1], error)
         command = getattr(module, attribute)
         assert isinstance(command, click.Command)
         return command

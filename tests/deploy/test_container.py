@@ -11,6 +11,7 @@ container cannot have here is changed, through the variables the image itself se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -300,6 +301,16 @@ def _healthcheck(image: ImageConfig, env: dict[str, str], venv: Path) -> int:
 @pytest.fixture
 def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container]:
     """The image's ENTRYPOINT + CMD with its environment, the image's paths mapped into its filesystem."""
+    with _run_image(serving_image, tmp_path / "container.log") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _run_image(
+    serving_image: ServingImage, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Container]:
+    """Run the image's command as :func:`container` does, with ``extra_env`` as ``docker run -e`` would add
+    (the user's variables beat the image's ENV); killed on exit."""
     image = stage_config(DOCKERFILE)
     # Writable by the image's user, as a mounted volume or /tmp would be.
     exchange = Path(tempfile.mkdtemp(prefix="modelport-ready-"))
@@ -320,12 +331,12 @@ def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container
         "MODELPORT_MANAGEMENT_PORT": "0",
         "MODELPORT_READY_FILE": str(ready_file),
         "HOME": "/nonexistent",  # the image user's home: it does not exist there either
+        **(extra_env or {}),
     }
     command = [map_path(argument, serving_image.build.root) for argument in image.command]
     assert shutil.which(command[0], path=env["PATH"]) == str(serving_image.venv / "bin" / command[0]), (
         f"the image's entrypoint {command[0]} does not resolve to the installed wheel's script"
     )
-    log = tmp_path / "container.log"
     with log.open("wb") as sink:
         # As the image's non-root user, in its working directory (/, not writable), like the container.
         process = subprocess.Popen(
@@ -448,3 +459,51 @@ def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
         )
     # Once it is gone the health check fails, as Docker needs it to.
     assert _healthcheck(image, probe_env, serving_image.venv) != 0
+
+
+def test_the_repository_variable_picks_what_the_image_serves(
+    serving_image: ServingImage, tmp_path: Path
+) -> None:
+    """``docker run -e MODELPORT_REPOSITORY=...``: the image passes no option that would beat it."""
+    # World-readable, like a mounted volume the image's user reads.
+    repository = Path(tempfile.mkdtemp(prefix="modelport-repository-"))
+    try:
+        shutil.copytree(ROOT / "models" / "mlp", repository / "mlp")
+        _readable_by_all(repository)
+        with _run_image(
+            serving_image, tmp_path / "container.log", {"MODELPORT_REPOSITORY": str(repository)}
+        ) as running:
+            client = httpclient.InferenceServerClient(f"127.0.0.1:{running.ports['http_port']}")
+            try:
+                served = {entry["name"] for entry in client.get_model_repository_index()}
+            finally:
+                client.close()
+    finally:
+        shutil.rmtree(repository, ignore_errors=True)
+    assert served == {"mlp"}, f"MODELPORT_REPOSITORY={repository} served {served}"
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        ("convert", "modelport[torch]"),
+        ("quantize", "modelport[convert]"),
+        ("export-mobile", "modelport[convert]"),
+    ],
+)
+def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_image(
+    serving_image: ServingImage, command: str, extra: str
+) -> None:
+    """The image is the serving-only environment: none of the converters' packages are installed."""
+    script = str(serving_image.venv / "bin" / "modelport")
+    env = serving_image.build.env
+    shown = subprocess.run(
+        [script, command, "--help"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert extra in " ".join(shown.stdout.split()), shown.stdout
+    refused = subprocess.run(
+        [script, command, "model.onnx"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and extra in refused.stderr, refused.stderr

@@ -87,7 +87,9 @@ def test_the_default_repository_is_the_example_models() -> None:
         (copy.sources, copy.destination.rstrip("/")) for copy in runtime.copies if copy.from_stage is None
     }
     assert (("models/",), image.volumes[0]) in copies
-    assert image.cmd == ("--repository", image.volumes[0])
+    assert image.env.get("MODELPORT_REPOSITORY") == image.volumes[0]
+    # No CMD: an option there would beat the MODELPORT_* variable a user sets (options win over variables).
+    assert image.cmd == ()
 
 
 def test_the_cuda_variant_starts_from_nvidia_cuda_and_installs_its_own_requirements() -> None:
