@@ -131,9 +131,11 @@ def serve(**options: Any) -> None:
         settings = ServerSettings(**options)
     except SettingError as error:
         raise click.UsageError(f"{error}{_source_of(error.setting)}") from None
+    from .observability.access_log import configure_access_log
     from .observability.logging_setup import configure_logging
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    configure_access_log(enabled=settings.access_log, sample=settings.access_log_sample)
     # The forkserver workers start from imports ONNX Runtime in the background while this process imports
     # the HTTP/gRPC stack below (forkserver.py itself imports nothing heavy; no thread exists yet).
     from .workers.forkserver import prestart

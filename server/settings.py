@@ -134,6 +134,17 @@ class ServerSettings:
     )
     log_format: LogFormat = setting("text", "Log lines for people (text) or machines (json).")
     log_level: LogLevel = setting("info", "Least severe level logged.")
+    access_log: bool = setting(
+        False,
+        "Write one line per inference request to the modelport.access logger (off: a busy server would write "
+        "tens of MB a minute).",
+    )
+    access_log_sample: float = setting(
+        1.0,
+        "With --access-log: the fraction of successful requests written (failed ones are always written).",
+        above=0,
+        maximum=1,
+    )
 
     def __post_init__(self) -> None:
         check_all(self, SETTINGS)

@@ -1,5 +1,9 @@
 """The access log: one line per inference request, on the ``modelport.access`` logger at INFO.
 
+Off unless ``--access-log`` (:func:`configure_access_log` sets the logger's level, so an off log costs one
+level check per request); ``--access-log-sample`` writes that fraction of the successful requests, and every
+failed one.
+
 The data plane writes it where it records the request's metrics (one place, once per request). A line carries
 the request id (the protocol's ``id``, else one the server generated; it is echoed in the response and in
 error messages, so a client's failure can be found here), model, version, protocol, outcome, status (the
@@ -16,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import re
 import secrets
 from typing import Any
@@ -23,12 +28,25 @@ from typing import Any
 from ..inference import Protocol
 from .metrics import Outcome
 
-__all__ = ["ACCESS_LOGGER", "log_access", "new_request_id"]
+__all__ = ["ACCESS_LOGGER", "configure_access_log", "log_access", "new_request_id"]
 
 ACCESS_LOGGER = "modelport.access"
 _log = logging.getLogger(ACCESS_LOGGER)
 _MAX_VALUE_CHARS = 256  # a client-chosen id or message longer than this is cut in the log line
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # written as is; anything else is quoted and escaped
+
+
+_sample = 1.0  # the fraction of successful requests written
+
+
+def configure_access_log(*, enabled: bool, sample: float = 1.0) -> None:
+    """Turn the access log on (``enabled``) or off, writing a ``sample`` (0 < sample <= 1) of the successful
+    requests and every failure. Off: the logger's level is raised to WARNING, above its lines."""
+    global _sample  # noqa: PLW0603 -- one access log per process, like its logger
+    if not 0 < sample <= 1:
+        raise ValueError(f"access log sample {sample} must be > 0 and <= 1")
+    _sample = sample
+    _log.setLevel(logging.INFO if enabled else logging.WARNING)
 
 
 # A random 64-bit prefix per process and a counter: an id costs no system call (uuid4 makes a getrandom call
@@ -65,8 +83,11 @@ def log_access(
     batch_size: int | None,
     error: str | None = None,
 ) -> None:
-    """Write the access-log line of one finished request (nothing when INFO is disabled)."""
+    """Write the access-log line of one finished request (nothing when the log is off; a successful request
+    only in the configured sample)."""
     if not _log.isEnabledFor(logging.INFO):
+        return
+    if error is None and _sample < 1 and random.random() >= _sample:
         return
     fields: dict[str, Any] = {
         "request_id": _cut(request_id),

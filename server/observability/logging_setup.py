@@ -29,8 +29,10 @@ __all__ = ["configure_logging", "make_formatter"]
 
 _writer: _BackgroundWriter | None = None
 
-# uvicorn's own access log would repeat ours (and log every health probe): only its warnings pass.
-_QUIET_LOGGERS = ("uvicorn.access",)
+# Only the warnings of uvicorn's loggers pass: its access log would repeat ours (and log every health probe),
+# and its INFO lines ("Started server process", "Shutting down", ...) come once per listener (REST, metrics,
+# management), where the server's own "ready", "shutting down" and "stopped" lines say it once.
+_QUIET_LOGGERS = ("uvicorn.access", "uvicorn.error")
 # Extra record fields meant for terminals (uvicorn's ANSI-coloured copy of the message): not JSON fields.
 _TERMINAL_ONLY = ("color_message",)
 

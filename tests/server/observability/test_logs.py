@@ -25,7 +25,7 @@ _ID_IN_MESSAGE = re.compile(r"\(request id: ([0-9a-f]{32})\)")
 def _start(tmp_path_factory: pytest.TempPathFactory, log_format: str) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp(f"repo-{log_format}")
     write_model(repository, MODEL, identity_model("FP32", (-1, 4)))
-    with start_server(repository, "--log-format", log_format) as process:
+    with start_server(repository, "--log-format", log_format, "--access-log") as process:
         yield process
 
 
