@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .datatypes import by_numpy
+from .datatypes import DATATYPES, by_numpy
 from .errors import InvalidInput, ModelNotFound, ModelportError
 from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
@@ -25,9 +25,12 @@ from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManag
 from .repository.triton_config import PLATFORM, triton_model_config
 from .settings import ServerSettings
 
-__all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "ServerMetadata"]
+__all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "Servable", "ServerMetadata"]
 
 logger = logging.getLogger(__name__)
+
+# What check_servable found: handed back to infer, it spares a second lookup of the same version.
+Servable = LoadedVersion
 
 SERVER_NAME = "modelport"
 EXTENSIONS = [
@@ -124,11 +127,11 @@ class DataPlane:
             )
         return config.inputs[0], config.max_batch_size > 0
 
-    def check_servable(self, name: str, version: str = "") -> None:
+    def check_servable(self, name: str, version: str = "") -> Servable:
         """Refuse an inference for a model or version that is unknown or not ready, before its tensors are
         decoded (:class:`ModelNotFound`, :class:`ModelNotReady`): decoding a large body for nothing is the
-        cost an unknown name must not buy."""
-        self._manager.get(name, version)
+        cost an unknown name must not buy. Returns the version found, for :meth:`infer`'s ``servable``."""
+        return self._manager.get(name, version)
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -143,10 +146,14 @@ class DataPlane:
 
     # ----- inference ------------------------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(self, request: InferRequest, *, servable: Servable | None = None) -> InferResponse:
         """Validate ``request`` against the model's signature, run it, and record it once (statistics,
         metrics, access log). ``request.id`` is the client's id, else a generated one; the response echoes
-        it and every error message ends with it."""
+        it and every error message ends with it.
+
+        ``servable``: what :meth:`check_servable` returned for this request when nothing was awaited since
+        (the adapter decoded on the loop), so the version is not looked up twice; None looks it up (a
+        version may have been replaced while a large request was decoded in a thread)."""
         request.id = request.id or new_request_id()
         started = time.monotonic_ns()
         statistics: VersionStatistics | None = None
@@ -154,7 +161,10 @@ class DataPlane:
         result: ExecutionResult | None = None
         failure: Exception | None = None
         try:
-            loaded = self._manager.get(request.model_name, request.model_version)
+            if servable is None or servable.failure is not None:
+                loaded = self._manager.get(request.model_name, request.model_version)
+            else:
+                loaded = servable
             statistics = loaded.statistics
             rows = self._check_inputs(loaded, request.inputs)
             output_names = self._output_names(loaded, request.requested_outputs)
@@ -237,7 +247,10 @@ class DataPlane:
             if array is None:
                 expected = ", ".join(t.name for t in config.inputs)
                 raise InvalidInput(f"model '{model}': input '{spec.name}' is missing (inputs: {expected})")
-            datatype = _datatype_of(array)
+            # The dtype the datatype decodes to is the common case: the name lookup only for the others.
+            expected_dtype = _NUMPY.get(spec.datatype)
+            matches = expected_dtype is not None and array.dtype == expected_dtype
+            datatype = spec.datatype if matches else _datatype_of(array)
             if datatype != spec.datatype:
                 raise InvalidInput(
                     f"model '{model}': input '{spec.name}' has datatype {datatype}, expected {spec.datatype}"
@@ -318,6 +331,9 @@ def _client_error(failure: Exception, request: InferRequest) -> ModelportError:
         tagged = internal_error(logger, what, failure, request_id=request.id)
     failure.__traceback__ = None
     return tagged
+
+
+_NUMPY = {datatype.name: datatype.numpy for datatype in DATATYPES}
 
 
 def _datatype_of(array: np.ndarray[Any, Any]) -> str:

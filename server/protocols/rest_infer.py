@@ -19,11 +19,11 @@ from collections.abc import Mapping
 import orjson
 from starlette.requests import ClientDisconnect
 
-from ..dataplane import DataPlane
+from ..dataplane import DataPlane, Servable
 from ..errors import ErrorCode, InvalidInput, ModelportError, PayloadTooLarge
 from ..inference import InferRequest, InferResponse
 from ..observability.recording import internal_error
-from .large_requests import after_large_request, decode_off_loop
+from .large_requests import INLINE_BYTES, after_large_request, decode_off_loop
 from .rest_codec import (
     OutputFormat,
     decode_infer_request,
@@ -145,10 +145,12 @@ class InferRoute:
         infer_request: InferRequest | None = None
         try:
             try:
-                infer_request, output_format = await self._decode(headers, body, model_name, model_version)
+                infer_request, output_format, servable = await self._decode(
+                    headers, body, model_name, model_version
+                )
             except ModelportError as error:
                 raise self.reject(error, model_name, model_version) from None
-            response = await self.dataplane.infer(infer_request)
+            response = await self.dataplane.infer(infer_request, servable=servable)
             size = sum(array.nbytes for array in response.outputs.values())
             if not output_format.binary_default:
                 size *= _ENCODE_OFF_LOOP_FACTOR
@@ -163,14 +165,20 @@ class InferRoute:
 
     async def _decode(
         self, headers: Mapping[str, str], body: bytes, model_name: str, model_version: str
-    ) -> tuple[InferRequest, OutputFormat]:
+    ) -> tuple[InferRequest, OutputFormat, Servable | None]:
+        """The request, its output format, and the version it goes to if nothing was awaited since it was
+        looked up (every step ran on the loop), else None (the data plane looks it up again)."""
         # An unknown model or version is refused before anything is decompressed or decoded.
-        self.dataplane.check_servable(model_name, model_version)
+        servable: Servable | None = self.dataplane.check_servable(model_name, model_version)
+        if len(body) >= INLINE_BYTES:
+            servable = None
         encoding = headers.get("content-encoding")
         if encoding:
             body = await decode_off_loop(
                 len(body), functools.partial(decompress_body, body, encoding, limit=self.limit)
             )
+            if len(body) >= INLINE_BYTES:
+                servable = None
         header_length: int | None = None
         declared = headers.get("inference-header-content-length")
         if declared is not None:
@@ -192,7 +200,7 @@ class InferRoute:
                 model_version=model_version,
                 max_bytes=self.max_tensor_bytes,
             )
-            return await decode_off_loop(len(body), decode_raw)
+            return (*await decode_off_loop(len(body), decode_raw), servable)
         decode = functools.partial(
             decode_infer_request,
             body,
@@ -201,4 +209,4 @@ class InferRoute:
             model_version=model_version,
             max_bytes=self.max_tensor_bytes,
         )
-        return await decode_off_loop(len(body), decode)
+        return (*await decode_off_loop(len(body), decode), servable)
