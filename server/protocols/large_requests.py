@@ -4,13 +4,15 @@ A body of :data:`INLINE_BYTES` or more is decoded in a thread (``asyncio.to_thre
 views that cost nothing, but a BYTES tensor of millions of elements is a Python loop (or slices of numpy
 ``tolist``) that hands the GIL back to the event loop every switch interval (5 ms), so health probes and small
 requests keep being answered while it runs. Smaller bodies are decoded inline: a thread hop (~50 us) would
-cost the common small request more than its decoding does.
+cost the common small request more than its decoding does. A large JSON document is not one C call either:
+its long lists are parsed in pieces (:mod:`rest_json_slices`), and so is a large JSON response written.
 
 After a request of :data:`TRIM_BYTES` or more has been answered, :func:`after_large_request` frees its BYTES
 tensors a slice of elements at a time in a thread (freeing 10 million elements at once is a second of GIL on
 the event loop), then asks glibc to return freed heap pages (``malloc_trim(0)``, in a thread: it releases
 the GIL and takes milliseconds on a large heap). Without it glibc keeps the pages of the request's freed
-objects (its mmap threshold grows with every large free), and the server's RSS stays at its peak.
+objects (its mmap threshold grows with every large free), and the server's RSS stays at its peak. A large
+response is still held by the transport then: :func:`after_large_response` trims once more when it is sent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,7 +30,7 @@ import numpy.typing as npt
 
 from ..inference import Tensors
 
-__all__ = ["INLINE_BYTES", "TRIM_BYTES", "after_large_request", "decode_off_loop"]
+__all__ = ["INLINE_BYTES", "TRIM_BYTES", "after_large_request", "after_large_response", "decode_off_loop"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _malloc_trim = _load_malloc_trim()
 _background: set[asyncio.Task[None]] = set()  # held so a task is not collected mid-run
-_trimming: list[bool] = []  # non-empty while a trim runs
+_trimming: list[bool] = []  # non-empty while a trim runs; a second entry: run one more when it ends
 SLICE = 1 << 16  # elements freed per step: a few ms of GIL
 
 
@@ -84,12 +86,42 @@ async def _release(tensors: Tensors) -> None:
     if any(array.dtype == np.object_ for array in arrays):
         await asyncio.to_thread(_free_in_slices, arrays)
     del arrays
-    if _malloc_trim is not None and not _trimming:
-        _trimming.append(True)
-        try:
+    await _trim_once()
+
+
+def after_large_response(size: int, written: Callable[[], Awaitable[object]]) -> None:
+    """Call once a response of ``size`` bytes is handed to the transport; ``written()`` waits until the
+    transport has sent it (as good as: below its low-water mark). For a large response the freed memory
+    (the response's, and its request's, whose trim ran while the response was still held) then goes back
+    to the OS."""
+    if size < TRIM_BYTES:
+        return
+
+    async def trim_when_written() -> None:
+        await written()
+        await _trim_once()
+
+    task = asyncio.get_running_loop().create_task(trim_when_written())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _trim_once() -> None:
+    """malloc_trim in a thread; one at a time, and one more after it when asked for meanwhile."""
+    if _malloc_trim is None:
+        return
+    if _trimming:
+        _trimming[1:] = [True]
+        return
+    _trimming.append(True)
+    try:
+        while True:
             await _trim(_malloc_trim)
-        finally:
-            _trimming.clear()
+            if len(_trimming) == 1:
+                break
+            del _trimming[1:]
+    finally:
+        _trimming.clear()
 
 
 def _free_in_slices(arrays: list[npt.NDArray[Any]]) -> None:

@@ -16,19 +16,29 @@ before calling these, and runs them in a thread for a large body (:mod:`large_re
 from __future__ import annotations
 
 import math
+import secrets
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ..datatypes import by_name, by_numpy
 from ..errors import InvalidInput, PayloadTooLarge, Unsupported
 from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
 from ..observability.recording import client_request_id
-from .large_requests import SLICE
-from .wire_tensors import MAX_TENSOR_NAME, tensor_from_buffer, tensor_from_values, tensor_to_bytes
+from .large_requests import INLINE_BYTES, SLICE
+from .rest_json_slices import PIECE, Cut, NotCut, dumps_sliced, loads_sliced
+from .wire_tensors import (
+    MAX_TENSOR_NAME,
+    check_shape,
+    tensor_from_buffer,
+    tensor_from_values,
+    tensor_to_bytes,
+)
 
 __all__ = [
     "OutputFormat",
@@ -105,21 +115,27 @@ def decode_infer_request(
 ) -> tuple[InferRequest, OutputFormat]:
     """Parse one infer body; ``header_length`` is ``Inference-Header-Content-Length`` (None if absent; 0, a
     raw binary request, goes to :func:`decode_raw_binary_request`)."""
-    view = memoryview(body)
-    if header_length is None:
-        header_view, blobs = view, view[:0]
-    else:
-        if not 0 < header_length <= len(body):
-            raise InvalidInput(
-                f"Inference-Header-Content-Length {header_length} must be between 1 and the body size "
-                f"({len(body)} bytes): the length of the JSON header in front of the binary tensors"
-            )
-        header_view, blobs = view[:header_length], view[header_length:]
     try:
-        header = orjson.loads(header_view)
-    except orjson.JSONDecodeError as error:
-        raise InvalidInput(f"request body is not valid JSON: {error}") from None
-    header = _object(header, "request body")
+        header, blobs, cuts = _parse_header(body, header_length, cut=True)
+        return _decode_infer_request(
+            header, blobs, cuts, model=(model_name, model_version), max_bytes=max_bytes
+        )
+    except NotCut:  # a cut list is not JSON after all: the document parsed whole says what is wrong
+        header, blobs, cuts = _parse_header(body, header_length, cut=False)
+        return _decode_infer_request(
+            header, blobs, cuts, model=(model_name, model_version), max_bytes=max_bytes
+        )
+
+
+def _decode_infer_request(
+    header: dict[str, Any],
+    blobs: memoryview,
+    cuts: dict[str, Cut],
+    *,
+    model: tuple[str, str],
+    max_bytes: int,
+) -> tuple[InferRequest, OutputFormat]:
+    model_name, model_version = model
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list):
         raise InvalidInput("request body: 'inputs' must be a list of tensors")
@@ -157,9 +173,14 @@ def decode_infer_request(
             data = tensor.get("data")
             if data is None:
                 raise InvalidInput(f"input '{name}': give 'data' or parameters.binary_data_size")
+            if isinstance(data, str) and data in cuts:
+                inputs[name] = _tensor_from_cut(name, datatype, shape, cuts[data], max_bytes=max_bytes)
+                continue
             values = data if isinstance(data, list) else [data]
             inputs[name] = tensor_from_values(name, datatype, shape, values, max_bytes=max_bytes)
             _drop_in_slices(values)
+    if not all(cut.used for cut in cuts.values()):
+        raise InvalidInput("request body: a long 'data' list stands where no input's data is expected")
     if offset != len(blobs):
         raise InvalidInput(
             f"request body has {len(blobs) - offset} bytes after the last binary tensor; "
@@ -225,6 +246,47 @@ def decode_raw_binary_request(
     return request, OutputFormat(binary_default=True)
 
 
+def _parse_header(
+    body: bytes, header_length: int | None, *, cut: bool
+) -> tuple[dict[str, Any], memoryview, dict[str, Cut]]:
+    """The JSON header (a large one with its long lists cut out, see :mod:`rest_json_slices`), the binary
+    part after it, and the cut lists."""
+    view = memoryview(body)
+    if header_length is None:
+        header_view, blobs = view, view[:0]
+    else:
+        if not 0 < header_length <= len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {header_length} must be between 1 and the body size "
+                f"({len(body)} bytes): the length of the JSON header in front of the binary tensors"
+            )
+        header_view, blobs = view[:header_length], view[header_length:]
+    cuts: dict[str, Cut] = {}
+    try:
+        if cut and len(header_view) >= INLINE_BYTES:  # in a thread: large lists parsed in pieces
+            header, cuts = loads_sliced(body if header_length is None else bytes(header_view))
+        else:
+            header = orjson.loads(header_view)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"request body is not valid JSON: {error}") from None
+    return _object(header, "request body"), blobs, cuts
+
+
+def _tensor_from_cut(
+    name: str, datatype: str, shape: list[Any], cut: Cut, *, max_bytes: int
+) -> npt.NDArray[Any]:
+    """An input whose long flat ``data`` list was cut out of the body: the shape checked first, then the
+    values converted piece by piece with :func:`tensor_from_values`'s checks and messages."""
+    check_shape(name, by_name(datatype, tensor=name), shape, max_bytes=max_bytes)
+
+    def convert(values: list[Any]) -> npt.NDArray[Any]:
+        return tensor_from_values(name, datatype, [len(values)], values, max_bytes=max_bytes)
+
+    values = cut.values(convert)
+    # An array is a sequence of its values to tensor_from_values (which checks the count against the shape).
+    return tensor_from_values(name, datatype, shape, cast(Sequence[Any], values), max_bytes=max_bytes)
+
+
 def _drop_in_slices(values: list[Any]) -> None:
     """Free a parsed JSON ``data`` list from its end, :data:`SLICE` values at a time: the decoder runs in a
     thread for a large body, and one deallocation of millions of values would hold the GIL throughout."""
@@ -273,6 +335,7 @@ def encode_infer_response(response: InferResponse, output_format: OutputFormat) 
     """The reply body, and the JSON header's length when binary blobs follow it (else None)."""
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
+    sliced: dict[str, npt.NDArray[Any]] = {}  # placeholder -> a large array written in pieces
     for name, array in response.outputs.items():
         datatype = by_numpy(array.dtype).name
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
@@ -282,6 +345,9 @@ def encode_infer_response(response: InferResponse, output_format: OutputFormat) 
             blobs.append(blob)
         else:
             entry["data"] = _json_data(name, array)
+            if isinstance(entry["data"], np.ndarray) and entry["data"].nbytes >= PIECE:
+                placeholder = f"{secrets.token_hex(16)}:{len(sliced)}"
+                sliced[placeholder], entry["data"] = entry["data"], placeholder
         outputs.append(entry)
     header: dict[str, Any] = {
         "model_name": response.model_name,
@@ -292,7 +358,7 @@ def encode_infer_response(response: InferResponse, output_format: OutputFormat) 
         header["id"] = response.id
     if response.parameters:
         header["parameters"] = response.parameters
-    encoded = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    encoded = dumps_sliced(header, sliced)
     if not blobs:
         return encoded, None
     return b"".join([encoded, *blobs]), len(encoded)

@@ -28,6 +28,7 @@ from uvicorn.server import ServerState
 from ..dataplane import DataPlane
 from ..errors import InvalidInput, ModelportError
 from ..names import check_path_names
+from .large_requests import after_large_response
 from .rest_infer import JSON, InferRoute, body_too_large, declared_too_large, error_answer
 
 __all__ = ["FastInfer", "FastInferCycle", "Host"]
@@ -220,3 +221,4 @@ class FastInferCycle:
         if not self.keep_alive:
             transport.close()
         protocol.on_response_complete()
+        after_large_response(len(content), protocol.flow.drain)

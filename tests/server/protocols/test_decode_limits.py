@@ -36,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("decode-limits")
     write_model(repository, "fp32", identity_model("FP32", (-1, 4)), config={"max_batch_size": 8})
     write_model(repository, "text", identity_model("BYTES", (-1, 4)), config={"max_batch_size": 8})
+    write_model(repository, "fp32_whole", identity_model("FP32", (-1, 4)), config={"max_batch_size": 0})
     with start_server(
         repository, "--http-max-body-bytes", str(LIMIT), "--grpc-max-message-bytes", str(LIMIT)
     ) as process:
@@ -182,6 +183,46 @@ def test_health_answers_while_a_max_size_rest_bytes_request_is_decoded(
         assert response.status_code == 400 and "expected FP32" in _error(response), response.text
 
     _assert_answered_quickly(*_probe_while(server.http_url, send))
+
+
+@pytest.mark.parametrize("kind", ["numbers", "strings"])
+def test_health_answers_while_a_max_size_rest_json_request_is_decoded(
+    server: ServerProcess, http: httpx.Client, kind: str
+) -> None:
+    """orjson parses a document in one call that holds the GIL: a maximum-size JSON body's lists are parsed
+    in pieces, so the loop is not frozen for the whole parse."""
+    count = (LIMIT - 4096) // 5  # "0.25," and "ab", are 5 bytes a value
+    data: list[Any] = [0.25] * count if kind == "numbers" else ["ab"] * count
+    datatype = "FP32" if kind == "numbers" else "BYTES"
+    body = orjson.dumps(
+        {"inputs": [{"name": "INPUT0", "datatype": datatype, "shape": [count], "data": data}]}
+    )
+    model, expected = ("text", "expected BYTES") if kind == "numbers" else ("fp32", "expected FP32")
+
+    def send() -> None:
+        response = http.post(f"/v2/models/{model}/infer", content=body)
+        assert response.status_code == 400 and expected in _error(response), response.text
+
+    _assert_answered_quickly(*_probe_while(server.http_url, send))
+
+
+def test_health_answers_while_a_max_size_json_response_is_written(
+    server: ServerProcess, http: httpx.Client
+) -> None:
+    """The answer to a maximum-size request, asked for as JSON (~2.5 bytes of text per byte of FP32), is
+    written off the loop and in pieces."""
+    rows = (LIMIT - 4096) // 16
+    values = np.random.default_rng(0).standard_normal((rows, 4)).astype(np.float32)
+    body, headers = _binary_request("INPUT0", "FP32", [rows, 4], values.tobytes())
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        answers.append(http.post("/v2/models/fp32_whole/infer", content=body, headers=headers))
+
+    _assert_answered_quickly(*_probe_while(server.http_url, send))
+    assert answers[0].status_code == 200, answers[0].text
+    data = answers[0].json()["outputs"][0]["data"]
+    assert np.array_equal(np.asarray(data, np.float32).reshape(rows, 4), values)
 
 
 def test_health_answers_while_a_max_size_grpc_bytes_request_is_decoded(
