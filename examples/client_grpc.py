@@ -4,7 +4,8 @@ Start the server first (``make serve`` serves ``models/``, gRPC on :8001), then:
 
     python -m examples.client_grpc [--count 8] [--model mlp]
 
-It sends held-out images from scikit-learn's digits (the recipe's own split) in one batch, and prints what
+It sends held-out images of scikit-learn's digits (the recipe's own split, shipped as
+``examples/digits_sample.npz``, so scikit-learn is not needed) in one batch, and prints what
 the model read against the truth. ``--model mlp`` asks the 64-feature MLP instead (the images flattened).
 """
 
@@ -45,10 +46,12 @@ def main() -> None:
     )
     parser.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC host:port")
     parser.add_argument("--model", default="digits", choices=["digits", "mlp"])
-    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--count", type=int, default=8, help="how many digits to send (1 to 100)")
     arguments = parser.parse_args()
-    split = datasets.digits()
-    images, truth = split.validation_x[: arguments.count], split.validation_y[: arguments.count]
+    if not 1 <= arguments.count <= 100:
+        parser.error(f"--count {arguments.count}: the sample holds 100 digits (1 to 100)")
+    images, truth = datasets.digits_sample()
+    images, truth = images[: arguments.count], truth[: arguments.count]
     read = read_digits(arguments.url, images, model=arguments.model)
     print("read: ", " ".join(str(digit) for digit in read))
     print("truth:", " ".join(str(digit) for digit in truth))

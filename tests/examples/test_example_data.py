@@ -49,3 +49,13 @@ def test_waveforms_cover_every_class() -> None:
     signals, labels = datasets.waveforms(400, seed=0)
     assert signals.shape == (400, datasets.WAVEFORM_LENGTH, 1) and signals.dtype == np.float32
     assert set(labels.tolist()) == set(range(len(datasets.WAVEFORM_LABELS)))
+
+
+def test_digits_sample_is_the_recipes_held_out_split() -> None:
+    # The shipped .npz (read with numpy alone, as the serving environment does) is exactly the first 100
+    # held-out digits of the split the recipes were validated on.
+    images, labels = datasets.digits_sample()
+    split = datasets.digits()
+    assert images.shape == (100, 1, 8, 8) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, split.validation_x[:100])
+    np.testing.assert_array_equal(labels, split.validation_y[:100])
