@@ -51,6 +51,8 @@ __all__ = ["HTTP_STATUS", "create_rest_app"]
 logger = logging.getLogger(__name__)
 
 _EMPTY_OK = Response(status_code=200)
+_LIVE = Response(b'{"live":true}', media_type=_JSON)
+_READY = Response(b'{"ready":true}', media_type=_JSON)
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -152,11 +154,18 @@ class _Endpoints:
         metadata = self.dataplane.server_metadata()
         return _json({"name": metadata.name, "version": metadata.version, "extensions": metadata.extensions})
 
+    # KServe's servers answer health with a body (its SDK reads ``live``/``ready``); Triton's clients read
+    # only the status, so both work.
     async def live(self) -> Response:
-        return _EMPTY_OK if self.dataplane.live() else _error("server is not live", 400)
+        return _LIVE if self.dataplane.live() else _error("server is not live", 400)
 
     async def ready(self) -> Response:
-        return _EMPTY_OK if self.dataplane.ready() else _error("server is not ready", 400)
+        return _READY if self.dataplane.ready() else _error("server is not ready", 400)
+
+    async def list_models(self) -> Response:
+        """KServe's model list, ``{"models": [names]}``: every model with a version ready, sorted."""
+        ready = {row.name for row in self.dataplane.repository_index(ready_only=True)}
+        return _json({"models": sorted(ready)})
 
     async def all_stats(self) -> Response:
         return _json({"model_stats": self.dataplane.model_statistics()})
@@ -166,7 +175,7 @@ class _Endpoints:
 
     async def model_ready(self, model_name: str, model_version: str = "") -> Response:
         if self.dataplane.model_ready(model_name, model_version):
-            return _EMPTY_OK
+            return _json({"name": model_name, "ready": True})
         version = f" version {model_version}" if model_version else ""
         return _error(f"model '{model_name}'{version} is not ready", 400)
 
@@ -270,6 +279,20 @@ class _Endpoints:
     async def cuda_shared_memory(self, operation: str) -> Response:
         raise Unsupported(f"CUDA shared memory ({operation}) is not supported by modelport; {_IN_BODY}")
 
+    # Triton's trace and logging extensions, as gRPC's TraceSetting and LogSettings answer them (501 here,
+    # UNIMPLEMENTED there); neither is listed in the server's extensions.
+    async def trace_setting(self, model_name: str = "") -> Response:
+        raise Unsupported(
+            "tracing is not supported by modelport; per-request timings are in /v2/models/stats and on the "
+            "metrics port"
+        )
+
+    async def log_settings(self) -> Response:
+        raise Unsupported(
+            "changing log settings at run time is not supported by modelport; start the server with "
+            "--log-level, --log-format and --access-log"
+        )
+
 
 _IN_BODY = "send the tensors in the request body"
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -343,6 +366,7 @@ def create_rest_app(
         ("GET", "/v2", e.server_metadata, "Server metadata"),
         ("GET", "/v2/health/live", e.live, "Server liveness: 200 when live"),
         ("GET", "/v2/health/ready", e.ready, "Server readiness: 200 when ready"),
+        ("GET", "/v2/models", e.list_models, "Names of the models that serve (KServe's model list)"),
         ("GET", "/v2/models/stats", e.all_stats, "Statistics of every model"),
         ("GET", model, e.model_metadata, "Model metadata"),
         ("GET", version, e.model_metadata, "Model version metadata"),
@@ -360,6 +384,15 @@ def create_rest_app(
         *(
             (method, f"/v2/{kind}sharedmemory/{{operation:path}}", endpoint, f"{kind} shared memory: 501")
             for kind, endpoint in (("system", e.system_shared_memory), ("cuda", e.cuda_shared_memory))
+            for method in ("GET", "POST")
+        ),
+        *(
+            (method, path, endpoint, summary)
+            for path, endpoint, summary in (
+                ("/v2/trace/setting", e.trace_setting, "Trace settings: 501 (tracing is not supported)"),
+                (f"{model}/trace/setting", e.trace_setting, "Model trace settings: 501"),
+                ("/v2/logging", e.log_settings, "Log settings: 501 (set at start)"),
+            )
             for method in ("GET", "POST")
         ),
     ]

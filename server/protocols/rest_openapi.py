@@ -142,6 +142,21 @@ def _ok(schema: dict[str, Any] | None, description: str = "OK") -> dict[str, Any
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
+def _flag(name: str) -> dict[str, Any]:
+    """KServe's health body: ``{"live": true}`` or ``{"ready": true}``."""
+    return {"type": "object", "required": [name], "properties": {name: {"type": "boolean"}}}
+
+
+_MODEL_LIST = {
+    "type": "object",
+    "required": ["models"],
+    "properties": {"models": {"type": "array", "items": {"type": "string"}}},
+}
+_MODEL_READY = {
+    "type": "object",
+    "required": ["name", "ready"],
+    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+}
 _BAD_NAME = _error("unknown model or version, or a name or version the name rule refuses")
 _NOT_READY = _error("the model exists but no version of it is ready (loading, failed, unloading)")
 _TOO_LARGE = _error("the body, or its decompressed size, exceeds the server's body limit")
@@ -238,12 +253,15 @@ _VERSION = "/v2/models/{model_name}/versions/{model_version}"
 
 ROUTE_DOCS: dict[str, dict[str, Any]] = {
     "/v2": {"responses": {200: _ok(_SERVER_METADATA)}},
-    "/v2/health/live": {"responses": {200: _ok(None, "live"), 400: _error("not live")}},
-    "/v2/health/ready": {"responses": {200: _ok(None, "ready"), 400: _error("not ready")}},
+    "/v2/health/live": {"responses": {200: _ok(_flag("live"), "live"), 400: _error("not live")}},
+    "/v2/health/ready": {"responses": {200: _ok(_flag("ready"), "ready"), 400: _error("not ready")}},
+    "/v2/models": {"responses": {200: _ok(_MODEL_LIST, "the names of the models with a version ready")}},
     "/v2/models/stats": {"responses": {200: _ok(_STATS)}},
     **{path: {"responses": {200: _ok(_MODEL_METADATA), **_MODEL_GET}} for path in (_MODEL, _VERSION)},
     **{
-        f"{path}/ready": {"responses": {200: _ok(None, "ready"), 400: _error("not ready, or unknown")}}
+        f"{path}/ready": {
+            "responses": {200: _ok(_MODEL_READY, "ready"), 400: _error("not ready, or unknown")}
+        }
         for path in (_MODEL, _VERSION)
     },
     **{
@@ -272,6 +290,12 @@ ROUTE_DOCS |= {
         "responses": {501: _error("shared memory is not implemented: tensors travel in the request")}
     }
     for kind in ("system", "cuda")
+}
+_TRACING = _error("tracing is not supported: timings are in the statistics and the metrics")
+ROUTE_DOCS |= {
+    "/v2/trace/setting": {"responses": {501: _TRACING}},
+    f"{_MODEL}/trace/setting": {"responses": {400: _BAD_NAME, 501: _TRACING}},
+    "/v2/logging": {"responses": {501: _error("log settings are set when the server starts")}},
 }
 """Per route path: the ``responses`` (and ``openapi_extra``) keyword arguments of ``add_api_route``."""
 

@@ -31,12 +31,6 @@ def test_health_and_server_metadata(http_client: httpclient.InferenceServerClien
     )
 
 
-def test_health_bodies_are_empty(server: ServerProcess) -> None:
-    response = httpx.get(f"http://{server.http_url}/v2/health/ready")
-    assert response.status_code == 200
-    assert response.content == b""
-
-
 def test_model_metadata_reports_the_batch_dimension(http_client: httpclient.InferenceServerClient) -> None:
     metadata = http_client.get_model_metadata("simple")
     assert metadata == {
