@@ -199,6 +199,7 @@ class ServerMetrics:
         batches = self._series.batches.get((model, version))
         if batches is None:
             batches = self._series.batches[(model, version)] = _Histogram(BATCH_SIZE_BUCKETS)
+        self._load_failures.labels(model, version)  # at 0 from now on (see record_model_load)
         return VersionMetrics(
             batches=batches,
             restarts=self._worker_restarts.labels(model, version),
@@ -207,12 +208,17 @@ class ServerMetrics:
         )
 
     def record_model_load(self, model: str, version: str, *, duration_s: float, ok: bool) -> None:
-        """Count one load attempt of a model version; a successful one also observes its duration."""
+        """Count one load attempt of a model version; a successful one also observes its duration.
+
+        Both counters of the version exist from its first attempt on, the one not counted at 0: a dashboard
+        shows 0 instead of "no data", and an alert on an increase needs no ``absent()``. (The restart and
+        autoscaling counters exist at 0 from :meth:`for_version` on.)"""
+        loads, failures = self._loads.labels(model, version), self._load_failures.labels(model, version)
         if ok:
-            self._loads.labels(model, version).inc()
+            loads.inc()
             self._load_duration.labels(model, version).observe(duration_s)
         else:
-            self._load_failures.labels(model, version).inc()
+            failures.inc()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
