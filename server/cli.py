@@ -16,6 +16,10 @@ __all__ = ["main"]
 # command name -> ("module:attribute" of a click command, imported on first use; one-line help).
 _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("modelport.server.serve_cli:serve", "Serve a model repository over REST and gRPC."),
+    "doctor": (
+        "modelport.server.doctor:doctor",
+        "Check this machine and a model repository before serving; exit 1 on a problem.",
+    ),
     "convert": ("modelport.converters.cli:convert", "Convert a Keras, TensorFlow or PyTorch model to ONNX."),
     "quantize": ("modelport.converters.quantize.cli:quantize", "Quantize a model to INT8 or FP16."),
     "export-mobile": (

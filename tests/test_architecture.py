@@ -40,7 +40,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["dataplane"],
         ["protocols."],
         ["app"],
-        ["serve_cli", "cli", "__main__", "__init__"],
+        ["serve_cli", "doctor", "cli", "__main__", "__init__"],
     ],
     "modelport.converters": [
         [
