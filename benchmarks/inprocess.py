@@ -1,7 +1,7 @@
 """The server's own cost per request, without a listener: clients call the REST or gRPC adapter in-process.
 
     .venv/bin/python -m benchmarks.inprocess [--protocol grpc|rest] [--model mlp|cnn] [--clients 8]
-                                             [--seconds 4]
+                                             [--seconds 4] [--kind thread|process]
 
 Builds the real model manager, data plane and worker processes over a temporary repository holding the
 benchmark model (``--model``, the MLP by default; the same config as ``serving_bench``), then runs
@@ -10,7 +10,10 @@ benchmark model (``--model``, the MLP by default; the same config as ``serving_b
 would), REST through the ASGI app with the binary tensor extension. It reports requests/s, the server
 process's CPU per request (``process_time``: no HTTP/2 or HTTP/1.1 stack, no load generator), the mean batch,
 and the worker's CPU per batch. ``N`` clients submit in the same loop iteration, so batches hold ``N``
-requests; ``--clients 1`` shows the cost of a batch of one. Not part of the test suite.
+requests; ``--clients 1`` shows the cost of a batch of one. ``--kind`` picks the model's instances
+(``--instance-kind``): with ``thread`` the sessions run in this process, so its CPU includes ONNX Runtime's
+and the worker CPU is nil; ``total CPU`` (both together, per request) compares the kinds. Not part of the
+test suite.
 """
 
 from __future__ import annotations
@@ -103,12 +106,12 @@ def worker_cpu_seconds() -> float:
 
 
 async def measure(args: argparse.Namespace, repository: Path, model: BenchModel) -> str:
-    settings = ServerSettings(repository=repository)
+    settings = ServerSettings(repository=repository, instance_kind=args.kind)
     metrics = ServerMetrics()
     manager = ModelManager(
         repository=Repository(repository),
         settings=settings,
-        make_executor=functools.partial(make_executor, metrics=metrics),
+        make_executor=functools.partial(make_executor, metrics=metrics, instance_kind=args.kind),
         metrics=metrics,
     )
     await manager.start()
@@ -136,10 +139,11 @@ async def measure(args: argparse.Namespace, repository: Path, model: BenchModel)
     finally:
         await manager.close(drain_timeout=2)
     return (
-        f"{model.name} {args.protocol} in-process, {args.clients} client(s): "
+        f"{model.name} {args.protocol} in-process, {args.kind} instances, {args.clients} client(s): "
         f"{count / elapsed:,.0f} requests/s, "
         f"server CPU {cpu / count * 1e6:.1f} us/request, mean batch {count / batches:.2f}, "
-        f"worker CPU {workers / batches * 1e6:.1f} us/batch"
+        f"worker CPU {workers / batches * 1e6:.1f} us/batch, total CPU {(cpu + workers) / count * 1e6:.1f} "
+        "us/request"
     )
 
 
@@ -149,8 +153,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--kind", choices=["thread", "process"], default="thread")
     args = parser.parse_args()
-    prestart()
+    if args.kind == "process":
+        prestart()  # the forkserver's imports would count as worker CPU of a thread run
     with tempfile.TemporaryDirectory(prefix="modelport-inprocess-") as scratch:
         repository = Path(scratch)
         model = mlp() if args.model == "mlp" else cnn()

@@ -45,7 +45,7 @@ from .protocols.rest_fast_infer import FastInfer
 from .repository.explicit import ExplicitControl
 from .repository.folders import Repository
 from .repository.model_manager import ModelManager
-from .settings import ServerSettings
+from .settings import InstanceKind, ServerSettings
 from .workers.worker_process import prestart
 
 __all__ = ["make_executor", "run", "serve", "version_states"]
@@ -53,14 +53,17 @@ __all__ = ["make_executor", "run", "serve", "version_states"]
 logger = logging.getLogger(__name__)
 
 
-def make_executor(spec: VersionSpec, metrics: ServerMetrics | None = None) -> Executor:
+def make_executor(
+    spec: VersionSpec, metrics: ServerMetrics | None = None, *, instance_kind: InstanceKind = "thread"
+) -> Executor:
     """The one factory of executors: every loaded model version runs behind what this returns.
 
-    A dynamic batcher in front of worker processes (``dynamic_batching`` and ``workers`` in config.yaml);
-    its batches, worker restarts and autoscaling go to ``metrics``.
+    A dynamic batcher in front of thread or process instances (``dynamic_batching``, ``workers`` and
+    ``instances`` in config.yaml; ``instance_kind`` where it names none); its batches, worker restarts and
+    autoscaling go to ``metrics``.
     """
     version_metrics = metrics.for_version(spec.name, str(spec.version)) if metrics is not None else None
-    return PooledExecutor.from_spec(spec, version_metrics)
+    return PooledExecutor.from_spec(spec, version_metrics, default_kind=instance_kind)
 
 
 def version_states(manager: ModelManager) -> list[VersionState]:
@@ -282,7 +285,9 @@ class _Server:
         manager = ModelManager(
             repository=Repository(settings.repository),
             settings=settings,
-            make_executor=functools.partial(make_executor, metrics=metrics),
+            make_executor=functools.partial(
+                make_executor, metrics=metrics, instance_kind=settings.instance_kind
+            ),
             metrics=metrics,
         )
         budget, grpc_max_connections = _connection_limits(settings)

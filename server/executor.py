@@ -41,6 +41,7 @@ class WorkerStatus:
     state: str  # STARTING, READY, BUSY, RETIRING
     started_at: float  # wall clock (time.time())
     batches: int
+    kind: str = "process"  # "thread": an instance in the server process (pid 0: none of its own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,11 @@ from .config_files import (
 )
 from .datatypes import DATATYPES
 from .inference import TensorSpec
+from .settings import InstanceKind
 
 __all__ = [
     "DynamicBatchingConfig",
+    "InstancesConfig",
     "ModelConfig",
     "ModelConfigError",
     "ResolvedConfig",
@@ -186,6 +188,14 @@ class WorkersConfig(_Strict):
         return self
 
 
+class InstancesConfig(_Strict):
+    """Where the model's batches run (consumed by the executor): ``thread`` = sessions in the server process
+    (cheapest), ``process`` = worker processes (crash isolation, retry, restarts); None = the server's
+    ``--instance-kind``."""
+
+    kind: InstanceKind | None = None
+
+
 class ModelConfig(_Strict):
     """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
 
@@ -197,6 +207,7 @@ class ModelConfig(_Strict):
     session: SessionConfig = SessionConfig()
     dynamic_batching: DynamicBatchingConfig | None = None
     workers: WorkersConfig = WorkersConfig()
+    instances: InstancesConfig = InstancesConfig()
 
     @pydantic.field_validator("inputs", "outputs")
     @classmethod

@@ -22,6 +22,7 @@ from .setting_fields import Setting, SettingError, check_all, port, setting, set
 __all__ = [
     "CONFIG_VARIABLE",
     "SETTINGS",
+    "InstanceKind",
     "LogFormat",
     "LogLevel",
     "ModelControl",
@@ -31,6 +32,7 @@ __all__ = [
 
 ModelControl = Literal["none", "poll", "explicit"]
 LogFormat = Literal["text", "json"]
+InstanceKind = Literal["thread", "process"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -76,6 +78,11 @@ class ServerSettings:
     )
     poll_interval: float = setting(15.0, "Seconds between repository scans in poll mode.", above=0)
     drain_timeout: float = setting(30.0, "Seconds to finish in-flight requests on SIGTERM.", minimum=0)
+    instance_kind: InstanceKind = setting(
+        "thread",
+        "Where a model's batches run unless its config.yaml says instances.kind: thread (sessions in the "
+        "server process, the cheapest) or process (worker processes: crash isolation, retry, restarts).",
+    )
     default_max_batch_size: int = setting(
         64, "max_batch_size of a graph with a leading dynamic dimension and no config.", minimum=1
     )

@@ -37,7 +37,8 @@ from ..executor import ExecutionResult
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
 from ..workers.autoscale import DelayWindow
-from ..workers.pool import BatchCrashedWorker, WorkerPool
+from ..workers.instances import InstancePool
+from ..workers.pool import BatchCrashedWorker
 from ..workers.worker_process import BatchTimings
 from .isolation import isolate
 
@@ -81,7 +82,7 @@ class Batcher:
     def __init__(
         self,
         settings: BatcherSettings,
-        pool: WorkerPool,
+        pool: InstancePool,
         delays: DelayWindow,
         metrics: VersionMetrics | None = None,
     ) -> None:

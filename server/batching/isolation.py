@@ -18,7 +18,8 @@ import numpy as np
 
 from ..executor import ExecutionResult
 from ..inference import Tensors
-from ..workers.pool import BatchCrashedWorker, RequestCrashedWorker, WorkerPool
+from ..workers.instances import InstancePool
+from ..workers.pool import BatchCrashedWorker, RequestCrashedWorker
 from ..workers.worker_process import BatchTimings
 
 __all__ = ["Pending", "copy_outputs", "isolate"]
@@ -47,7 +48,7 @@ async def isolate(
     requests: Sequence[P],
     crashed: BatchCrashedWorker,
     *,
-    pool: WorkerPool,
+    pool: InstancePool,
     model: str,
     deliver: Callable[[P, Tensors, BatchTimings, int], None],
 ) -> None:
@@ -67,7 +68,7 @@ async def isolate(
 
 
 async def _run_alone(
-    request: P, *, pool: WorkerPool, model: str, deliver: Callable[[P, Tensors, BatchTimings, int], None]
+    request: P, *, pool: InstancePool, model: str, deliver: Callable[[P, Tensors, BatchTimings, int], None]
 ) -> None:
     if request.future.done():
         return

@@ -2,7 +2,11 @@
 
 Implements :class:`~.executor.Executor`. Settings come from the version's resolved ``config.yaml``:
 ``max_batch_size``, ``dynamic_batching`` (delay, preferred sizes, queue bound, default timeout),
-``workers: {min, max, threads}``, ``session`` and ``execution_providers``.
+``workers: {min, max, threads}``, ``instances: {kind}``, ``session`` and ``execution_providers``.
+
+``instances.kind`` (else the server's ``--instance-kind``) picks the pool: ``thread`` runs sessions in the
+server process (:class:`~.workers.thread_pool.ThreadPool`), ``process`` in worker processes
+(:class:`~.workers.pool.WorkerPool`). Batching and autoscaling are the same for both.
 
 Autoscaling: every ``interval_s`` the queue delays of the last window go through
 :func:`~.autoscale.decide`. A quiet pool (no request in the window, no worker above the minimum) is looked
@@ -26,7 +30,8 @@ from ..inference import Tensors
 from ..model_config import ModelConfig
 from ..observability.metrics import VersionMetrics
 from ..workers.autoscale import Decision, DelayWindow, Observation, ScalingPolicy, decide
-from ..workers.pool import PoolSettings, WorkerPool
+from ..workers.instances import InstanceKind, make_pool
+from ..workers.pool import PoolSettings
 from .batcher import Batcher, BatcherSettings
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 class PooledExecutor:
-    """One model version served by a dynamic batcher and a pool of worker processes."""
+    """One model version served by a dynamic batcher and a pool of thread or process instances."""
 
     def __init__(
         self,
@@ -47,11 +52,12 @@ class PooledExecutor:
         batching: BatcherSettings,
         policy: ScalingPolicy,
         metrics: VersionMetrics | None = None,
+        kind: InstanceKind = "process",
         interval_s: float = 0.1,
         idle_interval_s: float = 1.0,
     ) -> None:
         self.policy = policy
-        self.pool = WorkerPool(pool, metrics)
+        self.pool = make_pool(kind, pool, metrics)
         self._delays = DelayWindow(window_s=policy.window_s)
         self.batcher = Batcher(batching, self.pool, self._delays, metrics)
         self._metrics = metrics
@@ -60,9 +66,16 @@ class PooledExecutor:
         self._autoscaler: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_spec(cls, spec: VersionSpec, metrics: VersionMetrics | None = None) -> PooledExecutor:
+    def from_spec(
+        cls,
+        spec: VersionSpec,
+        metrics: VersionMetrics | None = None,
+        *,
+        default_kind: InstanceKind = "thread",
+    ) -> PooledExecutor:
         """Build from a model version as the model manager describes it (batching: the resolved config's
-        :attr:`~.model_config.ResolvedConfig.dynamic_batching`)."""
+        :attr:`~.model_config.ResolvedConfig.dynamic_batching`; instances: ``instances.kind``, else
+        ``default_kind``)."""
         config = spec.config.config
         dynamic = spec.config.dynamic_batching
         delay_s = dynamic.max_queue_delay_us / 1e6 if dynamic else 0.0
@@ -93,7 +106,8 @@ class PooledExecutor:
             target_delay_s=target_us / 1e6 if target_us is not None else max(0.005, 4 * delay_s),
             idle_cooldown_s=config.workers.scale_down_idle_s,
         )
-        return cls(pool=pool, batching=batching, policy=policy, metrics=metrics)
+        kind = config.instances.kind or default_kind
+        return cls(pool=pool, batching=batching, policy=policy, metrics=metrics, kind=kind)
 
     async def start(self) -> None:
         await self.pool.start()
@@ -144,6 +158,7 @@ class PooledExecutor:
                 "max_queue_size": b.max_queue_size,
                 "default_timeout_us": round(b.default_timeout_s * 1e6),
             },
+            "instances": {"kind": self.pool.kind},
             "workers": {
                 "min": self.pool.min_workers,
                 "max": self.pool.max_workers,

@@ -134,6 +134,7 @@ def _version_json(loaded: LoadedVersion) -> dict[str, Any]:
         workers=[
             {
                 "id": str(w.id),
+                "kind": w.kind,
                 "pid": w.pid,
                 "status": w.state,
                 "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.started_at)),

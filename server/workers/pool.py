@@ -85,6 +85,8 @@ class _State:
 class WorkerPool:
     """The worker processes of one model version (see the module docstring for the contracts)."""
 
+    kind = "process"
+
     def __init__(self, settings: PoolSettings, metrics: VersionMetrics | None = None) -> None:
         self.settings = settings
         self._metrics = metrics

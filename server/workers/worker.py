@@ -23,13 +23,10 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from ..inference import Tensors
-from ..model_config import SessionConfig
 from .channel import (
     Done,
     Failed,
@@ -43,47 +40,10 @@ from .channel import (
     recv_message,
     send_message,
 )
-from .ort_errors import run_failure
-from .session import open_session
+from .feeds import InvalidFeed, RunFailed, build_session, run_session
 from .shm import OutgoingRegion, Region, adopt_region, read_tensors, write_tensors
 
 __all__ = ["worker_main"]
-
-
-def _build_session(spec: WorkerSpec) -> ort.InferenceSession:
-    config = SessionConfig(
-        graph_optimization_level=spec.graph_optimization_level,  # type: ignore[arg-type]  # validated by config.yaml
-        intra_op_threads=spec.intra_op_threads,
-        inter_op_threads=spec.inter_op_threads,
-        custom_op_libraries=tuple(spec.custom_op_libraries),
-    )
-    return open_session(
-        Path(spec.path), model=spec.model, config=config, providers=tuple(spec.providers)
-    ).session
-
-
-def _onnx_inputs(tensors: Tensors) -> dict[str, Any]:
-    """Feeds for ONNX Runtime: its string tensors take (UTF-8) str; the protocol's BYTES are bytes."""
-    result: dict[str, Any] = {}
-    for name, array in tensors.items():
-        if array.dtype == np.object_:
-            try:
-                result[name] = np.array(
-                    [item.decode("utf-8") if isinstance(item, bytes) else item for item in array.ravel()],
-                    dtype=np.object_,
-                ).reshape(array.shape)
-            except UnicodeDecodeError as error:
-                raise _Invalid(
-                    f"tensor '{name}': ONNX Runtime string tensors must be UTF-8 ({error.reason} at byte "
-                    f"{error.start} of an element)"
-                ) from None
-        else:
-            result[name] = array
-    return result
-
-
-class _Invalid(Exception):
-    """A batch the model cannot take; reported to the server as an invalid input."""
 
 
 class _Serving:
@@ -106,12 +66,12 @@ class _Serving:
         names = list(message.outputs) or self.all_outputs
         started = time.monotonic_ns()
         try:
-            results = self.session.run(names, _onnx_inputs(read_tensors(self.inputs, message.inputs)))
-        except _Invalid as error:
+            results = run_session(self.session, names, read_tensors(self.inputs, message.inputs))
+        except InvalidFeed as error:
             send_message(self.sock, Failed("invalid", str(error)))
             return
-        except Exception as error:  # ONNX Runtime's own exception types: report, keep serving
-            send_message(self.sock, Failed(*run_failure(error)))
+        except RunFailed as failed:  # report, keep serving
+            send_message(self.sock, Failed(failed.kind, failed.message))
             return
         infer_ns = time.monotonic_ns() - started
         started = time.monotonic_ns()
@@ -147,7 +107,7 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
     )
     started = time.monotonic_ns()
     try:
-        session = _build_session(spec)
+        session = build_session(spec)
     except Exception as error:  # any load failure is reported to the server, which names the model
         print(f"modelport worker {os.getpid()}: load failed: {error}", file=sys.stderr, flush=True)
         send_message(sock, LoadFailed(str(error)))

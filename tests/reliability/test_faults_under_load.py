@@ -102,7 +102,7 @@ def test_sigkill_of_a_worker_under_grpc_load_fails_no_request(tmp_path: Path) ->
     batching = {"max_queue_delay_us": 500, "max_queue_size": 4096}
     config = {"max_batch_size": 16, "dynamic_batching": batching, "workers": _TWO_WORKERS}
     write_model(tmp_path, "mlp", mlp_model(), config=config)
-    with start_server(tmp_path) as server:
+    with start_server(tmp_path, "--instance-kind", "process") as server:
         victim = workers(server, "mlp")[0]["pid"]
 
         async def scenario() -> list[Any]:

@@ -139,7 +139,7 @@ def test_worker_log_files_do_not_outlive_startup(tmp_path: Path) -> None:
     model = f"logs_{os.getpid()}"
     write_model(tmp_path, model, slow_model(), config={"workers": {"min": 2, "max": 2}})
     pattern = str(Path(tempfile.gettempdir()) / f"modelport-worker-{model}-*")
-    with start_server(tmp_path) as server:
+    with start_server(tmp_path, "--instance-kind", "process") as server:
         assert glob.glob(pattern) == []
         workers = httpx.get(f"http://{server.management_url}/models/{model}", timeout=10).json()[0]["workers"]
         os.kill(workers[0]["pid"], signal.SIGKILL)  # a crash: its last lines still reach the server log

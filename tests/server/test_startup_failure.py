@@ -124,7 +124,7 @@ def test_a_failure_after_the_models_loaded_stops_their_workers_before_exiting(tm
     model = _model_name()
     write_model(tmp_path / "repo", model, identity_model(), config={"workers": {"min": 2, "max": 2}})
     ready_file = tmp_path / "missing" / "ready.json"
-    failed = _run_until_exit(tmp_path, model, ready_file=ready_file)
+    failed = _run_until_exit(tmp_path, model, "--instance-kind", "process", ready_file=ready_file)
     assert failed.status == 1, failed.output
     assert f"Error: [Errno 2] No such file or directory: '{ready_file}.partial'" in failed.output
     assert "Traceback" not in failed.output, failed.output

@@ -1,4 +1,4 @@
-"""The dynamic batcher in front of a real worker pool (in-process event loop, real worker processes)."""
+"""The dynamic batcher in front of a real pool of each kind (worker processes, thread instances)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import onnxruntime as ort
 import pytest
 from modelport.server.batching.batcher import Batcher, BatcherSettings
 from modelport.server.errors import DeadlineExceeded, QueueFull
+from modelport.server.settings import InstanceKind
 from modelport.server.workers.autoscale import DelayWindow
-from modelport.server.workers.pool import PoolSettings, WorkerPool
+from modelport.server.workers.instances import INSTANCE_KINDS, InstancePool, make_pool
+from modelport.server.workers.pool import PoolSettings
 
 from tests.helpers.onnx_models import identity_model, matmul_chain_model, mlp_model
 
@@ -29,8 +31,15 @@ def run_async(make: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
     return asyncio.run(bounded())
 
 
-async def open_batcher(path: Path, **batching: Any) -> tuple[Batcher, WorkerPool]:
-    pool = WorkerPool(PoolSettings(model="m", version="1", path=str(path), threads=1))
+@pytest.fixture(params=INSTANCE_KINDS)
+def kind(request: pytest.FixtureRequest) -> InstanceKind:
+    """Each test runs against both kinds of instances."""
+    value: InstanceKind = request.param
+    return value
+
+
+async def open_batcher(path: Path, kind: InstanceKind, **batching: Any) -> tuple[Batcher, InstancePool]:
+    pool = make_pool(kind, PoolSettings(model="m", version="1", path=str(path), threads=1))
     await pool.start()
     values: dict[str, Any] = {"model": "m", "max_batch_size": 32, "max_queue_delay_s": 0.002}
     values.update(batching)
@@ -39,12 +48,14 @@ async def open_batcher(path: Path, **batching: Any) -> tuple[Batcher, WorkerPool
     return batcher, pool
 
 
-async def close(batcher: Batcher, pool: WorkerPool) -> None:
+async def close(batcher: Batcher, pool: InstancePool) -> None:
     await batcher.close(drain_timeout=2)
     await pool.close(drain_timeout=2)
 
 
-def test_concurrent_requests_with_random_batch_sizes_match_onnx_runtime(tmp_path: Path) -> None:
+def test_concurrent_requests_with_random_batch_sizes_match_onnx_runtime(
+    tmp_path: Path, kind: InstanceKind
+) -> None:
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp_model(), str(path))
     reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -52,7 +63,7 @@ def test_concurrent_requests_with_random_batch_sizes_match_onnx_runtime(tmp_path
     inputs = [rng.standard_normal((int(rng.integers(1, 9)), 16)).astype(np.float32) for _ in range(300)]
 
     async def scenario() -> list[Any]:
-        batcher, pool = await open_batcher(path)
+        batcher, pool = await open_batcher(path, kind)
         try:
             return await asyncio.gather(
                 *(batcher.submit({"features": x}, ["probabilities"], None) for x in inputs)
@@ -68,14 +79,14 @@ def test_concurrent_requests_with_random_batch_sizes_match_onnx_runtime(tmp_path
     assert max(r.batch_size for r in results) > 8  # requests were really gathered into larger batches
 
 
-def test_requests_whose_other_dims_differ_go_in_separate_batches(tmp_path: Path) -> None:
+def test_requests_whose_other_dims_differ_go_in_separate_batches(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "identity.onnx"
     onnx.save(identity_model("FP32", dims=(-1, -1)), str(path))
     shapes = [(2, 3), (1, 5), (3, 3), (2, 5), (1, 3)]
     arrays = [np.full(s, i, dtype=np.float32) for i, s in enumerate(shapes)]
 
     async def scenario() -> list[Any]:
-        batcher, pool = await open_batcher(path, max_queue_delay_s=0.05)
+        batcher, pool = await open_batcher(path, kind, max_queue_delay_s=0.05)
         try:
             return await asyncio.gather(*(batcher.submit({"INPUT0": a}, ["OUTPUT0"], None) for a in arrays))
         finally:
@@ -88,12 +99,14 @@ def test_requests_whose_other_dims_differ_go_in_separate_batches(tmp_path: Path)
     assert [r.batch_size for r in results] == [6, 3, 6, 3, 6]
 
 
-def test_preferred_batch_size_dispatches_without_waiting_for_the_delay(tmp_path: Path) -> None:
+def test_preferred_batch_size_dispatches_without_waiting_for_the_delay(
+    tmp_path: Path, kind: InstanceKind
+) -> None:
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp_model(), str(path))
 
     async def scenario() -> tuple[float, list[Any]]:
-        batcher, pool = await open_batcher(path, max_queue_delay_s=2.0, preferred_batch_sizes=(4,))
+        batcher, pool = await open_batcher(path, kind, max_queue_delay_s=2.0, preferred_batch_sizes=(4,))
         try:
             started = time.monotonic()
             x = np.ones((1, 16), np.float32)
@@ -110,14 +123,14 @@ def test_preferred_batch_size_dispatches_without_waiting_for_the_delay(tmp_path:
 
 
 def test_requests_arriving_within_the_queue_delay_share_a_batch_and_a_lone_one_waits_it_out(
-    tmp_path: Path,
+    tmp_path: Path, kind: InstanceKind
 ) -> None:
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp_model(), str(path))
     x = np.ones((1, 16), np.float32)
 
     async def scenario() -> tuple[list[Any], float, Any]:
-        batcher, pool = await open_batcher(path, max_queue_delay_s=0.3)
+        batcher, pool = await open_batcher(path, kind, max_queue_delay_s=0.3)
         try:
 
             async def later(delay: float) -> Any:
@@ -137,13 +150,13 @@ def test_requests_arriving_within_the_queue_delay_share_a_batch_and_a_lone_one_w
     assert 0.25 <= waited < 5.0  # it waited for the 0.3 s delay (timers may be ms-grained), then ran
 
 
-def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
+def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "slow.onnx"
     onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:
-        batcher, pool = await open_batcher(path, max_queue_size=3, max_batch_size=64)
+        batcher, pool = await open_batcher(path, kind, max_queue_size=3, max_batch_size=64)
         try:
             running = [asyncio.ensure_future(batcher.submit({"x": x}, ["y"], None))]
             while batcher.in_flight == 0:  # that batch runs (~50 ms); three more wait: the queue's bound
@@ -164,13 +177,13 @@ def test_full_queue_refuses_at_once_naming_its_size(tmp_path: Path) -> None:
     run_async(scenario)
 
 
-def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path) -> None:
+def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "slow.onnx"
     onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:
-        batcher, pool = await open_batcher(path, max_batch_size=64)
+        batcher, pool = await open_batcher(path, kind, max_batch_size=64)
         try:
             busy = asyncio.ensure_future(batcher.submit({"x": x}, ["y"], None))
             while batcher.in_flight == 0:
@@ -191,13 +204,13 @@ def test_a_request_past_its_deadline_is_dropped_before_it_runs(tmp_path: Path) -
     run_async(scenario)
 
 
-def test_default_timeout_applies_without_a_request_timeout(tmp_path: Path) -> None:
+def test_default_timeout_applies_without_a_request_timeout(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "slow.onnx"
     onnx.save(matmul_chain_model(), str(path))
     x = np.ones((64, 1024), np.float32)
 
     async def scenario() -> None:
-        batcher, pool = await open_batcher(path, max_batch_size=64, default_timeout_s=0.005)
+        batcher, pool = await open_batcher(path, kind, max_batch_size=64, default_timeout_s=0.005)
         try:
             busy = asyncio.ensure_future(batcher.submit({"x": x}, ["y"], time.monotonic() + 30))
             await asyncio.sleep(0.01)

@@ -43,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         SLOW,
         {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 1_000_000, "max_queue_size": 1}},
     )
-    with start_server(repository) as process:
+    with start_server(repository, "--instance-kind", "process") as process:
         yield process
 
 

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http.aio as httpclient
+from modelport.server.workers.instances import INSTANCE_KINDS
 
 from tests.helpers.onnx_models import matmul_chain_model, mlp_model, write_model
 from tests.helpers.server_process import ServerExited, ServerProcess, start_server
@@ -35,9 +36,17 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module", params=INSTANCE_KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """The server's ``--instance-kind``: the module runs once with each."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture(scope="module")
-def server(repository: Path) -> Iterator[ServerProcess]:
-    with start_server(repository, "--model-control", "explicit", "--load-model", "mlp") as handle:
+def server(repository: Path, kind: str) -> Iterator[ServerProcess]:
+    args = ("--model-control", "explicit", "--load-model", "mlp", "--instance-kind", kind)
+    with start_server(repository, *args) as handle:
         yield handle
 
 
@@ -45,7 +54,7 @@ def api(server: ServerProcess) -> httpx.Client:
     return httpx.Client(base_url=f"http://{server.management_url}", timeout=30)
 
 
-def test_list_and_describe(server: ServerProcess) -> None:
+def test_list_and_describe(server: ServerProcess, kind: str) -> None:
     with api(server) as client:
         listed = client.get("/models").json()
         assert {m["modelName"] for m in listed["models"]} == {"mlp", "other", "two"}
@@ -53,7 +62,10 @@ def test_list_and_describe(server: ServerProcess) -> None:
         assert entry["modelName"] == "mlp" and entry["modelVersion"] == "1" and entry["status"] == "READY"
         assert entry["minWorkers"] == 1 and entry["maxWorkers"] == 3
         [worker] = entry["workers"]
-        assert worker["pid"] > 0 and worker["status"] == "READY" and worker["uptimeSeconds"] >= 0
+        assert worker["status"] == "READY" and worker["uptimeSeconds"] >= 0
+        # A thread instance has no process of its own: pid 0, never the server's.
+        assert worker["kind"] == kind and (worker["pid"] > 0 if kind == "process" else worker["pid"] == 0)
+        assert entry["config"]["instances"] == {"kind": kind}
         assert entry["jobQueueStatus"] == {
             "remainingCapacity": 100,
             "pendingRequests": 0,
@@ -66,12 +78,14 @@ def test_list_and_describe(server: ServerProcess) -> None:
         assert missing.json()["code"] == 404 and "nope" in missing.json()["message"]
 
 
-def test_scale_synchronously_and_back(server: ServerProcess) -> None:
+def test_scale_synchronously_and_back(server: ServerProcess, kind: str) -> None:
     with api(server) as client:
         response = client.put("/models/mlp", params={"min_worker": 3, "max_worker": 3, "synchronous": "true"})
         assert response.status_code == 200, response.text
         workers = client.get("/models/mlp").json()[0]["workers"]
-        assert len(workers) == 3 and len({w["pid"] for w in workers}) == 3
+        assert len(workers) == 3 and len({w["id"] for w in workers}) == 3
+        if kind == "process":
+            assert len({w["pid"] for w in workers}) == 3
         assert all(w["status"] == "READY" for w in workers)
         response = client.put("/models/mlp", params={"min_worker": 1, "max_worker": 1})
         assert response.status_code == 202
@@ -141,7 +155,7 @@ def test_every_error_takes_its_status_from_the_one_table() -> None:
     )  # every class has its own entry: none falls through by accident
 
 
-def test_register_with_initial_workers_then_unregister(server: ServerProcess) -> None:
+def test_register_with_initial_workers_then_unregister(server: ServerProcess, kind: str) -> None:
     with api(server) as client:
         response = client.post("/models", params={"url": "other", "initial_workers": 2})
         assert response.status_code == 200, response.text
@@ -161,7 +175,10 @@ def test_register_with_initial_workers_then_unregister(server: ServerProcess) ->
         pids = [w["pid"] for w in entry["workers"]]
         assert client.delete("/models/other").status_code == 200
         assert client.get("/models/other").status_code == 404
-        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "the workers to exit", timeout=5)
+        if kind == "process":
+            wait_for(
+                lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "the workers to exit", timeout=5
+            )
 
 
 def test_unregister_one_of_several_versions_is_refused(server: ServerProcess) -> None:
@@ -208,7 +225,7 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         "workers": {"min": 1, "max": 2, "threads": 1, "target_queue_delay_us": 20000, "scale_down_idle_s": 1},
     }
     write_model(tmp_path, "slow", matmul_chain_model(), config=config)
-    with start_server(tmp_path) as server, api(server) as client:
+    with start_server(tmp_path, "--instance-kind", "process") as server, api(server) as client:
 
         def count() -> int:
             return len(client.get("/models/slow").json()[0]["workers"])

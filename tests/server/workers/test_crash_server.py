@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             mlp_model(),
             config={"max_batch_size": 16, "dynamic_batching": batching, "workers": WORKERS},
         )
-    with start_server(root) as handle:
+    with start_server(root, "--instance-kind", "process") as handle:
         yield handle
 
 

@@ -74,7 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     compile_crash_op(root / "crashy" / "libcrash_op.so")
     write_model(root, "addsub", add_sub_model(), config={"max_batch_size": 8})
-    with start_server(root, "--allow-custom-ops") as handle:
+    with start_server(root, "--allow-custom-ops", "--instance-kind", "process") as handle:
         yield handle
 
 
@@ -86,7 +86,7 @@ def test_a_custom_op_library_is_refused_unless_the_server_allows_it(tmp_path: Pa
     )
     compile_crash_op(tmp_path / "crashy" / "libcrash_op.so")
     write_model(tmp_path, "addsub", add_sub_model(), config={"max_batch_size": 8})
-    with start_server(tmp_path) as handle:
+    with start_server(tmp_path, "--instance-kind", "process") as handle:
         client = httpx.Client(base_url=f"http://{handle.http_url}", timeout=30)
         with client:
             index = {entry["name"]: entry for entry in client.post("/v2/repository/index").json()}

@@ -1,4 +1,4 @@
-"""The worker pool on its own: real worker processes, real ONNX Runtime sessions, shared memory."""
+"""The instance pools on their own: real worker processes or threads, real ONNX Runtime sessions."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from modelport.server.errors import InvalidInput, ModelNotReady, ModelportError
+from modelport.server.settings import InstanceKind
+from modelport.server.workers.instances import INSTANCE_KINDS, make_pool
 from modelport.server.workers.pool import PoolSettings, WorkerPool, thread_budget
 
 from tests.helpers.onnx_models import identity_model, mlp_model
@@ -45,13 +47,14 @@ def settings(path: Path, **overrides: Any) -> PoolSettings:
     return PoolSettings(**values)
 
 
-def test_batches_match_a_direct_onnx_runtime_run(mlp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_batches_match_a_direct_onnx_runtime_run(mlp_path: Path, kind: InstanceKind) -> None:
     reference = ort.InferenceSession(str(mlp_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
     parts = [rng.standard_normal((n, 16)).astype(np.float32) for n in (1, 3, 7, 64, 300)]
 
     async def scenario() -> None:
-        pool = WorkerPool(settings(mlp_path, min_workers=2, max_workers=2))
+        pool = make_pool(kind, settings(mlp_path, min_workers=2, max_workers=2))
         await pool.start()
         try:
             # Concatenation happens straight into shared memory; the regions grow for the 300-row batch.
@@ -65,20 +68,24 @@ def test_batches_match_a_direct_onnx_runtime_run(mlp_path: Path) -> None:
                     single["probabilities"], reference.run(None, {"features": part})[0], rtol=1e-5, atol=1e-6
                 )
             assert {w.state for w in pool.status()} == {"READY"}
-            assert len({w.pid for w in pool.status()} - {os.getpid()}) == 2
+            if kind == "process":
+                assert len({w.pid for w in pool.status()} - {os.getpid()}) == 2
+            else:  # threads of this process: no pid of their own
+                assert [(w.kind, w.pid) for w in pool.status()] == [("thread", 0), ("thread", 0)]
         finally:
             await pool.close(drain_timeout=1)
 
     run_async(scenario)
 
 
-def test_bytes_tensors_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_bytes_tensors_round_trip(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "bytes.onnx"
     onnx.save(identity_model("BYTES", dims=(-1, 2)), str(path))
     data = np.array([[b"hello", b""], [b"two words", "caf\u00e9".encode()]], dtype=np.object_)
 
     async def scenario() -> dict[str, Any]:
-        pool = WorkerPool(settings(path, model="bytes"))
+        pool = make_pool(kind, settings(path, model="bytes"))
         await pool.start()
         try:
             result, _, _ = await pool.run({"INPUT0": [data[:1], data[1:]]}, ["OUTPUT0"], copy_outputs)
@@ -91,12 +98,13 @@ def test_bytes_tensors_round_trip(tmp_path: Path) -> None:
     assert [x.encode() if isinstance(x, str) else x for x in out.ravel()] == list(data.ravel())
 
 
-def test_bytes_that_are_not_utf8_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_bytes_that_are_not_utf8_are_refused_naming_the_tensor(tmp_path: Path, kind: InstanceKind) -> None:
     path = tmp_path / "bytes.onnx"
     onnx.save(identity_model("BYTES", dims=(-1, 1)), str(path))
 
     async def scenario() -> None:
-        pool = WorkerPool(settings(path, model="bytes"))
+        pool = make_pool(kind, settings(path, model="bytes"))
         await pool.start()
         try:
             bad = np.array([[b"\xff\xfe"]], dtype=np.object_)
@@ -108,9 +116,12 @@ def test_bytes_that_are_not_utf8_are_refused_naming_the_tensor(tmp_path: Path) -
     run_async(scenario)
 
 
-def test_onnx_runtime_refusal_is_an_invalid_input_and_the_worker_survives(mlp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_onnx_runtime_refusal_is_an_invalid_input_and_the_worker_survives(
+    mlp_path: Path, kind: InstanceKind
+) -> None:
     async def scenario() -> None:
-        pool = WorkerPool(settings(mlp_path))
+        pool = make_pool(kind, settings(mlp_path))
         await pool.start()
         try:
             wrong = np.zeros((2, 5), dtype=np.float32)  # the graph wants 16 features
@@ -189,21 +200,23 @@ def test_crash_loop_marks_the_pool_failed_with_the_cause(mlp_path: Path) -> None
     run_async(scenario)
 
 
-def test_load_failure_names_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_load_failure_names_the_model(tmp_path: Path, kind: InstanceKind) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx model")
 
     async def scenario() -> None:
-        pool = WorkerPool(settings(broken, model="broken"))
+        pool = make_pool(kind, settings(broken, model="broken"))
         await pool.start()
 
-    with pytest.raises(ModelportError, match="model 'broken' version 1: worker failed to load"):
+    with pytest.raises(ModelportError, match=r"model 'broken' version 1: (worker|instance) failed to load"):
         run_async(scenario)
 
 
-def test_scale_up_and_down(mlp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_scale_up_and_down(mlp_path: Path, kind: InstanceKind) -> None:
     async def scenario() -> None:
-        pool = WorkerPool(settings(mlp_path, min_workers=1, max_workers=3))
+        pool = make_pool(kind, settings(mlp_path, min_workers=1, max_workers=3))
         await pool.start()
         try:
             assert pool.size == 1
@@ -259,12 +272,13 @@ def test_thread_budget_shares_the_cores() -> None:
     assert thread_budget(0, 2) * 2 <= max(cores, 2)
 
 
-def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path, kind: InstanceKind) -> None:
     def broken(outputs: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("no such output")
 
     async def scenario() -> None:
-        pool = WorkerPool(settings(mlp_path))
+        pool = make_pool(kind, settings(mlp_path))
         await pool.start()
         try:
             x = np.ones((1, 16), np.float32)
@@ -281,11 +295,14 @@ def test_an_error_reading_outputs_leaves_the_worker_usable(mlp_path: Path) -> No
     run_async(scenario)
 
 
-def test_an_error_writing_inputs_after_the_region_grew_leaves_the_worker_usable(mlp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INSTANCE_KINDS)
+def test_an_error_writing_inputs_after_the_region_grew_leaves_the_worker_usable(
+    mlp_path: Path, kind: InstanceKind
+) -> None:
     reference = ort.InferenceSession(str(mlp_path), providers=["CPUExecutionProvider"])
 
     async def scenario() -> None:
-        pool = WorkerPool(settings(mlp_path))
+        pool = make_pool(kind, settings(mlp_path))
         await pool.start()
         try:
             small = np.ones((1, 16), np.float32)

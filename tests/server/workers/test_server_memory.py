@@ -17,7 +17,7 @@ BIG_MB = 48  # 3072 x 4096 FP32
 
 def _server_rss_mb(repository: Path, features: int) -> float:
     write_model(repository, "weights", matmul_model(features, 4096), config={"workers": {"min": 1, "max": 1}})
-    with start_server(repository) as server:
+    with start_server(repository, "--instance-kind", "process") as server:
         client = httpclient.InferenceServerClient(server.http_url)
         try:
             tensor = httpclient.InferInput("INPUT0", [1, features], "FP32")
