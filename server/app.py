@@ -33,6 +33,7 @@ import uvicorn
 from .batching.pooled_executor import PooledExecutor
 from .dataplane import DataPlane
 from .executor import Executor, VersionSpec
+from .next_steps import next_steps_text, print_next_steps, wanted
 from .observability.live_metrics import VersionState, WorkerState
 from .observability.metrics import ServerMetrics
 from .observability.metrics_listener import MetricsApp
@@ -359,6 +360,11 @@ class _Server:
             settings.repository,
             settings.model_control,
         )
+        if wanted(settings.next_steps):
+            models = sorted({loaded.spec.name for loaded in self.manager.serving()})
+            print_next_steps(
+                next_steps_text(host=settings.host, metrics_host=metrics_host, ports=ports, models=models)
+            )
 
     async def begin_shutdown(self, _type: Any, error: BaseException | None, _traceback: Any) -> None:
         """The first step out (after a stop signal, or with the ``error`` startup failed on): readiness goes

@@ -26,6 +26,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "ModelControl",
+    "NextSteps",
     "ServerSettings",
     "SettingError",
 ]
@@ -34,6 +35,7 @@ ModelControl = Literal["none", "poll", "explicit"]
 LogFormat = Literal["text", "json"]
 InstanceKind = Literal["thread", "process"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+NextSteps = Literal["auto", "on", "off"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONFIG_VARIABLE = "MODELPORT_CONFIG"  # the --config FILE of serve_cli, which names no setting of its own
@@ -151,6 +153,11 @@ class ServerSettings:
         "With --access-log: the fraction of successful requests written (failed ones are always written).",
         above=0,
         maximum=1,
+    )
+    next_steps: NextSteps = setting(
+        "auto",
+        "Once ready, print what to try next (a curl, a client script, the metrics URL) on stdout; auto: only "
+        "when stdout is a terminal (make serve), so a container's log stays quiet.",
     )
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "config_files",
             "model_config",
             "executor",
+            "next_steps",
         ],
         ["observability."],
         ["workers."],
