@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "AlreadyExists",
     "DeadlineExceeded",
     "ErrorCode",
     "InvalidInput",
@@ -97,6 +98,12 @@ class PayloadTooLarge(ModelportError):
     """The body or a declared tensor exceeds a configured bound."""
 
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class AlreadyExists(ModelportError):
+    """The request would create what exists already (registering a model that is loaded)."""
+
+    code = ErrorCode.ALREADY_EXISTS
 
 
 class Unsupported(ModelportError):

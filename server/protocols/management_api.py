@@ -7,7 +7,7 @@
   (``max_worker`` defaults to ``min_worker``); synchronous waits for the workers, else 202 at once. The
   bounds are checked as config.yaml's ``workers.min``/``workers.max`` are (same code, same host-derived cap).
 - ``POST /models?url=NAME&initial_workers=N``: load model ``NAME`` *from the repository* (a bare directory
-  name; URLs and paths are refused) with ``N`` workers.
+  name; URLs and paths are refused) with ``N`` workers; 409 when it is already loaded.
 - ``DELETE /models/M`` or ``/models/M/V``: unload (in-flight requests finish first).
 
 With a token configured every request needs ``Authorization: Bearer TOKEN`` (the server refuses to bind this
@@ -29,6 +29,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    AlreadyExists,
     DeadlineExceeded,
     InvalidInput,
     ModelLoadFailed,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 # of its class or else of its nearest base class, so every ModelportError has one.
 MANAGEMENT_STATUS: dict[type[ModelportError], int] = {
     ModelNotFound: 404,
+    AlreadyExists: 409,  # TorchServe: registering a model that is registered
     InvalidInput: 400,
     ModelLoadFailed: 400,  # as the inference protocols answer it (Triton: 400)
     ModelNotReady: 503,
@@ -215,6 +217,12 @@ class _Routes:
                 f"query parameter 'url': {url[:80]!a} is not a model name; only models already in the "
                 f"repository can be registered, by their directory name (no URLs, no paths): {NAME_RULE}"
             ) from None
+        serving = self._manager.ready_versions(url)
+        if serving:
+            raise AlreadyExists(
+                f"model '{url}' is already registered (serving version {', '.join(map(str, serving))}); "
+                f"DELETE /models/{url} first to load it again, or PUT /models/{url} to change its workers"
+            )
         initial = _int_param(request, "initial_workers")
         if initial:  # checked before anything loads
             _check_workers(initial, initial, "POST /models", ("initial_workers", "initial_workers"))
