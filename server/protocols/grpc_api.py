@@ -2,9 +2,10 @@
 
 :func:`build_grpc_server` is what the composition root calls. Besides the inference service
 (:mod:`grpc_servicer`) the server answers ``grpc.health.v1.Health`` (SERVING once startup is done and while
-the data plane is ready, NOT_SERVING while starting or draining) and server reflection, so ``grpcurl`` needs
-no .proto files. Requests are parsed by :func:`grpc_status.lenient_deserializer`, so a message whose bytes do
-not parse gets INVALID_ARGUMENT and the server goes on serving.
+the data plane is ready, NOT_SERVING while starting or draining) and server reflection (``v1`` and
+``v1alpha``: :mod:`grpc_reflection`), so ``grpcurl`` needs no .proto files. Requests are parsed by
+:func:`grpc_status.lenient_deserializer`, so a message whose bytes do not parse gets INVALID_ARGUMENT and the
+server goes on serving.
 
 Connection limits (the gRPC side of what ``http_limits`` does for HTTP), as grpc.aio channel options:
 
@@ -42,11 +43,12 @@ import grpc
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from .generated import POOL
 from .generated import grpc_service_pb2 as pb
 from .grpc_infer_message import lenient_infer_deserializer
+from .grpc_reflection import enable_reflection
 from .grpc_servicer import InferenceServicer
 from .grpc_status import lenient_deserializer
 
@@ -266,10 +268,8 @@ def build_grpc_server(
     health = _ReadinessHealth(dataplane)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _register_for_reflection(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-        pool=POOL,
+    enable_reflection(
+        server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), POOL
     )
     port = settings.grpc_port
     for host in _hosts(settings.host):
