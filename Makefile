@@ -26,8 +26,12 @@ $(VENV)/.all.stamp: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[all]'
 	@touch $@ $(VENV)/.serve.stamp
 
+# Listeners on loopback: a first run on a laptop must not put the models on the network (make serve
+# SERVE_HOST=0.0.0.0 does; the container image keeps 0.0.0.0).
+SERVE_HOST ?= 127.0.0.1
+
 serve: $(VENV)/.serve.stamp
-	$(BIN)/modelport serve --repository models
+	$(BIN)/modelport serve --repository models --host $(SERVE_HOST)
 
 # mypy does not follow setuptools' editable finder, so it reads the packages through a small link tree that
 # mirrors their import names (modelport.server -> server/).
