@@ -82,7 +82,9 @@ def config_document(
     (an explicit ``max_batch_size`` alone runs every request by itself, as in Triton), and the signature with
     per-row dims."""
     batched = max_batch_size > 0
-    batching: dict[str, Any] = {"dynamic_batching": {"max_queue_delay_us": 500}} if batched else {}
+    # Delay 0 (Triton's default): a batch holds what queued while the instance was busy, so a lone client
+    # waits for nothing; a longer delay trades its latency for fuller batches.
+    batching: dict[str, Any] = {"dynamic_batching": {"max_queue_delay_us": 0}} if batched else {}
     return {
         "max_batch_size": max_batch_size,
         **batching,

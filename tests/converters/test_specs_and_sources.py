@@ -88,7 +88,7 @@ def test_config_document_uses_per_row_dims_when_batching() -> None:
     outputs = (TensorSpec("scores", "float32", (-1, 2)),)
     assert config_document(inputs, outputs, 16) == {
         "max_batch_size": 16,
-        "dynamic_batching": {"max_queue_delay_us": 500},
+        "dynamic_batching": {"max_queue_delay_us": 0},
         "inputs": [{"name": "tokens", "datatype": "INT64", "dims": [20]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "dims": [2]}],
     }
