@@ -39,9 +39,10 @@ class RunFailed(Exception):
         self.message = message
 
 
-def build_session(spec: WorkerSpec) -> onnxruntime.InferenceSession:
+def build_session(spec: WorkerSpec, *, warn: bool = True) -> onnxruntime.InferenceSession:
     """The version's session with the spec's threads, optimisation level, providers and operator libraries
-    (blocking; :class:`~.session.ModelLoadError` if it cannot be loaded)."""
+    (blocking; :class:`~.session.ModelLoadError` if it cannot be loaded). ``warn``: as
+    :func:`~.session.open_session`'s."""
     config = SessionConfig(
         graph_optimization_level=spec.graph_optimization_level,  # type: ignore[arg-type]  # validated by config.yaml
         intra_op_threads=spec.intra_op_threads,
@@ -49,7 +50,7 @@ def build_session(spec: WorkerSpec) -> onnxruntime.InferenceSession:
         custom_op_libraries=tuple(spec.custom_op_libraries),
     )
     return open_session(
-        Path(spec.path), model=spec.model, config=config, providers=tuple(spec.providers)
+        Path(spec.path), model=spec.model, config=config, providers=tuple(spec.providers), warn=warn
     ).session
 
 

@@ -97,7 +97,7 @@ def _session_options(config: SessionConfig, folder: Path) -> onnxruntime.Session
     return options
 
 
-def _choose_providers(requested: tuple[str, ...], model: str) -> list[str]:
+def _choose_providers(requested: tuple[str, ...], model: str, *, warn: bool) -> list[str]:
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())
@@ -105,7 +105,7 @@ def _choose_providers(requested: tuple[str, ...], model: str) -> list[str]:
     missing = [name for name in requested if PROVIDERS[name] not in available]
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")  # ONNX Runtime's own last resort
-    if missing:
+    if missing and warn:
         logger.warning(
             "model %s: execution provider(s) %s not available in this onnxruntime build (%s); using %s",
             model,
@@ -128,22 +128,27 @@ def _specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def open_session(path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...]) -> OpenSession:
+def open_session(
+    path: Path, *, model: str, config: SessionConfig, providers: tuple[str, ...], warn: bool = True
+) -> OpenSession:
     """Load ``path`` with the given options and provider preference; blocking (call it in a thread).
+
+    ``warn=False`` logs no provider fallback: for a session of the server's own process opened after
+    :func:`read_signature` has reported it once.
 
     ``config.custom_op_libraries`` name files of the model's folder (``MODEL`` in
     ``MODEL/VERSION/model.onnx``), resolved inside it, links too; one that is missing, leaves the folder or
     is no operator library is a :class:`ModelLoadError` naming the key."""
     import onnxruntime as ort
 
-    preference = _choose_providers(providers, model)
+    preference = _choose_providers(providers, model, warn=warn)
     options = _session_options(config, path.parent.parent)  # the layout: MODEL/VERSION/model.onnx
     try:
         session = ort.InferenceSession(str(path), options, providers=preference)
     except Exception as error:
         raise ModelLoadError(load_failure(error, str(path))) from error
     active = session.get_providers()[0]
-    if active != preference[0]:
+    if active != preference[0] and warn:
         logger.warning(
             "model %s: execution provider %s could not be initialised; using %s",
             model,

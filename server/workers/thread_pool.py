@@ -162,9 +162,10 @@ class ThreadPool:
     async def _start_instance(self) -> None:
         instance = _Instance(next(_ids), _Runner(f"mp-{self.settings.model}"))
         self._instances[instance.id] = instance  # counts in ``size`` while its session loads
+        # warn=False: the model manager's signature read logged any provider fallback once already.
         try:
             session = await asyncio.wrap_future(
-                instance.executor.submit(functools.partial(build_session, self._spec))
+                instance.executor.submit(functools.partial(build_session, self._spec, warn=False))
             )
         except BaseException:
             self._instances.pop(instance.id, None)
