@@ -15,6 +15,7 @@ import httpx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from modelport.server.workers.instances import INSTANCE_KINDS
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -29,8 +30,15 @@ CRASHY = "crashy"  # its workers get scaled and killed
 LABELS = {"model": MODEL, "version": "1"}
 
 
+@pytest.fixture(scope="module", params=INSTANCE_KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """The server's ``--instance-kind``: every count must be exact with either."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("repo")
     write_model(repository, MODEL, identity_model("FP32", (-1, 4)))
     write_corrupt_model(repository, "broken")
@@ -43,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         SLOW,
         {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 1_000_000, "max_queue_size": 1}},
     )
-    with start_server(repository, "--instance-kind", "process") as process:
+    with start_server(repository, "--instance-kind", kind) as process:
         yield process
 
 
@@ -194,7 +202,7 @@ def test_statistics_totals_equal_the_counters(server: ServerProcess) -> None:
     assert stats["queue"] == metrics.value("modelport_queue_duration_seconds_count", **LABELS)
 
 
-def test_model_loads_workers_and_processes_are_exported(server: ServerProcess) -> None:
+def test_model_loads_workers_and_processes_are_exported(server: ServerProcess, kind: str) -> None:
     metrics = scrape(server.metrics_url)
     assert metrics.value("modelport_model_loads_total", **LABELS) == 1
     assert metrics.value("modelport_model_load_duration_seconds_count", **LABELS) == 1
@@ -207,7 +215,8 @@ def test_model_loads_workers_and_processes_are_exported(server: ServerProcess) -
         for s in metrics.samples
         if s.name == "modelport_worker_resident_memory_bytes" and s.labels["model"] == MODEL
     ]
-    assert len(resident) == sum(s.value for s in workers)
+    # A thread instance has no process of its own: its memory and CPU are the server process's.
+    assert len(resident) == (sum(s.value for s in workers) if kind == "process" else 0)
     assert all(s.value > 1e6 for s in resident)
     cpu = [
         s
@@ -234,7 +243,9 @@ def _wait_scrape(server: ServerProcess, done: Callable[[Scrape], bool], timeout:
     return metrics
 
 
-def test_worker_metrics_follow_scaling_and_restarts(server: ServerProcess) -> None:
+def test_worker_metrics_follow_scaling_and_restarts(server: ServerProcess, kind: str) -> None:
+    if kind == "thread":
+        pytest.skip("per-worker process metrics and restarts are of worker processes")
     management = f"http://{server.management_url}/models/{CRASHY}"
 
     def workers() -> dict[str, int]:
