@@ -217,7 +217,8 @@ def test_token_is_required_when_configured(repository: Path) -> None:
         assert ok.status_code == 200
 
 
-def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("instance_kind", INSTANCE_KINDS)
+def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path, instance_kind: str) -> None:
     config = {
         "max_batch_size": 64,
         "dynamic_batching": {"max_queue_delay_us": 1000, "max_queue_size": 1000},
@@ -225,7 +226,7 @@ def test_autoscaling_scales_up_under_load_and_down_after(tmp_path: Path) -> None
         "workers": {"min": 1, "max": 2, "threads": 1, "target_queue_delay_us": 20000, "scale_down_idle_s": 1},
     }
     write_model(tmp_path, "slow", matmul_chain_model(), config=config)
-    with start_server(tmp_path, "--instance-kind", "process") as server, api(server) as client:
+    with start_server(tmp_path, "--instance-kind", instance_kind) as server, api(server) as client:
 
         def count() -> int:
             return len(client.get("/models/slow").json()[0]["workers"])
