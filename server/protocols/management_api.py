@@ -217,15 +217,15 @@ class _Routes:
                 f"query parameter 'url': {url[:80]!a} is not a model name; only models already in the "
                 f"repository can be registered, by their directory name (no URLs, no paths): {NAME_RULE}"
             ) from None
+        initial = _int_param(request, "initial_workers")
+        if initial:  # checked before anything loads, and before the conflict: a bad request is a 400 first
+            _check_workers(initial, initial, "POST /models", ("initial_workers", "initial_workers"))
         serving = self._manager.ready_versions(url)
         if serving:
             raise AlreadyExists(
                 f"model '{url}' is already registered (serving version {', '.join(map(str, serving))}); "
                 f"DELETE /models/{url} first to load it again, or PUT /models/{url} to change its workers"
             )
-        initial = _int_param(request, "initial_workers")
-        if initial:  # checked before anything loads
-            _check_workers(initial, initial, "POST /models", ("initial_workers", "initial_workers"))
         await self._manager.load(url)
         if initial:
             for version in self._versions(url):
