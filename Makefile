@@ -17,9 +17,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# Serving needs no torch and no TensorFlow.
+# Serving needs no torch and no TensorFlow; [client] is tritonclient, so the README's client examples run here.
 $(VENV)/.serve.stamp: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+	$(PIP) install -e '.[client]'
 	@touch $@
 
 $(VENV)/.all.stamp: pyproject.toml | $(BIN)/python

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +41,32 @@ def test_grpc_client_reads_digits(server: ServerProcess, model: str) -> None:
     read = read_digits(server.grpc_url, images, model=model)
     assert len(read) == 40
     assert np.mean(np.array(read) == truth) >= 0.9
+
+
+# What make serve's environment lacks: the client scripts must run without them.
+_NOT_IN_SERVE_ENVIRONMENT = ("sklearn", "scipy", "torch", "tensorflow", "keras", "onnx", "tf2onnx")
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments", "printed"),
+    [
+        ("examples.client_grpc", ("--count", "8"), "/8 correct"),
+        ("examples.client_http", ("The hotel was wonderful!",), "positive"),
+    ],
+)
+def test_client_scripts_run_without_the_training_packages(
+    server: ServerProcess, module: str, arguments: tuple[str, ...], printed: str
+) -> None:
+    url = server.grpc_url if module.endswith("grpc") else server.http_url
+    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in _NOT_IN_SERVE_ENVIRONMENT)
+    script = f"import runpy, sys; {blocked}; runpy.run_module({module!r}, run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", script, *arguments, "--url", url],
+        cwd=MODELS.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert printed in result.stdout
