@@ -5,7 +5,7 @@ lines right above its fence (invisible when the page is rendered) say how the te
 
 - ``<!-- not-tested: REASON -->``: not run here (it needs Docker, a GPU, a cluster, your own files); the
   reason must be given.
-- ``<!-- expect: REGEX -->`` (any number): the block's standard output must match each (``re.MULTILINE``).
+- ``<!-- expect: REGEX -->`` (any number): the block's output must match each (``re.MULTILINE``).
 
 Every other block is run (see ``test_readme_commands``).
 """

@@ -5,17 +5,19 @@ How a block runs (the rules a page's author can rely on):
 - A block marked ``<!-- not-tested: REASON -->`` (see :mod:`tests.docs.markdown_blocks`) is reported as
   skipped with its reason; every other ``sh``/``python`` block runs, so a page change that breaks a command
   fails ``make test``.
-- Each block gets a server of its own, started on the committed ``models/`` on 127.0.0.1 ephemeral ports, and
+- Each block gets a server of its own, on that folder's copy of ``models/`` and 127.0.0.1 ephemeral ports;
   the block's addresses are rewritten to them: ``localhost:8000`` (or ``127.0.0.1:8000``) to REST, ``:8001``
   gRPC, ``:8002`` metrics, ``:8081`` management; ``python -m examples.client_http``/``client_grpc`` get
   ``--url`` (their defaults are the documented ports).
 - It runs in a scratch folder laid out as the checkout (``examples`` and ``models`` copied, so a block
   never writes the committed ones; ``.venv`` linked) that also holds ``request.json``, an ``mlp`` request,
-  with this environment's ``bin`` first on ``PATH`` (``python``, ``modelport``). Shell blocks run under
-  ``bash -e -o pipefail``, with ``curl`` made to fail on an HTTP error (``--fail-with-body``): every command
-  must succeed, a 4xx included. Python blocks run with ``python -c``. A block still running after 60 s is
-  killed with everything it started, and fails.
-- Each ``<!-- expect: REGEX -->`` must match the block's standard output.
+  and the mobile-export page's ``digits.npz`` (key ``images``) and ``signals.npz`` (key ``signal``), from
+  ``examples.datasets``, with this environment's ``bin`` first on ``PATH`` (``python``, ``modelport``).
+  Shell blocks run under ``bash -e -o pipefail``, with ``curl`` made to fail on an HTTP error
+  (``--fail-with-body``): every command must succeed, a 4xx included. Python blocks run with ``python -c``.
+  A block still running after 90 s is killed with everything it started, and fails.
+- Each ``<!-- expect: REGEX -->`` must match the block's output (stdout, then stderr: the converter commands
+  report on stderr).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from examples import datasets
 from tests.docs.markdown_blocks import CodeBlock, code_blocks
 from tests.helpers.server_process import ServerProcess, start_server
 
@@ -41,7 +45,7 @@ _DOCUMENTED = {"8000": "http_port", "8001": "grpc_port", "8002": "metrics_port",
 _ADDRESS = re.compile(r"\b(?:localhost|127\.0\.0\.1):(8000|8001|8002|8081)\b")
 _EXAMPLE = re.compile(r"-m examples\.client_(http|grpc)\b")
 _SHELL_PRELUDE = 'curl() { command curl --fail-with-body --max-time 30 "$@"; }\n'
-_BLOCK_TIMEOUT_S = 60
+_BLOCK_TIMEOUT_S = 90
 
 
 def rewrite(code: str, ports: dict[str, int]) -> str:
@@ -63,6 +67,10 @@ def workspace(tmp_path: Path) -> Path:
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     request = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 64], "data": [0.5] * 64}]}
     (tmp_path / "request.json").write_text(json.dumps(request))
+    images, _ = datasets.digits_sample()
+    np.savez(tmp_path / "digits.npz", images=images)
+    signals, _ = datasets.waveforms(64, seed=datasets.WAVEFORM_VALIDATION_SEED)
+    np.savez(tmp_path / "signals.npz", signal=signals)
     return tmp_path
 
 
@@ -100,7 +108,7 @@ def test_the_block_runs(block: CodeBlock, request: pytest.FixtureRequest) -> Non
     shown = f"{block.where} ({block.kind}) exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, shown
     for pattern in block.expect:
-        assert re.search(pattern, result.stdout, re.MULTILINE), (
+        assert re.search(pattern, result.stdout + result.stderr, re.MULTILINE), (
             f"{block.where}: no match for {pattern!r}\n{shown}"
         )
 
