@@ -12,7 +12,9 @@ How a block runs (the rules a page's author can rely on):
 - It runs in a scratch folder laid out as the checkout (``examples`` and ``models`` copied, so a block
   never writes the committed ones; ``.venv`` linked) that also holds ``request.json``, an ``mlp`` request,
   and the mobile-export page's ``digits.npz`` (key ``images``) and ``signals.npz`` (key ``signal``), from
-  ``examples.datasets``, with this environment's ``bin`` first on ``PATH`` (``python``, ``modelport``).
+  ``examples.datasets``, and, for a block that names it, the README's ``model.pt2`` (a small
+  ``torch.export`` program with a dynamic batch, made with torch in a subprocess), with this environment's
+  ``bin`` first on ``PATH`` (``python``, ``modelport``).
   Shell blocks run under ``bash -e -o pipefail``, with ``curl`` made to fail on an HTTP error
   (``--fail-with-body``): every command must succeed, a 4xx included. Python blocks run with ``python -c``.
   A block still running after 90 s is killed with everything it started, and fails.
@@ -74,6 +76,21 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
+_TORCH_PROGRAM = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).eval()
+batch = torch.export.Dim("batch")
+program = torch.export.export(model, (torch.randn(2, 8),), dynamic_shapes=({0: batch},))
+torch.export.save(program, "model.pt2")
+"""
+
+
+def _make_sources(block: CodeBlock, workspace: Path) -> None:
+    """The source files a conversion block names, made in ``workspace`` (torch only where one is needed)."""
+    if "model.pt2" in block.code:
+        subprocess.run([sys.executable, "-c", _TORCH_PROGRAM], cwd=workspace, check=True, timeout=120)
+
+
 @pytest.fixture
 def server(workspace: Path) -> Iterator[ServerProcess]:
     with start_server(workspace / "models") as running:
@@ -104,6 +121,7 @@ def test_the_block_runs(block: CodeBlock, request: pytest.FixtureRequest) -> Non
         pytest.skip(f"{block.where} not tested here: {block.not_tested}")
     workspace: Path = request.getfixturevalue("workspace")
     server: ServerProcess = request.getfixturevalue("server")
+    _make_sources(block, workspace)
     result = _run(block, rewrite(block.code, server.ports), workspace)
     shown = f"{block.where} ({block.kind}) exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, shown
