@@ -19,6 +19,7 @@ import functools
 import importlib.metadata
 import itertools
 import time
+import typing
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -86,6 +87,7 @@ class Outcome(enum.Enum):
     SERVER_ERROR = "server_error"  # everything else: not ready, shutting down, a failure inside the server
 
 
+_FAILURES = tuple(outcome for outcome in Outcome if outcome is not Outcome.SUCCESS)
 _CLIENT_CODES = frozenset({ErrorCode.INVALID_ARG, ErrorCode.UNSUPPORTED, ErrorCode.RESOURCE_EXHAUSTED})
 
 
@@ -324,10 +326,19 @@ class _RequestSeries(Collector):
             "Time from a request entering the data plane to its answer (or error), all outcomes.",
             labels=request_labels,
         )
-        for (model, version, protocol, outcome), series in self.requests.copy().items():
+        seen = self.requests.copy()
+        for (model, version, protocol, outcome), series in seen.items():
             labels = [model, version, protocol, outcome.value]
             count = _add_histogram(request_duration, request_labels, labels, series, created=created)
             requests.add_metric(labels, count, series.created if created else None)
+        # Every known version's failure outcomes exist at 0 before the first failure, so a dashboard shows 0
+        # and an alert on increase() needs no absent(); only the counter: a histogram per outcome would be
+        # ~20 series per version for nothing.
+        for model, version in self.batches.copy():
+            for protocol in typing.get_args(Protocol):
+                for outcome in _FAILURES:
+                    if (model, version, protocol, outcome) not in seen:
+                        requests.add_metric([model, version, protocol, outcome.value], 0.0)
 
         inferences = CounterMetricFamily(
             "modelport_inferences",

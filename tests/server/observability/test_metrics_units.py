@@ -147,19 +147,28 @@ def test_request_and_batch_series_are_written_as_prometheus_client_wrote_them() 
     labels = 'model="m",outcome="success",protocol="grpc",version="1"'
     buckets = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]  # cumulative, the last one +Inf
     bounds = [*(str(bound) for bound in LATENCY_BUCKETS), "+Inf"]
-    assert _text(metrics, "modelport_requests_total", "modelport_request_duration_seconds") == (
-        "# HELP modelport_requests_total Inference requests by outcome.\n"
-        "# TYPE modelport_requests_total counter\n"
-        f"modelport_requests_total{{{labels}}} 2.0\n"
-        "# HELP modelport_request_duration_seconds Time from a request entering the data plane to its answer"
-        " (or error), all outcomes.\n"
-        "# TYPE modelport_request_duration_seconds histogram\n"
-        + "".join(
-            f'modelport_request_duration_seconds_bucket{{le="{le}",{labels}}} {count}.0\n'
-            for le, count in zip(bounds, buckets, strict=True)
+    assert (
+        _text(metrics, "modelport_requests_total", "modelport_request_duration_seconds")
+        == (
+            "# HELP modelport_requests_total Inference requests by outcome.\n"
+            "# TYPE modelport_requests_total counter\n"
+            f"modelport_requests_total{{{labels}}} 2.0\n"
+            + "".join(  # a known version's failure outcomes, at 0 before any failure (counter only)
+                f'modelport_requests_total{{model="m",outcome="{outcome}",protocol="{protocol}",'
+                'version="1"} 0.0\n'
+                for protocol in ("http", "grpc")
+                for outcome in ("invalid_input", "queue_full", "timeout", "server_error")
+            )
+            + "# HELP modelport_request_duration_seconds Time from a request entering the data plane to its"
+            " answer (or error), all outcomes.\n"
+            "# TYPE modelport_request_duration_seconds histogram\n"
+            + "".join(
+                f'modelport_request_duration_seconds_bucket{{le="{le}",{labels}}} {count}.0\n'
+                for le, count in zip(bounds, buckets, strict=True)
+            )
+            + f"modelport_request_duration_seconds_count{{{labels}}} 2.0\n"
+            f"modelport_request_duration_seconds_sum{{{labels}}} 0.253\n"
         )
-        + f"modelport_request_duration_seconds_count{{{labels}}} 2.0\n"
-        f"modelport_request_duration_seconds_sum{{{labels}}} 0.253\n"
     )
     labels = 'model="m",version="1"'
     assert _text(metrics, "modelport_executions", "modelport_batch_size") == (
