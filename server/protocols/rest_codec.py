@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 import secrets
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -277,14 +276,16 @@ def _tensor_from_cut(
 ) -> npt.NDArray[Any]:
     """An input whose long flat ``data`` list was cut out of the body: the shape checked first, then the
     values converted piece by piece with :func:`tensor_from_values`'s checks and messages."""
-    check_shape(name, by_name(datatype, tensor=name), shape, max_bytes=max_bytes)
+    count = check_shape(name, by_name(datatype, tensor=name), shape, max_bytes=max_bytes)
 
     def convert(values: list[Any]) -> npt.NDArray[Any]:
         return tensor_from_values(name, datatype, [len(values)], values, max_bytes=max_bytes)
 
     values = cut.values(convert)
-    # An array is a sequence of its values to tensor_from_values (which checks the count against the shape).
-    return tensor_from_values(name, datatype, shape, cast(Sequence[Any], values), max_bytes=max_bytes)
+    if values.size != count:  # tensor_from_values's words (converting the values again would double the cost)
+        dims = ", ".join(str(dim) for dim in shape)
+        raise InvalidInput(f"tensor '{name}': shape [{dims}] needs {count} values, got {values.size}")
+    return values.reshape(tuple(shape))
 
 
 def _drop_in_slices(values: list[Any]) -> None:
