@@ -22,15 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import tritonclient.grpc as grpcclient
-import yaml
 
 from tests.helpers.server_process import start_server
+from tests.helpers.tensors import grpc_zero_row
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-_NUMPY_TYPES = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64}
 _BATCHING = re.compile(r"^dynamic_batching:.*\n", re.MULTILINE)
 
 
@@ -55,17 +53,6 @@ def _repository(root: Path, delay_us: int | None) -> Path:
     return target
 
 
-def _inputs(model: str) -> list[grpcclient.InferInput]:
-    config = yaml.safe_load((MODELS / model / "config.yaml").read_text(encoding="utf-8"))
-    inputs = []
-    for spec in config["inputs"]:
-        shape = [1, *spec["dims"]]
-        tensor = grpcclient.InferInput(spec["name"], shape, spec["datatype"])
-        tensor.set_data_from_numpy(np.zeros(shape, dtype=_NUMPY_TYPES[spec["datatype"]]))
-        inputs.append(tensor)
-    return inputs
-
-
 def _stats(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
     stats: dict[str, Any] = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     return int(stats["inference_count"]), int(stats["execution_count"])
@@ -74,7 +61,7 @@ def _stats(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, i
 def _drive(url: str, pid: int, model: str, clients: int, seconds: float) -> tuple[float, float, float]:
     """Requests/s, server CPU microseconds per request and mean batch with ``clients`` requests in flight."""
     client = grpcclient.InferenceServerClient(url)
-    inputs = _inputs(model)
+    inputs = grpc_zero_row(MODELS / model)
     slots = threading.Semaphore(clients)
     done = [0]
 

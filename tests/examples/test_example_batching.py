@@ -12,35 +12,22 @@ import queue
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-import yaml
 
 from examples.build_models import RECIPES
 from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.tensors import grpc_zero_row
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 _REQUESTS = 192
-_NUMPY_TYPES = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     with start_server(MODELS) as running:
         yield running
-
-
-def _single_row_inputs(model: str) -> list[grpcclient.InferInput]:
-    config = yaml.safe_load((MODELS / model / "config.yaml").read_text(encoding="utf-8"))
-    inputs = []
-    for spec in config["inputs"]:
-        shape = [1, *spec["dims"]]
-        tensor = grpcclient.InferInput(spec["name"], shape, spec["datatype"])
-        tensor.set_data_from_numpy(np.zeros(shape, dtype=_NUMPY_TYPES[spec["datatype"]]))
-        inputs.append(tensor)
-    return inputs
 
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
@@ -56,7 +43,7 @@ def test_example_model_declares_dynamic_batching(server: ServerProcess, model: s
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
 def test_concurrent_requests_share_model_runs(server: ServerProcess, model: str) -> None:
-    inputs = _single_row_inputs(model)
+    inputs = grpc_zero_row(MODELS / model)
     answers: queue.Queue[BaseException | None] = queue.Queue()
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:

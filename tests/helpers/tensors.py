@@ -4,15 +4,17 @@ requests the logging and metrics tests send."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import yaml
 
 from tests.helpers.onnx_models import ALL_DATATYPES
 
-__all__ = ["TYPED_FIELD", "grpc_ones", "http_ones", "sample", "typed_field"]
+__all__ = ["TYPED_FIELD", "grpc_ones", "grpc_zero_row", "http_ones", "sample", "typed_field"]
 
 _NUMPY: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -77,3 +79,15 @@ def grpc_ones(rows: int, datatype: str = "FP32") -> list[grpcclient.InferInput]:
     tensor = grpcclient.InferInput("INPUT0", [rows, 4], datatype)
     tensor.set_data_from_numpy(np.ones((rows, 4), dtype=np.float32 if datatype == "FP32" else np.int32))
     return [tensor]
+
+
+def grpc_zero_row(model_folder: Path) -> list[grpcclient.InferInput]:
+    """One row of zeros for each input ``model_folder/config.yaml`` declares, for tritonclient.grpc."""
+    config = yaml.safe_load((model_folder / "config.yaml").read_text(encoding="utf-8"))
+    inputs = []
+    for spec in config["inputs"]:
+        shape = [1, *spec["dims"]]
+        tensor = grpcclient.InferInput(spec["name"], shape, spec["datatype"])
+        tensor.set_data_from_numpy(np.zeros(shape, dtype=_NUMPY[spec["datatype"]]))
+        inputs.append(tensor)
+    return inputs
