@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .datatypes import DATATYPES, by_numpy
-from .errors import InvalidInput, ModelNotFound, ModelportError
+from .errors import InvalidInput, ModelNotFound, ModelNotReady, ModelportError
 from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
 from .observability.access_log import new_request_id
@@ -127,11 +127,17 @@ class DataPlane:
             )
         return config.inputs[0], config.max_batch_size > 0
 
-    def check_servable(self, name: str, version: str = "") -> Servable:
+    def check_servable(self, name: str, version: str = "") -> Servable | None:
         """Refuse an inference for a model or version that is unknown or not ready, before its tensors are
         decoded (:class:`ModelNotFound`, :class:`ModelNotReady`): decoding a large body for nothing is the
-        cost an unknown name must not buy. Returns the version found, for :meth:`infer`'s ``servable``."""
-        return self._manager.get(name, version)
+        cost an unknown name must not buy. Returns the version found, for :meth:`infer`'s ``servable``, or
+        None for a model that :meth:`infer` will load on demand (``--load-on-demand``)."""
+        try:
+            return self._manager.get(name, version)
+        except (ModelNotReady, ModelNotFound):
+            if self._manager.loads_on_demand(name):
+                return None
+            raise
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -162,7 +168,9 @@ class DataPlane:
         failure: Exception | None = None
         try:
             if servable is None or servable.failure is not None:
-                loaded = self._manager.get(request.model_name, request.model_version)
+                loaded = await self._manager.get_on_demand(
+                    request.model_name, request.model_version, deadline=self._deadline(request)
+                )
             else:
                 loaded = servable
             statistics = loaded.statistics

@@ -21,6 +21,7 @@ from typing import Literal
 
 import click
 
+from .cgroup_limits import memory_limit_bytes
 from .settings import SETTINGS, ServerSettings
 
 __all__ = ["Finding", "check_environment", "check_ports", "check_repository", "doctor"]
@@ -75,10 +76,8 @@ def _cgroup_cpus() -> str:
 
 def _cgroup_memory() -> str:
     """The memory limit of this process's cgroup, in words (v2 ``memory.max``, else v1)."""
-    text = _read("/sys/fs/cgroup/memory.max") or _read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
-    if text and text != "max" and int(text) < 2**60:
-        return f"limited to {int(text) / 2**30:.1f} GiB"
-    return "no cgroup memory limit"
+    limit = memory_limit_bytes()
+    return f"limited to {limit / 2**30:.1f} GiB" if limit is not None else "no cgroup memory limit"
 
 
 def check_environment(*, cpuinfo: str | None = None, shm: Path = Path("/dev/shm")) -> Iterator[Finding]:

@@ -80,6 +80,17 @@ class ServerSettings:
     )
     poll_interval: float = setting(15.0, "Seconds between repository scans in poll mode.", above=0)
     drain_timeout: float = setting(30.0, "Seconds to finish in-flight requests on SIGTERM.", minimum=0)
+    memory_budget: float | None = setting(
+        None,
+        "Most memory the loaded model versions may hold: bytes, or up to 1 a fraction of the cgroup's memory "
+        "limit (0.8); a load that would exceed it first evicts the least recently used idle versions.",
+        above=0,
+    )
+    load_on_demand: bool = setting(
+        False,
+        "A request for a model of the repository that is not loaded (never, evicted, unloaded) loads it and "
+        "is then answered, waiting at most its timeout; concurrent requests share one load.",
+    )
     instance_kind: InstanceKind = setting(
         "thread",
         "Where a model's batches run unless its config.yaml says instances.kind: thread (sessions in the "

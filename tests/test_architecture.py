@@ -33,6 +33,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "model_config",
             "executor",
             "next_steps",
+            "cgroup_limits",
         ],
         ["observability."],
         ["workers."],

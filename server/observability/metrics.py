@@ -14,6 +14,7 @@ is one of :class:`Outcome`. The names and labels are an interface, documented in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import importlib.metadata
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -145,6 +146,19 @@ class ServerMetrics:
             buckets=LOAD_BUCKETS,
             registry=reg,
         )
+        self._version_memory = Gauge(
+            "modelport_model_memory_bytes",
+            "Memory a loaded model version holds, as --memory-budget measures it (workers' PSS, or the "
+            "server's RSS growth across a thread instance's load).",
+            _MODEL,
+            registry=reg,
+        )
+        self._evictions = Counter(
+            "modelport_model_evictions",
+            "Model versions unloaded to keep within --memory-budget.",
+            _MODEL,
+            registry=reg,
+        )
         Info("modelport_build", "The modelport release serving.", registry=reg).info({"version": _release()})
         self.live = LiveStateCollector()
         reg.register(self.live)
@@ -221,6 +235,18 @@ class ServerMetrics:
             self._load_duration.labels(model, version).observe(duration_s)
         else:
             failures.inc()
+
+    def record_version_memory(self, model: str, version: str, size: int | None) -> None:
+        """Set a version's measured memory; None removes its series (it no longer serves)."""
+        if size is None:
+            with contextlib.suppress(KeyError):
+                self._version_memory.remove(model, version)
+        else:
+            self._version_memory.labels(model, version).set(size)
+
+    def record_eviction(self, model: str, version: str) -> None:
+        """Count one version evicted to keep within the memory budget."""
+        self._evictions.labels(model, version).inc()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

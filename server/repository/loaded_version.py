@@ -44,6 +44,7 @@ class LoadedVersion:
         self.stamp = stamp  # (model file, config file) when loaded
         self.statistics = VersionStatistics(spec.name, str(spec.version))
         self._in_flight = 0
+        self.last_used = time.monotonic()  # the last request's start: the memory budget evicts by it
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -52,7 +53,13 @@ class LoadedVersion:
         """Why the version no longer serves although it loaded (its executor failed), or None."""
         return self.executor.failure
 
+    @property
+    def in_flight(self) -> int:
+        """Requests running on this version now."""
+        return self._in_flight
+
     def enter(self) -> None:
+        self.last_used = time.monotonic()
         self._in_flight += 1
         self._idle.clear()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config_files import UnreadableFile, require_regular_file
-from ..errors import ModelLoadFailed, ModelNotFound, ModelNotReady
+from ..errors import DeadlineExceeded, ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
 from ..inference import Signature
 from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
@@ -33,6 +33,7 @@ from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
 from .folders import ModelSource, Repository, Stamp
 from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry
+from .memory_budget import EVICTED_REASON, Candidate, MemoryBudget, budget_bytes, files_size
 
 __all__ = [
     "ExecutorFactory",
@@ -77,6 +78,10 @@ class ModelManager:
         self._metrics = metrics
         self._models: dict[str, _Model] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        self._budget: MemoryBudget | None = None
+        if settings.memory_budget is not None:
+            self._budget = MemoryBudget(budget_bytes(settings.memory_budget), metrics)
+        self._on_demand: dict[str, asyncio.Task[None]] = {}  # one shared load per model (--load-on-demand)
 
     # ----- startup, polling, explicit control -----------------------------------------------------------
 
@@ -168,6 +173,36 @@ class ModelManager:
         if loaded.failure is not None:
             raise ModelNotReady(loaded.failure)
         return loaded
+
+    def loads_on_demand(self, name: str) -> bool:
+        """Whether a request for ``name`` that is not ready may load it (``--load-on-demand``, a model of the
+        repository)."""
+        return self._settings.load_on_demand and name in self._repository.model_names()
+
+    async def get_on_demand(self, name: str, version: str, *, deadline: float | None) -> LoadedVersion:
+        """Like :meth:`get`; with ``--load-on-demand``, a known model that is not ready is loaded first (one
+        load shared by concurrent callers), waiting until ``deadline`` (monotonic; None: the whole load).
+
+        Raises :class:`DeadlineExceeded` when the deadline passes first (the load goes on)."""
+        try:
+            return self.get(name, version)
+        except (ModelNotReady, ModelNotFound) as error:
+            never_loaded = isinstance(error, ModelNotFound) and name not in self._models
+            if not (never_loaded or isinstance(error, ModelNotReady)) or not self.loads_on_demand(name):
+                raise
+        task = self._on_demand.get(name)
+        if task is None:
+            task = asyncio.create_task(self._read_and_apply(name))
+            self._on_demand[name] = task
+            task.add_done_callback(lambda _: self._on_demand.pop(name, None))
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"model '{name}' is loading on demand and was not ready within the request's timeout"
+            ) from None
+        return self.get(name, version)
 
     def _lookup(self, name: str, version: str) -> LoadedVersion:
         """Like :meth:`get`, but a loaded version whose executor failed is returned too."""
@@ -291,13 +326,15 @@ class ModelManager:
         if loaded is not None:
             return loaded.stamp != attempt
         failed = model.failed.get(version)
-        return failed is None or failed[0] != attempt
+        return failed is None or failed[0] != attempt or failed[1] == EVICTED_REASON
 
     def _swap(self, model: _Model, new: dict[int, LoadedVersion]) -> None:
         old = model.versions
         model.versions = new
         for version, loaded in old.items():
             if new.get(version) is not loaded:
+                if self._budget is not None:
+                    self._budget.forget(loaded)
                 task = asyncio.create_task(loaded.retire(self._settings.drain_timeout))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
@@ -305,12 +342,38 @@ class ModelManager:
     async def _load_version(self, source: ModelSource, version: int) -> LoadedVersion | str:
         """The loaded version, or the reason it failed (logged, and counted in the metrics)."""
         started = time.monotonic()
-        loaded = await self._open_version(source, version)
+        if self._budget is None:
+            loaded = await self._open_version(source, version)
+        else:
+            where = source.versions[version].path
+            loaded = await self._budget.admit(
+                f"model {source.name} version {version}",
+                await asyncio.to_thread(files_size, where.parent),
+                self._budget_candidates,
+                self._evict,
+                lambda: self._open_version(source, version),
+            )
         if self._metrics is not None:
             ok = isinstance(loaded, LoadedVersion)
             duration = time.monotonic() - started
             self._metrics.record_model_load(source.name, str(version), duration_s=duration, ok=ok)
         return loaded
+
+    def _budget_candidates(self) -> list[Candidate]:
+        """Every serving version; those of a model being loaded or changed (its lock held) stay."""
+        return [
+            Candidate(loaded, not model.lock.locked())
+            for model in self._models.values()
+            for loaded in model.versions.values()
+        ]
+
+    async def _evict(self, loaded: LoadedVersion) -> None:
+        """Stop serving ``loaded`` for the memory budget (the index says so) and close its executor."""
+        model = self._models[loaded.spec.name]
+        if model.versions.get(loaded.spec.version) is loaded:
+            model.versions = {v: other for v, other in model.versions.items() if other is not loaded}
+            model.failed[loaded.spec.version] = (loaded.stamp, EVICTED_REASON)
+        await loaded.retire(self._settings.drain_timeout)
 
     async def _open_version(self, source: ModelSource, version: int) -> LoadedVersion | str:
         assert source.config is not None

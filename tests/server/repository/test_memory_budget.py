@@ -1,0 +1,106 @@
+"""``--memory-budget`` and ``--load-on-demand`` through a real server: a repository of more models than the
+budget holds, traffic cycling through them with tritonclient, every answer checked against numpy, the
+measured memory (the ``modelport_model_memory_bytes`` series) under the budget at every step, and the
+evictions counted, in the metrics and in the repository index."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from modelport.server.repository.memory_budget import EVICTED_REASON, budget_bytes
+from onnx import numpy_helper
+from tritonclient.utils import InferenceServerException
+
+from tests.helpers.onnx_models import matmul_model, write_model
+from tests.helpers.scrape import scrape
+from tests.helpers.server_process import start_server
+
+FEATURES = 2048
+MODELS = 4
+MODEL_BYTES = FEATURES * 4096 * 4  # about 33.5 MB of weights each (outputs 4096 + 8 k)
+BUDGET = int(2.6 * MODEL_BYTES)  # two fit, the third evicts
+
+
+def _repository(root: Path) -> dict[str, np.ndarray[Any, Any]]:
+    """Write ``MODELS`` matmul models of distinct output widths; returns each one's weight."""
+    weights = {}
+    for k in range(MODELS):
+        model: onnx.ModelProto = matmul_model(FEATURES, 4096 + 8 * k)
+        write_model(root, f"big{k}", model, config={"max_batch_size": 4})
+        weights[f"big{k}"] = numpy_helper.to_array(model.graph.initializer[0])
+    return weights
+
+
+def _infer(client: httpclient.InferenceServerClient, name: str, features: np.ndarray[Any, Any]) -> Any:
+    tensor = httpclient.InferInput("INPUT0", list(features.shape), "FP32")
+    tensor.set_data_from_numpy(features)
+    return client.infer(name, [tensor]).as_numpy("OUTPUT0")
+
+
+def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path) -> None:
+    weights = _repository(tmp_path)
+    args = ("--model-control", "explicit", "--load-on-demand", "--memory-budget", str(BUDGET))
+    with start_server(tmp_path, *args) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        assert client.is_server_ready()  # nothing loaded yet: loads happen on demand
+        features = np.random.default_rng(0).standard_normal((2, FEATURES)).astype(np.float32)
+        for step, k in enumerate([0, 1, 2, 3, 0, 2, 1, 3]):
+            name = f"big{k}"
+            answer = _infer(client, name, features)
+            np.testing.assert_allclose(answer, features @ weights[name], rtol=1e-4, atol=1e-3)
+            metrics = scrape(server.metrics_url)
+            held = metrics.value("modelport_model_memory_bytes")
+            assert 0 < held <= BUDGET, f"step {step}: {held} bytes held, budget {BUDGET}"
+        evictions = metrics.value("modelport_model_evictions_total")
+        assert evictions >= 6  # at most two stay loaded, so each later step evicted one
+        index = client.get_model_repository_index()
+        reasons = {row["name"]: row.get("reason", "") for row in index if row.get("state") != "READY"}
+        assert EVICTED_REASON in reasons.values(), index
+        assert sum(row.get("state") == "READY" for row in index) <= 2
+
+
+def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_path: Path) -> None:
+    weights = _repository(tmp_path)
+    args = ("--model-control", "explicit", "--load-on-demand", "--memory-budget", str(BUDGET))
+    with start_server(tmp_path, *args) as server:
+        features = np.ones((1, FEATURES), np.float32)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException) as unknown:
+            grpc.infer("nope", [grpcclient.InferInput("INPUT0", [1, FEATURES], "FP32")])
+        assert "unknown model: 'nope'" in str(unknown.value)  # at once, as Triton answers it (no load)
+
+        def one(_: int) -> Any:
+            return _infer(httpclient.InferenceServerClient(server.http_url), "big1", features)
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(one, range(6)))
+        for answer in answers:
+            np.testing.assert_allclose(answer, features @ weights["big1"], rtol=1e-4, atol=1e-3)
+        metrics = scrape(server.metrics_url)
+        assert metrics.value("modelport_model_loads_total", model="big1") == 1
+
+
+def test_a_model_larger_than_the_budget_fails_with_the_numbers(tmp_path: Path) -> None:
+    _repository(tmp_path)
+    args = ("--model-control", "explicit", "--memory-budget", str(MODEL_BYTES // 2))
+    with start_server(tmp_path, *args) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("big0")
+        assert "more than the whole --memory-budget" in str(refused.value), refused.value
+
+
+def test_a_fraction_is_of_the_cgroup_memory_limit(tmp_path: Path) -> None:
+    (tmp_path / "memory.max").write_text("1000000000\n")
+    assert budget_bytes(0.5, cgroup_root=tmp_path) == 500_000_000
+    assert budget_bytes(123456789.0, cgroup_root=tmp_path) == 123456789
+    (tmp_path / "memory.max").write_text("max\n")
+    with pytest.raises(ValueError, match="give the budget in bytes"):
+        budget_bytes(0.8, cgroup_root=tmp_path)
