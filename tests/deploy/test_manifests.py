@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -28,6 +29,7 @@ from modelport.server.settings import ServerSettings
 
 from tests.deploy.crd_schema import crd_kinds, validate_custom_resource
 from tests.deploy.image_config import stage_config
+from tests.helpers.server_process import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes" / "base"
@@ -489,6 +491,25 @@ def test_the_args_are_ones_modelport_serve_accepts() -> None:
     context = serve.make_context("serve", list(container["args"]), resilient_parsing=True)
     assert context.params["repository"] is not None
     assert context.params["http_port"] == 8080
+
+
+def test_a_real_server_started_as_the_runtime_starts_it_answers_its_probes(tmp_path: Path) -> None:
+    """The runtime's args and env run the real server (ports set to 0 and /mnt/models to a copy of one
+    example model, nothing else changed) and its probe paths answer 200 there."""
+    (container,) = _runtime()["spec"]["containers"]
+    repository = tmp_path / "mnt-models"
+    shutil.copytree(ROOT / "models" / "mlp", repository / "mlp")
+    replace = {"--repository": str(repository), "--http-port": "0", "--grpc-port": "0", "--metrics-port": "0"}
+    args = [
+        item
+        for flag, value in zip(container["args"][::2], container["args"][1::2], strict=True)
+        for item in (flag, replace.get(flag, value))
+    ]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    with start_server(repository, *args, env=env) as server:
+        for probe in ("readinessProbe", "livenessProbe"):
+            response = httpx.get(f"http://{server.http_url}{container[probe]['httpGet']['path']}", timeout=10)
+            assert response.status_code == 200, (probe, response.text)
 
 
 def test_the_inference_service_uses_the_runtime() -> None:
