@@ -4,8 +4,9 @@ through ``grpc_pass``), configured as docs/deployment.md recommends (``nginx_bal
 Requests spread over all three (each server's own ``/metrics`` counts its share), and when one server is
 SIGKILLed under load no REST request is lost: infer is idempotent, so nginx re-sends what failed on the dead
 server (refused or reset connections, ``non_idempotent`` allowing POSTs) to a live one, and every answer is
-still the right one. gRPC differs in one measured way: nginx streams a gRPC request body to the server
-unbuffered, so a call already sent to the killed server cannot be re-sent by nginx and ends UNAVAILABLE (502);
+still the right one. gRPC differs in one measured way: nginx (Debian's 1.22) does not re-send a call already
+sent to the killed server (most likely because it streams gRPC request bodies without keeping a copy): it ends
+UNAVAILABLE (502);
 only those in flight at the kill are hit, new calls are balanced onto the survivors, and a client that retries
 UNAVAILABLE once (safe: infer is idempotent) loses none.
 """
@@ -127,7 +128,7 @@ def test_a_server_killed_under_load_loses_no_request(cluster: tuple[list[ServerP
                 except InferenceServerException as error:
                     if protocol != "grpc" or error.status() != "StatusCode.UNAVAILABLE":
                         raise
-                    # In flight on the killed server: nginx cannot re-send an unbuffered gRPC body;
+                    # In flight on the killed server: nginx does not re-send a sent gRPC call;
                     # the client can.
                     with lock:
                         retried.append(str(error))
