@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +102,12 @@ class MemoryBudget:
             return self._thread_bytes.get(id(version), 0)
         return measured
 
-    def used(self, versions: Iterable[LoadedVersion]) -> int:
-        return sum(self.memory_of(v) for v in versions)
+    def _measure(self, version: LoadedVersion) -> int:
+        """:meth:`memory_of`, also set in the version's ``modelport_model_memory_bytes``."""
+        size = self.memory_of(version)
+        if self._metrics is not None:
+            self._metrics.record_version_memory(version.spec.name, str(version.spec.version), size)
+        return size
 
     def forget(self, version: LoadedVersion) -> None:
         """Drop what was measured for a version that no longer serves."""
@@ -139,9 +143,7 @@ class MemoryBudget:
             if _workers_memory(outcome) is None:
                 grown = self._process.memory_info().rss - before
                 self._thread_bytes[id(outcome)] = max(grown, estimate)
-            size = self.memory_of(outcome)
-            if self._metrics is not None:
-                self._metrics.record_version_memory(outcome.spec.name, str(outcome.spec.version), size)
+            size = self._measure(outcome)
             logger.info("%s holds %s (budget %s)", what, _size_text(size), _size_text(self.limit))
             # Measured larger than estimated: make room after the fact, the new version staying.
             await self._make_room(what, 0, lambda: [*serving(), Candidate(outcome, False)], evict, outcome)
@@ -158,7 +160,7 @@ class MemoryBudget:
         """Evict idle versions, least recently used first, until ``needed`` more bytes fit; the reason when
         they cannot (nothing is evicted then)."""
         candidates = [c for c in serving() if c.version is not keep]
-        sizes = {id(c.version): self.memory_of(c.version) for c in candidates}
+        sizes = {id(c.version): self._measure(c.version) for c in candidates}
         used = sum(sizes.values()) + (self.memory_of(keep) if keep is not None else 0)
         if used + needed <= self.limit:
             return None

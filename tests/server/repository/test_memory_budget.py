@@ -14,18 +14,20 @@ import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from modelport.server.cgroup_limits import memory_limit_bytes
 from modelport.server.repository.memory_budget import EVICTED_REASON, budget_bytes
 from onnx import numpy_helper
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import matmul_model, write_model
 from tests.helpers.scrape import scrape
-from tests.helpers.server_process import start_server
+from tests.helpers.server_process import ServerExited, start_server
 
 FEATURES = 2048
 MODELS = 4
 MODEL_BYTES = FEATURES * 4096 * 4  # about 33.5 MB of weights each (outputs 4096 + 8 k)
 BUDGET = int(2.6 * MODEL_BYTES)  # two fit, the third evicts
+WORKER_BYTES = 25 * 2**20  # what a worker process adds to its version's PSS (interpreter, ONNX Runtime)
 
 
 def _repository(root: Path) -> dict[str, np.ndarray[Any, Any]]:
@@ -44,10 +46,12 @@ def _infer(client: httpclient.InferenceServerClient, name: str, features: np.nda
     return client.infer(name, [tensor]).as_numpy("OUTPUT0")
 
 
-def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path, kind: str) -> None:
     weights = _repository(tmp_path)
-    args = ("--model-control", "explicit", "--load-on-demand", "--memory-budget", str(BUDGET))
-    with start_server(tmp_path, *args) as server:
+    budget = BUDGET if kind == "thread" else int(2.6 * (MODEL_BYTES + WORKER_BYTES))
+    args = ["--model-control", "explicit", "--load-on-demand", "--memory-budget", str(budget)]
+    with start_server(tmp_path, *args, "--instance-kind", kind) as server:
         client = httpclient.InferenceServerClient(server.http_url)
         assert client.is_server_ready()  # nothing loaded yet: loads happen on demand
         features = np.random.default_rng(0).standard_normal((2, FEATURES)).astype(np.float32)
@@ -57,7 +61,7 @@ def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path) -> None:
             np.testing.assert_allclose(answer, features @ weights[name], rtol=1e-4, atol=1e-3)
             metrics = scrape(server.metrics_url)
             held = metrics.value("modelport_model_memory_bytes")
-            assert 0 < held <= BUDGET, f"step {step}: {held} bytes held, budget {BUDGET}"
+            assert 0 < held <= budget, f"step {step}: {held} bytes held, budget {budget}"
         evictions = metrics.value("modelport_model_evictions_total")
         assert evictions >= 6  # at most two stay loaded, so each later step evicted one
         index = client.get_model_repository_index()
@@ -75,6 +79,17 @@ def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_p
         with pytest.raises(InferenceServerException) as unknown:
             grpc.infer("nope", [grpcclient.InferInput("INPUT0", [1, FEATURES], "FP32")])
         assert "unknown model: 'nope'" in str(unknown.value)  # at once, as Triton answers it (no load)
+
+        client = httpclient.InferenceServerClient(server.http_url)
+        late = httpclient.InferInput("INPUT0", [1, FEATURES], "FP32")
+        late.set_data_from_numpy(features)
+        with pytest.raises(InferenceServerException) as timed_out:
+            client.infer("big0", [late], timeout=1)  # 1 us: ends before the on-demand load does
+        assert timed_out.value.status() == "504", timed_out.value
+        assert "loading on demand" in str(timed_out.value)
+        np.testing.assert_allclose(
+            _infer(client, "big0", features), features @ weights["big0"], rtol=1e-4, atol=1e-3
+        )
 
         def one(_: int) -> Any:
             return _infer(httpclient.InferenceServerClient(server.http_url), "big1", features)
@@ -104,3 +119,10 @@ def test_a_fraction_is_of_the_cgroup_memory_limit(tmp_path: Path) -> None:
     (tmp_path / "memory.max").write_text("max\n")
     with pytest.raises(ValueError, match="give the budget in bytes"):
         budget_bytes(0.8, cgroup_root=tmp_path)
+
+
+@pytest.mark.skipif(memory_limit_bytes() is not None, reason="this machine's cgroup has a memory limit")
+def test_a_fraction_without_a_cgroup_limit_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ServerExited) as refused, start_server(tmp_path, "--memory-budget", "0.8"):
+        pass
+    assert "give the budget in bytes" in str(refused.value)
