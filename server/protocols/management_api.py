@@ -152,6 +152,8 @@ def _version_json(loaded: LoadedVersion) -> dict[str, Any]:
         },
         config=config,
     )
+    if loaded.memory_bytes is not None:  # measured under --memory-budget
+        entry.update(memoryBytes=loaded.memory_bytes)
     if state.failure is not None:
         entry.update(status="UNAVAILABLE", reason=state.failure)
     return entry

@@ -45,6 +45,7 @@ class LoadedVersion:
         self.statistics = VersionStatistics(spec.name, str(spec.version))
         self._in_flight = 0
         self.last_used = time.monotonic()  # the last request's start: the memory budget evicts by it
+        self.memory_bytes: int | None = None  # as --memory-budget last measured it (None: no budget)
         self._idle = asyncio.Event()
         self._idle.set()
 

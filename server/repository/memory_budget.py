@@ -104,7 +104,7 @@ class MemoryBudget:
 
     def _measure(self, version: LoadedVersion) -> int:
         """:meth:`memory_of`, also set in the version's ``modelport_model_memory_bytes``."""
-        size = self.memory_of(version)
+        size = version.memory_bytes = self.memory_of(version)
         if self._metrics is not None:
             self._metrics.record_version_memory(version.spec.name, str(version.spec.version), size)
         return size

@@ -9,6 +9,7 @@ import concurrent.futures
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnx
 import pytest
@@ -68,6 +69,11 @@ def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path, kind: str)
         reasons = {row["name"]: row.get("reason", "") for row in index if row.get("state") != "READY"}
         assert EVICTED_REASON in reasons.values(), index
         assert sum(row.get("state") == "READY" for row in index) <= 2
+        ready = [row["name"] for row in index if row.get("state") == "READY"]
+        described = httpx.get(f"http://{server.management_url}/models/{ready[0]}", timeout=10).json()
+        assert [v["memoryBytes"] for v in described] == [
+            metrics.value("modelport_model_memory_bytes", model=ready[0])
+        ]
 
 
 def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_path: Path) -> None:
