@@ -167,9 +167,10 @@ class DataPlane:
         result: ExecutionResult | None = None
         failure: Exception | None = None
         try:
+            deadline = self._deadline(request)  # also bounds a load on demand
             if servable is None or servable.failure is not None:
                 loaded = await self._manager.get_on_demand(
-                    request.model_name, request.model_version, deadline=self._deadline(request)
+                    request.model_name, request.model_version, deadline=deadline
                 )
             else:
                 loaded = servable
@@ -177,7 +178,6 @@ class DataPlane:
             rows = self._check_inputs(loaded, request.inputs)
             output_names = self._output_names(loaded, request.requested_outputs)
             self._check_output_parameters(request)
-            deadline = self._deadline(request)
             loaded.enter()
             try:
                 with self._recorder.in_flight(statistics.name, statistics.version):

@@ -156,6 +156,9 @@ class ModelManager:
 
     async def close(self, *, drain_timeout: float) -> None:
         """Retire every version (in-flight requests finish within ``drain_timeout``)."""
+        for task in list(self._on_demand.values()):  # a load on demand stops what it started
+            task.cancel()
+        await asyncio.gather(*self._on_demand.values(), return_exceptions=True)
         versions = [v for model in self._models.values() for v in model.versions.values()]
         for model in self._models.values():
             model.versions = {}
@@ -194,7 +197,7 @@ class ModelManager:
         if task is None:
             task = asyncio.create_task(self._read_and_apply(name))
             self._on_demand[name] = task
-            task.add_done_callback(lambda _: self._on_demand.pop(name, None))
+            task.add_done_callback(lambda done: self._on_demand_done(name, done))
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -203,6 +206,11 @@ class ModelManager:
                 f"model '{name}' is loading on demand and was not ready within the request's timeout"
             ) from None
         return self.get(name, version)
+
+    def _on_demand_done(self, name: str, task: asyncio.Task[None]) -> None:
+        self._on_demand.pop(name, None)
+        if not task.cancelled() and task.exception() is not None:  # retrieved: waiters may have timed out
+            logger.error("model %s: load on demand failed: %s", name, task.exception())
 
     def _lookup(self, name: str, version: str) -> LoadedVersion:
         """Like :meth:`get`, but a loaded version whose executor failed is returned too."""
