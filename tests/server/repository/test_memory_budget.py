@@ -6,6 +6,9 @@ evictions counted, in the metrics and in the repository index."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from modelport.server.repository.memory_budget import EVICTED_REASON, budget_byt
 from onnx import numpy_helper
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import matmul_model, write_model
+from tests.helpers.onnx_models import matmul_model, slow_model, write_model
 from tests.helpers.scrape import scrape
 from tests.helpers.server_process import ServerExited, start_server
 
@@ -41,6 +44,15 @@ def _repository(root: Path) -> dict[str, np.ndarray[Any, Any]]:
     return weights
 
 
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(url, network_timeout=120)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def _infer(client: httpclient.InferenceServerClient, name: str, features: np.ndarray[Any, Any]) -> Any:
     tensor = httpclient.InferInput("INPUT0", list(features.shape), "FP32")
     tensor.set_data_from_numpy(features)
@@ -52,8 +64,7 @@ def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path, kind: str)
     weights = _repository(tmp_path)
     budget = BUDGET if kind == "thread" else int(2.6 * (MODEL_BYTES + WORKER_BYTES))
     args = ["--model-control", "explicit", "--load-on-demand", "--memory-budget", str(budget)]
-    with start_server(tmp_path, *args, "--instance-kind", kind) as server:
-        client = httpclient.InferenceServerClient(server.http_url)
+    with start_server(tmp_path, *args, "--instance-kind", kind) as server, _client(server.http_url) as client:
         assert client.is_server_ready()  # nothing loaded yet: loads happen on demand
         features = np.random.default_rng(0).standard_normal((2, FEATURES)).astype(np.float32)
         for step, k in enumerate([0, 1, 2, 3, 0, 2, 1, 3]):
@@ -79,14 +90,15 @@ def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path, kind: str)
 def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_path: Path) -> None:
     weights = _repository(tmp_path)
     args = ("--model-control", "explicit", "--load-on-demand", "--memory-budget", str(BUDGET))
-    with start_server(tmp_path, *args) as server:
+    with start_server(tmp_path, *args) as server, _client(server.http_url) as client:
         features = np.ones((1, FEATURES), np.float32)
-        grpc = grpcclient.InferenceServerClient(server.grpc_url)
-        with pytest.raises(InferenceServerException) as unknown:
+        with (
+            grpcclient.InferenceServerClient(server.grpc_url) as grpc,
+            pytest.raises(InferenceServerException) as unknown,
+        ):
             grpc.infer("nope", [grpcclient.InferInput("INPUT0", [1, FEATURES], "FP32")])
         assert "unknown model: 'nope'" in str(unknown.value)  # at once, as Triton answers it (no load)
 
-        client = httpclient.InferenceServerClient(server.http_url)
         late = httpclient.InferInput("INPUT0", [1, FEATURES], "FP32")
         late.set_data_from_numpy(features)
         with pytest.raises(InferenceServerException) as timed_out:
@@ -98,7 +110,8 @@ def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_p
         )
 
         def one(_: int) -> Any:
-            return _infer(httpclient.InferenceServerClient(server.http_url), "big1", features)
+            with _client(server.http_url) as own:
+                return _infer(own, "big1", features)
 
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(one, range(6)))
@@ -111,8 +124,7 @@ def test_concurrent_requests_share_one_load_and_unknown_models_are_refused(tmp_p
 def test_a_model_larger_than_the_budget_fails_with_the_numbers(tmp_path: Path) -> None:
     _repository(tmp_path)
     args = ("--model-control", "explicit", "--memory-budget", str(MODEL_BYTES // 2))
-    with start_server(tmp_path, *args) as server:
-        client = httpclient.InferenceServerClient(server.http_url)
+    with start_server(tmp_path, *args) as server, _client(server.http_url) as client:
         with pytest.raises(InferenceServerException) as refused:
             client.load_model("big0")
         assert "more than the whole --memory-budget" in str(refused.value), refused.value
@@ -132,3 +144,33 @@ def test_a_fraction_without_a_cgroup_limit_is_refused_at_start(tmp_path: Path) -
     with pytest.raises(ServerExited) as refused, start_server(tmp_path, "--memory-budget", "0.8"):
         pass
     assert "give the budget in bytes" in str(refused.value)
+
+
+def test_a_version_with_a_request_in_flight_is_not_evicted(tmp_path: Path) -> None:
+    write_model(tmp_path, "slow", slow_model(1448), config={"max_batch_size": 0})  # 17 MB of files
+    _repository(tmp_path)
+    # Process workers (PSS about 40 MB for slow, 55 MB for big0): either fits alone, not both.
+    args = ("--model-control", "explicit", "--memory-budget", str(80 * 2**20), "--instance-kind", "process")
+    with start_server(tmp_path, *args) as server, _client(server.http_url) as client:
+        client.load_model("slow")
+
+        def slow(iterations: int) -> Any:
+            tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
+            tensor.set_data_from_numpy(np.array([iterations], np.int64))
+            with _client(server.http_url) as own:
+                return own.infer("slow", [tensor])
+
+        started = time.monotonic()
+        slow(8)  # each iteration is a 1448 x 1448 matmul: tens of ms
+        iterations = max(8, int(8 * 2.0 / (time.monotonic() - started)))  # about 2 s
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(slow, iterations)
+            time.sleep(0.5)
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model("big0")
+            assert "busy" in str(refused.value), refused.value
+            running.result()
+        client.load_model("big0")  # idle now: evicted to make room
+        index = {row["name"]: row for row in client.get_model_repository_index()}
+        assert index["slow"]["reason"] == EVICTED_REASON
+        assert index["big0"]["state"] == "READY"
