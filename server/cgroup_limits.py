@@ -1,15 +1,26 @@
 """This process's cgroup limits, read from the files cgroups v2 and v1 expose (``/sys/fs/cgroup``).
 
 One reading for every user: ``modelport doctor`` reports them, ``--memory-budget`` as a fraction is taken of
-:func:`memory_limit_bytes`. Values at or above 2**60 (v1's "no limit", a page-rounded ``LONG_MAX``) count as
+:func:`memory_limit_bytes`, worker and thread budgets come from :func:`usable_cpus` (the affinity mask
+narrowed by the CPU quota, so ``docker run --cpus 1`` on a 16-core host budgets 1 CPU, not 16).
+Values at or above 2**60 (v1's "no limit", a page-rounded ``LONG_MAX``) count as
 no limit.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "memory_limit_bytes", "read_cgroup_file"]
+__all__ = [
+    "CGROUP_ROOT",
+    "cpu_quota",
+    "describe_limits",
+    "memory_limit_bytes",
+    "read_cgroup_file",
+    "usable_cpus",
+]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _NO_LIMIT = 2**60
@@ -34,3 +45,38 @@ def memory_limit_bytes(root: Path = CGROUP_ROOT) -> int | None:
     except ValueError:
         return None
     return value if 0 < value < _NO_LIMIT else None
+
+
+def cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The cgroup's CPU quota in CPUs (v2 ``cpu.max`` "quota period", else v1 ``cpu/cpu.cfs_quota_us`` over
+    ``cpu/cpu.cfs_period_us``), or None when there is none (``max``, v1's -1, unreadable files)."""
+    text = read_cgroup_file("cpu.max", root)
+    if text:
+        quota, _, period = text.partition(" ")
+    else:
+        quota = read_cgroup_file("cpu/cpu.cfs_quota_us", root) or ""
+        period = read_cgroup_file("cpu/cpu.cfs_period_us", root) or ""
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max", or no files
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def usable_cpus(root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process can use at once: its affinity mask (a cpuset narrows it), capped by the CPU
+    quota rounded up (a 1.5-CPU quota gives 2), at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    quota = cpu_quota(root)
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def describe_limits(root: Path = CGROUP_ROOT) -> str:
+    """Both limits in words, for one start-up log line and ``modelport doctor``."""
+    quota = cpu_quota(root)
+    memory = memory_limit_bytes(root)
+    cpu = f"CPU quota {quota:.2f}" if quota is not None else "no CPU quota"
+    mem = f"memory limit {memory / 2**30:.2f} GiB" if memory is not None else "no memory limit"
+    return (
+        f"{usable_cpus(root)} usable CPUs ({len(os.sched_getaffinity(0))} in the affinity mask, {cpu}); {mem}"
+    )

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
+
+from .cgroup_limits import memory_limit_bytes, usable_cpus
 
 __all__ = [
     "INT64_MAX",
@@ -59,12 +60,11 @@ MAX_RANK = 64  # as the wire decoders: no model this server runs has more dimens
 # ~45 MiB resident (measured: ru_maxrss after `import onnxruntime, numpy`), plus the session's arena and a
 # small model; 128 MiB is a floor, real models need more.
 WORKER_MEMORY_FLOOR_BYTES = 128 * 2**20
-_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
 def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity mask, which a container's cpuset narrows)."""
-    return len(os.sched_getaffinity(0))
+    """The CPUs this process may use at once: its affinity mask capped by the cgroup CPU quota."""
+    return usable_cpus()
 
 
 def max_threads() -> int:
@@ -93,11 +93,5 @@ def max_workers() -> int:
 def _memory_bytes() -> int:
     """Physical memory, or the cgroup's memory limit when it is lower."""
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    for limit in _CGROUP_LIMITS:
-        try:
-            text = limit.read_text().strip()
-        except OSError:
-            continue
-        if text.isdecimal():  # "max" (cgroup v2) means no limit
-            memory = min(memory, int(text))
-    return memory
+    limit = memory_limit_bytes()
+    return min(memory, limit) if limit is not None else memory

@@ -21,7 +21,7 @@ from typing import Literal
 
 import click
 
-from .cgroup_limits import memory_limit_bytes
+from .cgroup_limits import cpu_quota, memory_limit_bytes, usable_cpus
 from .settings import SETTINGS, ServerSettings
 
 __all__ = ["Finding", "check_environment", "check_ports", "check_repository", "doctor"]
@@ -59,19 +59,10 @@ def _cpu_flags(cpuinfo: str | None) -> set[str]:
 
 def _cgroup_cpus() -> str:
     """The CPU limit of this process's cgroup, in words (v2 ``cpu.max``, else v1 ``cfs_quota_us``)."""
-    text = _read("/sys/fs/cgroup/cpu.max")
-    if text:
-        quota, _, period = text.partition(" ")
-        if quota != "max" and period:
-            return f"limited to {int(quota) / int(period):.2f} CPUs (cpu.max {text})"
-        return "no cgroup CPU limit (cpu.max max)"
-    quota_v1, period_v1 = (
-        _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-        _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
-    )
-    if quota_v1 and period_v1 and int(quota_v1) > 0:
-        return f"limited to {int(quota_v1) / int(period_v1):.2f} CPUs (cfs_quota_us {quota_v1})"
-    return "no cgroup CPU limit found"
+    quota = cpu_quota()
+    if quota is None:
+        return "no cgroup CPU limit"
+    return f"limited to {quota:.2f} CPUs by the cgroup quota ({usable_cpus()} usable)"
 
 
 def _cgroup_memory() -> str:

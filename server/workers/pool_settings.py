@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from ..cgroup_limits import usable_cpus
 from ..executor import WorkerStatus  # defined with the executor protocol that reports it; re-exported
 
 __all__ = ["PoolSettings", "WorkerStatus", "thread_budget"]
 
 
 def thread_budget(threads: int, max_workers: int) -> int:
-    """Intra-op threads per worker: ``threads`` if set (> 0), else an equal share of the cores."""
+    """Intra-op threads per worker: ``threads`` if set (> 0), else an equal share of the usable CPUs
+    (affinity capped by the cgroup CPU quota)."""
     if threads > 0:
         return threads
-    cores = len(os.sched_getaffinity(0))
-    return max(1, cores // max_workers)
+    return max(1, usable_cpus() // max_workers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
