@@ -31,6 +31,7 @@ from typing import Any
 import uvicorn
 
 from .batching.pooled_executor import PooledExecutor
+from .cgroup_limits import describe_limits
 from .dataplane import DataPlane
 from .executor import Executor, VersionSpec
 from .next_steps import next_steps_text, print_next_steps, wanted
@@ -393,6 +394,8 @@ async def serve(settings: ServerSettings) -> int:
     that raised): whatever was started is closed, worker processes included, and the error propagates.
     """
     started = time.monotonic()
+    # The budgets below (threads per instance, worker caps) come from these, not from the host's core count.
+    logger.info("resources: %s", describe_limits())
     stopping = _stop_requested()
     server = _Server.compose(settings)
     async with contextlib.AsyncExitStack() as stack:
