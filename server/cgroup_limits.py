@@ -15,10 +15,10 @@ from pathlib import Path
 
 __all__ = [
     "CGROUP_ROOT",
+    "budget_bytes",
     "cpu_quota",
     "describe_limits",
     "memory_limit_bytes",
-    "read_cgroup_file",
     "usable_cpus",
 ]
 
@@ -26,7 +26,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 _NO_LIMIT = 2**60
 
 
-def read_cgroup_file(relative: str, root: Path = CGROUP_ROOT) -> str | None:
+def _read(relative: str, root: Path = CGROUP_ROOT) -> str | None:
     """The stripped text of ``root/relative``, or None when it cannot be read (absent, no permission)."""
     try:
         return (root / relative).read_text().strip()
@@ -37,7 +37,7 @@ def read_cgroup_file(relative: str, root: Path = CGROUP_ROOT) -> str | None:
 def memory_limit_bytes(root: Path = CGROUP_ROOT) -> int | None:
     """The cgroup's memory limit in bytes (v2 ``memory.max``, else v1 ``memory.limit_in_bytes``), or None
     when there is none (``max``, no cgroup files, or v1's huge "unlimited" value)."""
-    text = read_cgroup_file("memory.max", root) or read_cgroup_file("memory/memory.limit_in_bytes", root)
+    text = _read("memory.max", root) or _read("memory/memory.limit_in_bytes", root)
     if not text or text == "max":
         return None
     try:
@@ -47,15 +47,29 @@ def memory_limit_bytes(root: Path = CGROUP_ROOT) -> int | None:
     return value if 0 < value < _NO_LIMIT else None
 
 
+def budget_bytes(setting: float, root: Path = CGROUP_ROOT) -> int:
+    """The bytes ``--memory-budget`` allows: a value up to 1 is that fraction of the cgroup's memory limit
+    (ValueError when there is none), a larger one a number of bytes."""
+    if setting > 1:
+        return int(setting)
+    limit = memory_limit_bytes(root)
+    if limit is None:
+        raise ValueError(
+            f"{setting} is a fraction of the cgroup's memory limit, and this process has none (memory.max, "
+            "memory.limit_in_bytes): give the budget in bytes"
+        )
+    return int(setting * limit)
+
+
 def cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     """The cgroup's CPU quota in CPUs (v2 ``cpu.max`` "quota period", else v1 ``cpu/cpu.cfs_quota_us`` over
     ``cpu/cpu.cfs_period_us``), or None when there is none (``max``, v1's -1, unreadable files)."""
-    text = read_cgroup_file("cpu.max", root)
+    text = _read("cpu.max", root)
     if text:
         quota, _, period = text.partition(" ")
     else:
-        quota = read_cgroup_file("cpu/cpu.cfs_quota_us", root) or ""
-        period = read_cgroup_file("cpu/cpu.cfs_period_us", root) or ""
+        quota = _read("cpu/cpu.cfs_quota_us", root) or ""
+        period = _read("cpu/cpu.cfs_period_us", root) or ""
     try:
         quota_us, period_us = int(quota), int(period)
     except ValueError:  # "max", or no files

@@ -45,7 +45,6 @@ __all__ = [
     "WORKER_MEMORY_FLOOR_BYTES",
     "max_threads",
     "max_workers",
-    "usable_cores",
 ]
 
 INT64_MAX = 2**63 - 1  # tensor sizes and version numbers are int64 on the wire (Triton, KServe v2)
@@ -62,18 +61,13 @@ MAX_RANK = 64  # as the wire decoders: no model this server runs has more dimens
 WORKER_MEMORY_FLOOR_BYTES = 128 * 2**20
 
 
-def usable_cores() -> int:
-    """The CPUs this process may use at once: its affinity mask capped by the cgroup CPU quota."""
-    return usable_cpus()
-
-
 def max_threads() -> int:
     """The most intra-/inter-op threads one session may ask for: 4 x the usable cores.
 
     More threads than cores never run at once; 4x leaves room for a config written for a larger host while
     refusing the absurd (10^6 threads would take the worker down as it starts).
     """
-    return 4 * usable_cores()
+    return 4 * usable_cpus()
 
 
 @functools.cache
@@ -87,7 +81,7 @@ def max_workers() -> int:
     too: more workers than fit would be killed by the OOM killer instead of refused here. Computed once, on
     first use (not at import).
     """
-    return max(1, min(4 * usable_cores(), _memory_bytes() // WORKER_MEMORY_FLOOR_BYTES))
+    return max(1, min(4 * usable_cpus(), _memory_bytes() // WORKER_MEMORY_FLOOR_BYTES))
 
 
 def _memory_bytes() -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .cgroup_limits import memory_limit_bytes
+from .cgroup_limits import budget_bytes
 from .setting_fields import Setting, SettingError, check_all, port, setting, settings_of
 
 __all__ = [
@@ -174,12 +174,11 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         check_all(self, SETTINGS)
-        if self.memory_budget is not None and self.memory_budget <= 1 and memory_limit_bytes() is None:
-            raise SettingError(
-                "memory_budget",
-                f"memory_budget: {self.memory_budget} is a fraction of the cgroup's memory limit, and this "
-                "process has none (memory.max, memory.limit_in_bytes): give the budget in bytes",
-            )
+        if self.memory_budget is not None:
+            try:
+                budget_bytes(self.memory_budget)
+            except ValueError as error:
+                raise SettingError("memory_budget", f"memory_budget: {error}") from None
         if self.management_host not in _LOOPBACK and not self.management_token:
             raise SettingError(
                 "management_host",

@@ -29,30 +29,15 @@ from pathlib import Path
 
 import psutil
 
-from ..cgroup_limits import memory_limit_bytes
 from ..observability.metrics import ServerMetrics
 from .loaded_version import LoadedVersion
 
-__all__ = ["EVICTED_REASON", "Candidate", "MemoryBudget", "budget_bytes"]
+__all__ = ["EVICTED_REASON", "Candidate", "MemoryBudget", "files_size"]
 
 logger = logging.getLogger(__name__)
 
 EVICTED_REASON = "evicted (memory budget)"
 _MB = 2**20
-
-
-def budget_bytes(setting: float, *, cgroup_root: Path | None = None) -> int:
-    """The budget in bytes for ``--memory-budget``: a value up to 1 is that fraction of the cgroup's memory
-    limit (ValueError when there is none), a larger one a number of bytes."""
-    if setting > 1:
-        return int(setting)
-    limit = memory_limit_bytes() if cgroup_root is None else memory_limit_bytes(cgroup_root)
-    if limit is None:
-        raise ValueError(
-            f"--memory-budget {setting}: a fraction needs a cgroup memory limit (memory.max or "
-            "memory.limit_in_bytes), and this process has none; give the budget in bytes instead"
-        )
-    return int(setting * limit)
 
 
 @dataclass(frozen=True, slots=True)

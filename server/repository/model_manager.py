@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..cgroup_limits import budget_bytes
 from ..config_files import UnreadableFile, require_regular_file
 from ..errors import DeadlineExceeded, ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
@@ -33,7 +34,7 @@ from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
 from .folders import ModelSource, Repository, Stamp
 from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry
-from .memory_budget import EVICTED_REASON, Candidate, MemoryBudget, budget_bytes, files_size
+from .memory_budget import EVICTED_REASON, Candidate, MemoryBudget, files_size
 
 __all__ = [
     "ExecutorFactory",

@@ -18,8 +18,8 @@ import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from modelport.server.cgroup_limits import memory_limit_bytes
-from modelport.server.repository.memory_budget import EVICTED_REASON, budget_bytes
+from modelport.server.cgroup_limits import budget_bytes, memory_limit_bytes
+from modelport.server.repository.memory_budget import EVICTED_REASON
 from onnx import numpy_helper
 from tritonclient.utils import InferenceServerException
 
@@ -132,11 +132,11 @@ def test_a_model_larger_than_the_budget_fails_with_the_numbers(tmp_path: Path) -
 
 def test_a_fraction_is_of_the_cgroup_memory_limit(tmp_path: Path) -> None:
     (tmp_path / "memory.max").write_text("1000000000\n")
-    assert budget_bytes(0.5, cgroup_root=tmp_path) == 500_000_000
-    assert budget_bytes(123456789.0, cgroup_root=tmp_path) == 123456789
+    assert budget_bytes(0.5, tmp_path) == 500_000_000
+    assert budget_bytes(123456789.0, tmp_path) == 123456789
     (tmp_path / "memory.max").write_text("max\n")
     with pytest.raises(ValueError, match="give the budget in bytes"):
-        budget_bytes(0.8, cgroup_root=tmp_path)
+        budget_bytes(0.8, tmp_path)
 
 
 @pytest.mark.skipif(memory_limit_bytes() is not None, reason="this machine's cgroup has a memory limit")
