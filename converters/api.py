@@ -26,6 +26,7 @@ from .options import (
 from .quiet import silenced
 from .report import ConversionReport
 from .repository_writer import config_document, plan_placement, publish
+from .signature_match import apply_given_inputs, reconcile
 from .sources import SourceKind, default_options, detect_kind, kind_of_options
 from .tensor_specs import TensorSpec
 from .verify import verify
@@ -76,9 +77,7 @@ def _export(source: str, options: SourceOptions) -> ExportedModel:
 
 
 def _requested_inputs(options: SourceOptions) -> tuple[TensorSpec, ...]:
-    if isinstance(options, (TorchScriptOptions, FactoryOptions, KerasOptions)):
-        return options.inputs
-    return ()
+    return options.inputs
 
 
 def _notes(
@@ -164,6 +163,10 @@ def convert(
     mark = time.perf_counter()
     with silenced(quiet):
         exported = _export(source, options)
+    given = _requested_inputs(options)
+    if given and exported.carries_signature:
+        own, _ = graph_signature(exported.model)
+        apply_given_inputs(exported, own, reconcile(own, given, source), source)
     seconds["export"] = time.perf_counter() - mark
 
     say("Checking the ONNX graph")

@@ -117,7 +117,7 @@ def _options(
         kind, source=source, inputs=specs, weights=weights, framework=chosen, opset=opset
     )
     if kind is SourceKind.SAVED_MODEL:
-        return SavedModelOptions(signature=signature, opset=opset)
+        return SavedModelOptions(inputs=specs, signature=signature, opset=opset)
     return options
 
 
@@ -140,7 +140,11 @@ def _options(
     "inputs",
     multiple=True,
     metavar="NAME:DTYPE:DIMS",
-    help="An input the source lacks (TorchScript, factories): features:float32:-1,12 (-1 = dynamic).",
+    help=(
+        "An input spec, features:float32:-1,12 (-1 = dynamic): required where the source lacks them"
+        " (TorchScript, factories); for sources with their own (.pt2, SavedModel, built Keras) checked"
+        " against theirs, in order, and may rename inputs and fix dynamic axes."
+    ),
 )
 @click.option(
     "--weights", type=click.Path(path_type=Path), help="State dict / Keras weights for a factory source."

@@ -21,7 +21,8 @@ class ExportedModel:
     """An ONNX graph plus the framework model it came from, kept alive for the parity check.
 
     ``input_names``/``output_names`` are in graph order and equal the graph's; ``run`` must accept every input
-    name and return every output name.
+    name and return every output name. ``carries_signature``: the source defined the inputs itself (a ``.pt2``
+    program, a SavedModel signature, a built Keras model), so ``--input`` can only check and refine them.
     """
 
     model: onnx.ModelProto
@@ -31,3 +32,4 @@ class ExportedModel:
     converter: str
     converter_version: str
     notes: list[str] = field(default_factory=list)
+    carries_signature: bool = False

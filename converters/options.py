@@ -49,8 +49,10 @@ class VerifyOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorchExportOptions:
-    """A ``torch.export`` program saved with ``torch.export.save`` (``.pt2``); it carries its signature."""
+    """A ``torch.export`` program saved with ``torch.export.save`` (``.pt2``); it carries its signature, which
+    ``inputs`` (optional) are checked against: they may rename inputs and fix dynamic axes."""
 
+    inputs: tuple[TensorSpec, ...] = ()
     opset: int | None = None
 
 
@@ -88,8 +90,10 @@ class KerasOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SavedModelOptions:
-    """A TensorFlow SavedModel directory; ``signature`` names the signature to convert."""
+    """A TensorFlow SavedModel directory; ``signature`` names the signature to convert. ``inputs`` (optional)
+    are checked against the signature's: they may rename inputs and fix dynamic axes."""
 
+    inputs: tuple[TensorSpec, ...] = ()
     signature: str = "serving_default"
     tag: str = "serve"
     opset: int | None = None

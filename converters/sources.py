@@ -108,14 +108,12 @@ def default_options(
         raise InvalidOption(
             f"{source}: --weights applies only to package.module:factory sources; the file has its weights"
         )
-    if inputs and kind in (SourceKind.TORCH_EXPORT, SourceKind.SAVED_MODEL):
-        raise InvalidOption(f"{source}: carries its own input signature; drop --input")
     if kind is SourceKind.TORCH_EXPORT:
-        return TorchExportOptions(opset=opset)
+        return TorchExportOptions(inputs=inputs, opset=opset)
     if kind is SourceKind.TORCHSCRIPT:
         return TorchScriptOptions(inputs=inputs, opset=opset)
     if kind is SourceKind.KERAS:
         return KerasOptions(inputs=inputs, opset=opset)
     if kind is SourceKind.SAVED_MODEL:
-        return SavedModelOptions(opset=opset)
+        return SavedModelOptions(inputs=inputs, opset=opset)
     return FactoryOptions(weights=weights, inputs=inputs, framework=framework, opset=opset)

@@ -56,6 +56,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "report",
             "repository_writer",
             "sources",
+            "signature_match",
             "verify",
         ],
         ["frontends."],

@@ -41,14 +41,17 @@ def load_keras(path: Path, options: KerasOptions) -> ExportedModel:
     return export_keras_model(model, inputs=options.inputs, opset=options.opset, source=str(path))
 
 
-def _input_specs(model: Any, inputs: Sequence[TensorSpec], source: str) -> list[TensorSpec]:
+def _input_specs(model: Any, inputs: Sequence[TensorSpec], source: str) -> tuple[list[TensorSpec], bool]:
+    """The specs to export with, and whether they are the model's own (its input layers).
+
+    Given ``inputs`` for a model with input layers are not used here: the conversion checks them against the
+    exported graph (:mod:`..signature_match`).
+    """
     try:
         symbolic = list(model.inputs)
     except (AttributeError, ValueError):
         symbolic = []
     if symbolic:
-        if inputs:
-            raise InvalidOption(f"{source}: the Keras model carries its own input signature; drop --input")
         return [
             TensorSpec(
                 name=str(tensor.name),
@@ -56,13 +59,13 @@ def _input_specs(model: Any, inputs: Sequence[TensorSpec], source: str) -> list[
                 dims=tuple(DYNAMIC if d is None else int(d) for d in tensor.shape),
             )
             for tensor in symbolic
-        ]
+        ], True
     if not inputs:
         raise MissingInputSpec(
             f"{source}: the Keras model was never built, so it has no input shapes; give --input "
             "NAME:DTYPE:DIMS (e.g. features:float32:-1,12), or build it with keras.Input"
         )
-    return list(inputs)
+    return list(inputs), False
 
 
 def _as_list(outputs: Any) -> list[Any]:
@@ -76,11 +79,12 @@ def _as_list(outputs: Any) -> list[Any]:
 def export_keras_model(
     model: Any, *, inputs: Sequence[TensorSpec], opset: int | None, source: str
 ) -> ExportedModel:
-    """Convert a Keras model object; ``inputs`` only where the model has no input layers."""
+    """Convert a Keras model object; ``inputs`` describe a model with no input layers, and are checked against
+    the input layers of one that has them."""
     tf, tf2onnx = import_tensorflow()
     import keras
 
-    specs = _input_specs(model, inputs, source)
+    specs, own_signature = _input_specs(model, inputs, source)
     names = [spec.name for spec in specs]
 
     def call(arrays: Mapping[str, npt.NDArray[np.generic]]) -> Any:
@@ -103,7 +107,7 @@ def export_keras_model(
         for s in specs
     ]
     try:
-        if inputs:
+        if not own_signature:
             # A model built by calling it has no input layers for tf2onnx's Keras front end to follow: trace a
             # function instead, returning a dict so that tf2onnx names the outputs after its keys.
             names_out = list(output_names)
@@ -142,4 +146,5 @@ def export_keras_model(
         framework_version=f"{keras.__version__} (tensorflow {tf.__version__})",
         converter="tf2onnx (keras)",
         converter_version=str(tf2onnx.__version__),
+        carries_signature=own_signature,
     )

@@ -75,4 +75,5 @@ def export_saved_model(path: Path, options: SavedModelOptions) -> ExportedModel:
         framework_version=str(tf.__version__),
         converter="tf2onnx (saved model)",
         converter_version=str(tf2onnx.__version__),
+        carries_signature=True,
     )

@@ -94,10 +94,13 @@ def _program_to_onnx(
     return model
 
 
-def _exported(model: onnx.ModelProto, run: Any, converter: str) -> ExportedModel:
+def _exported(
+    model: onnx.ModelProto, run: Any, converter: str, *, own_signature: bool = False
+) -> ExportedModel:
     import torch
 
     return ExportedModel(
+        carries_signature=own_signature,
         model=model,
         run=run,
         framework="torch",
@@ -126,7 +129,8 @@ def export_program(path: Path, options: TorchExportOptions) -> ExportedModel:
     else:
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
     model = _program_to_onnx(program, output_names=output_names, opset=options.opset, source=str(path))
-    return _exported(model, _runner(program.module(), input_names, output_names), "torch.onnx (dynamo)")
+    run = _runner(program.module(), input_names, output_names)
+    return _exported(model, run, "torch.onnx (dynamo)", own_signature=True)
 
 
 def forward_parameters(module: Any) -> list[str]:
