@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnx
 import yaml
 
+from .custom_ops import CustomOp, attach_custom_functions
 from .errors import InvalidOption, SourceNotFound
 from .exported import ExportedModel
 from .onnx_checks import check_graph, graph_signature, opset_of, strip_debug_info
+from .op_rewrites import rewrite_known_ops
 from .options import (
     FactoryOptions,
     KerasOptions,
@@ -53,12 +55,18 @@ def _sha256(path: Path | None) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _export(source: str, options: SourceOptions) -> ExportedModel:
+def _export(source: str, options: SourceOptions, custom_ops: tuple[CustomOp, ...]) -> ExportedModel:
     path = Path(source)
+    torch_ops = [op for op in custom_ops if op.is_torch_operator]
+    if torch_ops and not isinstance(options, (TorchExportOptions, FactoryOptions)):
+        raise InvalidOption(
+            f"{source}: --custom-op {torch_ops[0].name} names a torch operator, which only torch.export "
+            "sources (.pt2, torch factories) translate; for TorchScript, save a torch.export program instead"
+        )
     if isinstance(options, TorchExportOptions):
         from .frontends.torch_export import export_program
 
-        return export_program(path, options)
+        return export_program(path, options, custom_ops=custom_ops)
     if isinstance(options, TorchScriptOptions):
         from .frontends.torch_export import export_torchscript
 
@@ -73,7 +81,7 @@ def _export(source: str, options: SourceOptions) -> ExportedModel:
         return export_saved_model(path, options)
     from .frontends.factory import export_factory
 
-    return export_factory(source, options)
+    return export_factory(source, options, custom_ops=custom_ops)
 
 
 def _requested_inputs(options: SourceOptions) -> tuple[TensorSpec, ...]:
@@ -134,6 +142,7 @@ def convert(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     progress: Progress | None = None,
     quiet: bool = True,
+    custom_ops: Sequence[CustomOp] = (),
 ) -> ConversionReport:
     """Convert ``source`` to ONNX, verify it against the framework, publish it as ``repository/name/version``.
 
@@ -142,6 +151,8 @@ def convert(
     source's kind, which then must carry its own input signature). ``version`` defaults to one above the
     highest present. ``max_batch_size`` goes to a newly created ``config.yaml`` when the batch axis is dynamic
     (0 when it is fixed). ``quiet`` hides the frameworks' own console output (it is logged at DEBUG instead).
+    ``custom_ops`` supply ONNX functions for operators without a translation (:mod:`.custom_ops`); operators
+    ONNX lacks but that have an exact standard expression are rewritten anyway (:mod:`.op_rewrites`).
 
     Raises a :class:`~modelport.converters.errors.ConversionError` subclass; then nothing is written.
     """
@@ -162,11 +173,13 @@ def convert(
     say(f"Loading and exporting {kind.value} model")
     mark = time.perf_counter()
     with silenced(quiet):
-        exported = _export(source, options)
+        exported = _export(source, options, tuple(custom_ops))
     given = _requested_inputs(options)
     if given and exported.carries_signature:
         own, _ = graph_signature(exported.model)
         apply_given_inputs(exported, own, reconcile(own, given, source), source)
+    exported.notes.extend(attach_custom_functions(exported.model, tuple(custom_ops)))
+    exported.notes.extend(rewrite_known_ops(exported.model))
     seconds["export"] = time.perf_counter() - mark
 
     say("Checking the ONNX graph")
@@ -219,7 +232,7 @@ def convert(
         onnx_bytes=len(model_bytes),
         seconds={key: round(value, 3) for key, value in seconds.items()},
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        notes=tuple(_notes(options, inputs, outputs, placement.config_path)),
+        notes=(*exported.notes, *_notes(options, inputs, outputs, placement.config_path)),
     )
     created = publish(
         placement,

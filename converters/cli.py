@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .api import DEFAULT_MAX_BATCH_SIZE
 from .api import convert as convert_model
+from .custom_ops import parse_custom_op
 from .errors import ConversionError, VerificationFailed
 from .options import DEFAULT_ATOL, DEFAULT_RTOL, Framework, SavedModelOptions, SourceOptions, VerifyOptions
 from .report import ConversionReport
@@ -154,6 +155,16 @@ def _options(
     "--signature", default="serving_default", show_default=True, help="SavedModel signature to convert."
 )
 @click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
+@click.option(
+    "--custom-op",
+    "custom_ops",
+    multiple=True,
+    metavar="NAME=module:function",
+    help=(
+        "An ONNX function (onnxscript or onnx.FunctionProto) for an operator without a translation: a torch"
+        " operator (ns::op) or an op an exporter left undefined (e.g. Lgamma). Repeatable."
+    ),
+)
 @click.option("--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True)
 @click.option("--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True)
 @click.option(
@@ -178,6 +189,7 @@ def convert(
     framework: str | None,
     signature: str,
     opset: int | None,
+    custom_ops: tuple[str, ...],
     atol: float,
     rtol: float,
     samples: Path | None,
@@ -217,6 +229,7 @@ def convert(
             signature=signature,
         )
         verification = VerifyOptions(atol=atol, rtol=rtol, samples=samples)
+        functions = tuple(parse_custom_op(text) for text in custom_ops)
         with console.status(f"Converting {source} ...") as status:
             report = convert_model(
                 source,
@@ -227,6 +240,7 @@ def convert(
                 verification=verification,
                 max_batch_size=max_batch_size,
                 progress=progress,
+                custom_ops=functions,
                 quiet=not verbose,
             )
             progress("done")

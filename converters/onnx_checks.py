@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from .errors import UnsupportedOperator, VerificationFailed
+from .op_rewrites import KNOWN_REWRITES, REWRITE_MIN_OPSET
 from .tensor_specs import DYNAMIC, TensorSpec
 
 __all__ = [
@@ -56,6 +57,26 @@ def _layer(node: onnx.NodeProto) -> str:
     return "/".join(parts[:-1]) or node.name or "unknown"
 
 
+def _unsupported_hint(op_type: str, opset: int) -> str | None:
+    """What is wrong with a default-domain op at ``opset`` and what the user can do; ``None`` if nothing."""
+    if not onnx.defs.has(op_type):
+        rewrite = (
+            f"; modelport rewrites it from opset {REWRITE_MIN_OPSET}: pass --opset {REWRITE_MIN_OPSET}"
+            if op_type in KNOWN_REWRITES
+            else ""
+        )
+        return (
+            f"has no ONNX translation{rewrite}; supply one with --custom-op {op_type}=module:function "
+            "(an ONNX function: docs/conversion.md), or replace it with supported operations"
+        )
+    try:
+        onnx.defs.get_schema(op_type, opset)
+    except onnx.defs.SchemaError:
+        since = onnx.defs.get_schema(op_type).since_version
+        return f"exists in ONNX only from opset {since} (this graph imports {opset}); pass --opset {since}"
+    return None
+
+
 def check_graph(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """Refuse operators ONNX does not define, run the checker and strict shape inference.
 
@@ -64,11 +85,13 @@ def check_graph(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """
     opset = opset_of(model)
     for node in _nodes(model.graph):
-        if node.domain in _STANDARD_DOMAINS and not onnx.defs.has(node.op_type):
+        if node.domain not in _STANDARD_DOMAINS:
+            continue
+        hint = _unsupported_hint(node.op_type, opset)
+        if hint is not None:
             layer = _layer(node)
             raise UnsupportedOperator(
-                f"{source}: operator '{node.op_type}' in layer '{layer}' has no ONNX translation; replace it "
-                "with supported operations",
+                f"{source}: operator '{node.op_type}' in layer '{layer}' {hint}",
                 operator=node.op_type,
                 layer=layer,
             )

@@ -47,6 +47,7 @@ LAYERS: dict[str, list[list[str]]] = {
     "modelport.converters": [
         [
             "errors",
+            "dotted_names",
             "tensor_specs",
             "options",
             "exported",
@@ -57,6 +58,8 @@ LAYERS: dict[str, list[list[str]]] = {
             "repository_writer",
             "sources",
             "signature_match",
+            "op_rewrites",
+            "custom_ops",
             "verify",
         ],
         ["frontends."],

@@ -3,43 +3,17 @@ result with the converter of whichever framework it belongs to (torch ``nn.Modul
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..custom_ops import CustomOp
+from ..dotted_names import resolve_callable
 from ..errors import CorruptSource, ExportFailed, InvalidOption, SourceNotFound
 from ..exported import ExportedModel
 from ..options import FactoryOptions, Framework
 
 __all__ = ["export_factory", "factory_file"]
-
-
-def _resolve(spec: str) -> Any:
-    module_name, attribute = spec.split(":", 1)
-    # Like `python -m`, look in the current directory first, so `convert mymodels:build` works where it lives.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            raise SourceNotFound(
-                f"{spec}: no module named '{error.name}'; run from the directory that holds it, or install it"
-            ) from error
-        raise ExportFailed(f"{spec}: importing it failed: {error}; install what it needs") from error
-    except Exception as error:
-        raise ExportFailed(
-            f"{spec}: importing {module_name} failed ({type(error).__name__}: {error})"
-        ) from error
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise SourceNotFound(f"{spec}: {module_name} has no attribute '{part}'; check the name after ':'")
-        target = getattr(target, part)
-    if not callable(target):
-        raise InvalidOption(f"{spec}: is not callable; point at a function or class that returns the model")
-    return target
 
 
 def factory_file(spec: str) -> Path | None:
@@ -88,9 +62,12 @@ def _load_keras_weights(model: Any, weights: Path) -> None:
         ) from error
 
 
-def export_factory(spec: str, options: FactoryOptions) -> ExportedModel:
-    """Build the model with the factory ``spec`` (``package.module:callable``) and convert it."""
-    factory = _resolve(spec)
+def export_factory(
+    spec: str, options: FactoryOptions, *, custom_ops: tuple[CustomOp, ...] = ()
+) -> ExportedModel:
+    """Build the model with the factory ``spec`` (``package.module:callable``) and convert it; ``custom_ops``
+    naming torch operators are the exporter's translations for them (a torch model's)."""
+    factory = resolve_callable(spec)
     if options.framework == "torch":
         import torch  # noqa: F401  # the factory may expect torch imported; it fails clearly here if missing
     elif options.framework in ("keras", "tensorflow"):
@@ -116,9 +93,14 @@ def export_factory(spec: str, options: FactoryOptions) -> ExportedModel:
 
         if options.weights is not None:
             _load_torch_weights(model, options.weights, spec)
-        return export_module(model, options.inputs, opset=options.opset, source=spec)
+        return export_module(model, options.inputs, opset=options.opset, source=spec, custom_ops=custom_ops)
     from .keras_export import export_keras_model
 
+    torch_ops = [op.name for op in custom_ops if op.is_torch_operator]
+    if torch_ops:
+        raise InvalidOption(
+            f"{spec}: returned a Keras model; --custom-op {torch_ops[0]} names a torch operator"
+        )
     if options.weights is not None:
         _load_keras_weights(model, options.weights)
     return export_keras_model(model, inputs=options.inputs, opset=options.opset, source=spec)

@@ -89,9 +89,17 @@ def translation_error(
             layer = _scripted_layer_of(scripted, operator)
         else:
             layer = _layer_of(program, node.group(1)) if node and program is not None else "unknown"
+        if scripted is not None:
+            remedy = "convert a torch.export program (.pt2) instead, which takes --custom-op, or replace it"
+        else:
+            qualified = operator.removesuffix(".default").replace(".", "::", 1)
+            remedy = (
+                f"supply one with --custom-op {qualified}=module:function (an onnxscript function), "
+                "or replace it"
+            )
         return UnsupportedOperator(
-            f"{source}: operator '{operator}' in layer {layer} has no ONNX translation; replace it with "
-            "supported operations, or export that layer's computation differently",
+            f"{source}: operator '{operator}' in layer {layer} has no ONNX translation; {remedy} with "
+            "supported operations",
             operator=operator,
             layer=layer,
         )

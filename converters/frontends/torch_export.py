@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
+from ..custom_ops import CustomOp, torch_translations
 from ..errors import CorruptSource, ExportFailed, InvalidOption, MissingInputSpec
 from ..exported import Arrays, ExportedModel
 from ..options import TorchExportOptions, TorchScriptOptions
@@ -77,11 +78,19 @@ def _tensors(specs: Sequence[TensorSpec]) -> tuple[torch.Tensor, ...]:
 
 
 def _program_to_onnx(
-    program: Any, *, output_names: list[str], opset: int | None, source: str
+    program: Any,
+    *,
+    output_names: list[str],
+    opset: int | None,
+    source: str,
+    custom_ops: tuple[CustomOp, ...],
 ) -> onnx.ModelProto:
     import torch
 
     kwargs: dict[str, Any] = {"output_names": output_names, "external_data": False, "dynamo": True}
+    translations = torch_translations(custom_ops)
+    if translations:
+        kwargs["custom_translation_table"] = translations
     if opset is not None:
         kwargs["opset_version"] = opset
     try:
@@ -110,7 +119,9 @@ def _exported(
     )
 
 
-def export_program(path: Path, options: TorchExportOptions) -> ExportedModel:
+def export_program(
+    path: Path, options: TorchExportOptions, *, custom_ops: tuple[CustomOp, ...] = ()
+) -> ExportedModel:
     """Convert a program saved with ``torch.export.save``; its inputs and dynamic dims are its own."""
     import torch
 
@@ -128,7 +139,9 @@ def export_program(path: Path, options: TorchExportOptions) -> ExportedModel:
         output_names = [str(key) for key in out_spec.context]
     else:
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
-    model = _program_to_onnx(program, output_names=output_names, opset=options.opset, source=str(path))
+    model = _program_to_onnx(
+        program, output_names=output_names, opset=options.opset, source=str(path), custom_ops=custom_ops
+    )
     run = _runner(program.module(), input_names, output_names)
     return _exported(model, run, "torch.onnx (dynamo)", own_signature=True)
 
@@ -160,7 +173,12 @@ def _ordered_inputs(inputs: Sequence[TensorSpec], arguments: Sequence[str], sour
 
 
 def export_module(
-    module: torch.nn.Module, inputs: Sequence[TensorSpec], *, opset: int | None, source: str
+    module: torch.nn.Module,
+    inputs: Sequence[TensorSpec],
+    *,
+    opset: int | None,
+    source: str,
+    custom_ops: tuple[CustomOp, ...] = (),
 ) -> ExportedModel:
     """Convert an ``nn.Module`` traced with ``torch.export`` at the given input specs (``-1`` = dynamic)."""
     import torch
@@ -178,7 +196,9 @@ def export_module(
         program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as error:
         raise export_error(error, source) from error
-    model = _program_to_onnx(program, output_names=output_names, opset=opset, source=source)
+    model = _program_to_onnx(
+        program, output_names=output_names, opset=opset, source=source, custom_ops=custom_ops
+    )
     input_names = [spec.name for spec in specs]
     return _exported(model, _runner(module, input_names, output_names), "torch.onnx (dynamo)")
 

@@ -99,3 +99,28 @@ def keras_special_function() -> Any:
 def not_a_model() -> Any:
     """Returns something no converter reads."""
     return {"weights": [1, 2, 3]}
+
+
+def keras_exact_and_tanh_gelu() -> Any:
+    """A transformer-style feed-forward block: Keras's exact GELU (tf2onnx leaves ``Erfc``), then tanh."""
+    import keras
+
+    features = keras.Input((8,), name="features")
+    hidden = keras.layers.Dense(16, activation=keras.activations.gelu, name="exact")(features)
+    tanh = keras.layers.Dense(8, name="tanh")(hidden)
+    return keras.Model(
+        features, keras.layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(tanh)
+    )
+
+
+def keras_expm1_and_xlogy() -> Any:
+    """Layers computing expm1 and xlogy, which tf2onnx passes through untranslated."""
+    import keras
+    import tensorflow as tf
+
+    class Special(keras.layers.Layer):  # type: ignore[misc]  # keras has no type stubs
+        def call(self, inputs: Any) -> Any:
+            return tf.concat([tf.math.expm1(inputs), tf.math.xlogy(inputs, tf.abs(inputs) + 1.0)], axis=-1)
+
+    features = keras.Input((4,), name="features")
+    return keras.Model(features, Special(name="special")(keras.layers.Dense(4, name="dense")(features)))
