@@ -28,6 +28,7 @@ from .options import (
 from .quiet import silenced
 from .report import ConversionReport
 from .repository_writer import config_document, plan_placement, publish
+from .samples import KEPT_SAMPLES_FILE, kept_samples
 from .signature_match import apply_given_inputs, reconcile
 from .sources import SourceKind, default_options, detect_kind, kind_of_options
 from .tensor_specs import TensorSpec
@@ -86,6 +87,33 @@ def _export(source: str, options: SourceOptions, custom_ops: tuple[CustomOp, ...
 
 def _requested_inputs(options: SourceOptions) -> tuple[TensorSpec, ...]:
     return options.inputs
+
+
+def _refine(
+    exported: ExportedModel, options: SourceOptions, custom_ops: tuple[CustomOp, ...], source: str
+) -> None:
+    """What follows the exporter, in place: ``--input`` checked against a source's own signature, the user's
+    ``--custom-op`` functions attached, the known rewrites of undefined operators applied."""
+    given = _requested_inputs(options)
+    if given and exported.carries_signature:
+        own, _ = graph_signature(exported.model)
+        apply_given_inputs(exported, own, reconcile(own, given, source), source)
+    exported.notes.extend(attach_custom_functions(exported.model, custom_ops))
+    exported.notes.extend(rewrite_known_ops(exported.model))
+
+
+def _kept_samples(
+    verification: VerifyOptions, inputs: tuple[TensorSpec, ...], notes: list[str]
+) -> bytes | None:
+    """The samples file kept beside the model (from ``--samples``), noted in ``notes``; else ``None``."""
+    if verification.samples is None:
+        return None
+    content, rows = kept_samples(verification.samples, inputs)
+    notes.append(
+        f"kept the first {rows} rows of {verification.samples} as {KEPT_SAMPLES_FILE} "
+        f"({len(content)} bytes): quantize and export-mobile calibrate and judge on them"
+    )
+    return content
 
 
 def _notes(
@@ -174,12 +202,7 @@ def convert(
     mark = time.perf_counter()
     with silenced(quiet):
         exported = _export(source, options, tuple(custom_ops))
-    given = _requested_inputs(options)
-    if given and exported.carries_signature:
-        own, _ = graph_signature(exported.model)
-        apply_given_inputs(exported, own, reconcile(own, given, source), source)
-    exported.notes.extend(attach_custom_functions(exported.model, tuple(custom_ops)))
-    exported.notes.extend(rewrite_known_ops(exported.model))
+    _refine(exported, options, tuple(custom_ops), source)
     seconds["export"] = time.perf_counter() - mark
 
     say("Checking the ONNX graph")
@@ -201,6 +224,7 @@ def convert(
     batched = all(spec.batch_dynamic for spec in (*inputs, *outputs))
     batch_limit = max_batch_size if batched else 0
     model_bytes = exported.model.SerializeToString()
+    kept = _kept_samples(verification, inputs, exported.notes)
     sha256, source_bytes = _sha256(_checksum_target(source, options))
     seconds["total"] = time.perf_counter() - started
     report = ConversionReport(
@@ -239,6 +263,7 @@ def convert(
         model_bytes=model_bytes,
         report=report.to_json(),
         config=config_document(inputs, outputs, batch_limit),
+        samples=kept,
     )
     if created:
         from dataclasses import replace

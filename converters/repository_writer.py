@@ -19,6 +19,7 @@ import yaml
 
 from .errors import InvalidOption, RepositoryConflict
 from .report import json_text
+from .samples import KEPT_SAMPLES_FILE
 from .tensor_specs import TensorSpec, oip_datatype
 
 __all__ = [
@@ -121,9 +122,15 @@ def _move(staging: Path, target: Path) -> None:
 
 
 def publish(
-    placement: Placement, *, model_bytes: bytes, report: dict[str, Any], config: dict[str, Any]
+    placement: Placement,
+    *,
+    model_bytes: bytes,
+    report: dict[str, Any],
+    config: dict[str, Any],
+    samples: bytes | None = None,
 ) -> bool:
-    """Write the version (and the config if the model has none) and move it into place.
+    """Write the version (and the config if the model has none) and move it into place; ``samples`` is the
+    kept samples file's content (:data:`..samples.KEPT_SAMPLES_FILE`).
 
     Returns whether ``config.yaml`` was created. Raises :class:`RepositoryConflict` if the version appeared
     meanwhile.
@@ -136,6 +143,8 @@ def publish(
         version_dir.mkdir(exist_ok=True)
         (version_dir / "model.onnx").write_bytes(model_bytes)
         (version_dir / "conversion.json").write_text(json_text(report), encoding="utf-8")
+        if samples is not None:
+            (version_dir / KEPT_SAMPLES_FILE).write_bytes(samples)
         config_text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
         if new_model:
             (staging / "config.yaml").write_text(config_text, encoding="utf-8")

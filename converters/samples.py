@@ -13,6 +13,7 @@ random booleans; a dynamic non-batch dimension gets :data:`DYNAMIC_DIM_SIZE`.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,14 @@ from .tensor_specs import DYNAMIC, TensorSpec
 __all__ = [
     "DEFAULT_INT_HIGH",
     "DYNAMIC_DIM_SIZE",
+    "KEPT_SAMPLES_FILE",
+    "KEPT_SAMPLES_MAX_BYTES",
     "Array",
     "FloatDraw",
     "SampleSet",
     "concrete_shape",
     "generate",
+    "kept_samples",
     "load_npz",
 ]
 
@@ -42,6 +46,11 @@ DYNAMIC_DIM_SIZE = 8
 # Integer inputs that feed no embedding table get ids in [0, DEFAULT_INT_HIGH).
 DEFAULT_INT_HIGH = 10
 
+# A conversion keeps (the first rows of) its verification samples beside the model, for quantize and
+# export-mobile to calibrate and judge on real data; bounded so that a large --samples file stays out of it.
+KEPT_SAMPLES_FILE = "samples.npz"
+KEPT_SAMPLES_MAX_BYTES = 1 << 20
+
 FloatDraw = Literal["normal", "uniform"]
 Array = npt.NDArray[Any]
 
@@ -50,11 +59,12 @@ Array = npt.NDArray[Any]
 class SampleSet:
     """Named arrays with the same number of samples on axis 0; ``stacked`` means each sample is fed alone
     (it carries the model's own batch axis, or the model has none). ``source`` says where they came from,
-    for the reports."""
+    for the reports; ``generated`` that they are random draws, not data."""
 
     arrays: Mapping[str, Array]
     source: str
     stacked: bool = False
+    generated: bool = False
 
     @property
     def count(self) -> int:
@@ -63,7 +73,9 @@ class SampleSet:
 
     def take(self, start: int, stop: int, source: str) -> SampleSet:
         """Samples ``start`` to ``stop`` (exclusive), described as ``source``."""
-        return SampleSet({k: v[start:stop] for k, v in self.arrays.items()}, source, self.stacked)
+        return SampleSet(
+            {k: v[start:stop] for k, v in self.arrays.items()}, source, self.stacked, self.generated
+        )
 
     def split(self, held_out_fraction: float) -> tuple[SampleSet, SampleSet]:
         """(calibration, validation): the last ``held_out_fraction`` of the samples are held out; with fewer
@@ -206,3 +218,17 @@ def load_npz(path: Path, specs: Sequence[TensorSpec], *, per_sample: bool = Fals
     if not counts or next(iter(counts.values())) == 0:
         raise InvalidSamples(f"{path}: the arrays hold no samples")
     return SampleSet(arrays, str(path), layouts.pop())
+
+
+def kept_samples(
+    path: Path, specs: Sequence[TensorSpec], *, limit: int = KEPT_SAMPLES_MAX_BYTES
+) -> tuple[bytes, int]:
+    """The ``.npz`` a conversion keeps from its samples file: its first rows, as many as fit in ``limit``
+    bytes uncompressed (at least one), compressed; returns the file's bytes and the rows kept."""
+    samples = load_npz(path, specs)
+    row_bytes = sum(array[:1].nbytes for array in samples.arrays.values())
+    rows = max(1, min(samples.count, limit // max(row_bytes, 1)))
+    buffer = io.BytesIO()
+    kept = {name: array[:rows] for name, array in samples.arrays.items()}
+    np.savez_compressed(buffer, **kept)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+    return buffer.getvalue(), rows

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from examples import datasets
-from examples.publish import Built, ModelSpec, main_for, publish
+from examples.publish import KEPT_ROWS, Built, ModelSpec, main_for, publish
 from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DenoisingAutoencoder", "build"]
@@ -70,7 +70,7 @@ def build(workdir: Path, repository: Path) -> Built:
     noisy_error = float(np.mean((validation_noisy - split.validation_x) ** 2))
 
     source = save_program(model, noisy[:2], workdir / "denoiser.pt2")
-    spec = ModelSpec(name=NAME, source=source, samples={"noisy": validation_noisy[:16]})
+    spec = ModelSpec(name=NAME, source=source, samples={"noisy": validation_noisy[:KEPT_ROWS]})
     return publish(
         spec, repository, metric=f"reconstruction MSE (noisy input: {noisy_error:.4f})", value=error
     )

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from examples import datasets
-from examples.publish import Built, ModelSpec, main_for, publish
+from examples.publish import KEPT_ROWS, Built, ModelSpec, main_for, publish
 from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DigitsCNN", "build"]
@@ -64,9 +64,8 @@ def build(workdir: Path, repository: Path) -> Built:
     )
 
     source = save_program(model, split.train_x[:2], workdir / "digits.pt2")
-    spec = ModelSpec(
-        name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples={"images": split.validation_x[:16]}
-    )
+    held_out = {"images": split.validation_x[:KEPT_ROWS]}
+    spec = ModelSpec(name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples=held_out)
     return publish(spec, repository, metric="validation accuracy", value=accuracy)
 
 

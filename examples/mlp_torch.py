@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from examples import datasets
-from examples.publish import Built, ModelSpec, main_for, publish
+from examples.publish import KEPT_ROWS, Built, ModelSpec, main_for, publish
 from examples.torch_training import fit, predict, save_program
 
 __all__ = ["NAME", "DigitsMLP", "build"]
@@ -66,7 +66,7 @@ def build(workdir: Path, repository: Path) -> Built:
 
     source = save_program(model, train_x[:2], workdir / "mlp.pt2")
     spec = ModelSpec(
-        name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples={"features": validation_x[:16]}
+        name=NAME, source=source, labels=datasets.DIGIT_LABELS, samples={"features": validation_x[:KEPT_ROWS]}
     )
     return publish(spec, repository, metric="validation accuracy", value=accuracy)
 

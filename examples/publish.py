@@ -26,6 +26,7 @@ import yaml
 __all__ = [
     "BUILD_DIR",
     "DEFAULT_REPOSITORY",
+    "KEPT_ROWS",
     "LABELS_FILE",
     "VERSION",
     "Built",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 VERSION = 1
+# Held-out rows a recipe verifies on; the conversion keeps them beside the model (samples.npz), where quantize
+# and export-mobile calibrate and judge on them: enough for a gate, small enough to commit (tens of kB).
+KEPT_ROWS = 256
 LABELS_FILE = "labels.txt"
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPOSITORY = ROOT / "models"

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from examples import sentences
-from examples.publish import Built, ModelSpec, main_for, publish
+from examples.publish import KEPT_ROWS, Built, ModelSpec, main_for, publish
 from examples.vocabulary import Vocabulary
 
 __all__ = ["NAME", "SEQUENCE_LENGTH", "TRAIN_SENTENCES", "build", "build_model"]
@@ -60,7 +60,7 @@ def build(workdir: Path, repository: Path) -> Built:
         name=NAME,
         source=source,
         labels=sentences.LABELS,
-        samples={"tokens": validation_x[:16]},
+        samples={"tokens": validation_x[:KEPT_ROWS]},
         extra_files=(vocabulary_file,),
     )
     return publish(spec, repository, metric="validation accuracy", value=accuracy)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from examples import datasets
-from examples.publish import Built, ModelSpec, main_for, publish
+from examples.publish import KEPT_ROWS, Built, ModelSpec, main_for, publish
 
 __all__ = ["NAME", "WaveformServing", "build", "build_model"]
 
@@ -67,9 +67,8 @@ def build(workdir: Path, repository: Path) -> Built:
     source = workdir / "waveform_savedmodel"
     serving = WaveformServing(model)
     tf.saved_model.save(serving, str(source), signatures={"serving_default": serving.serve})
-    spec = ModelSpec(
-        name=NAME, source=source, labels=datasets.WAVEFORM_LABELS, samples={"signal": validation_x[:16]}
-    )
+    held_out = {"signal": validation_x[:KEPT_ROWS]}
+    spec = ModelSpec(name=NAME, source=source, labels=datasets.WAVEFORM_LABELS, samples=held_out)
     return publish(spec, repository, metric="validation accuracy", value=accuracy)
 
 

@@ -69,6 +69,7 @@ def _convert(
     from rich.console import Console
 
     from ..errors import QuantizeError
+    from ..samples import KEPT_SAMPLES_FILE
     from .api import QuantizeOptions, quantize_model
     from .report import print_report
     from .repository import labelled_outputs, resolve_version
@@ -78,12 +79,18 @@ def _convert(
             "--format applies to static quantization only (--mode static / --quantize static)"
         )
     source = resolve_version(params["repository"], params["name"], params["version"])
+    err = Console(stderr=True)
+    calibration = params["calibration"]
+    kept = source.model_path.parent / KEPT_SAMPLES_FILE
+    if calibration is None and kept.is_file():
+        calibration = kept
+        err.print(f"samples: {kept} (kept by the conversion); --calibration FILE.npz gives others")
     options = QuantizeOptions(
         mode=cast("Mode", mode),  # click.Choice guarantees the literal
         quant_format=params["quant_format"] or "qdq",
         per_channel=params["per_channel"],
         reduce_range=params["reduce_range"],
-        calibration=params["calibration"],
+        calibration=calibration,
         calibration_samples=params["calibration_samples"],
         calibration_method=params["calibration_method"],
         validation=params["validation"],
@@ -97,7 +104,6 @@ def _convert(
         ort_style=cast("Any", ort_style),  # click.Choice: "fixed" | "runtime"
         ort_target_platform=cast("Any", target_platform),  # click.Choice: "amd64" | "arm" | None
     )
-    err = Console(stderr=True)
     err.print(f"[bold]{source.model_path}[/bold] -> {mode}")
     result = quantize_model(
         source.model_path, scratch, options, progress=lambda step: err.print(f"  - {step}")

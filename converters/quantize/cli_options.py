@@ -40,13 +40,16 @@ def conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F], 
             "--calibration",
             type=click.Path(path_type=Path, dir_okay=False),
             default=None,
-            help="Samples .npz: one array per model input, keyed by its name, samples on axis 0.",
+            help=(
+                "Samples .npz: one array per model input, keyed by its name, samples on axis 0 (default: the"
+                " version's samples.npz, kept by its conversion, when it has one)."
+            ),
         ),
         click.option(
             "--calibration-samples",
             type=click.IntRange(min=1),
             default=None,
-            help="Use N samples of --calibration, or generate N random ones without it.",
+            help="Use N samples of --calibration, or generate N random ones without any samples file.",
         ),
         click.option(
             "--validation",

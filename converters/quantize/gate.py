@@ -23,7 +23,7 @@ import numpy.typing as npt
 from ..samples import SampleSet
 from .sample_choice import cast_feed
 
-__all__ = ["AccuracyReport", "OutputAccuracy", "Task", "compare_outputs", "run_model"]
+__all__ = ["AccuracyReport", "OutputAccuracy", "Task", "compare_outputs", "run_model", "wilson_interval"]
 
 Task = Literal["auto", "classifier", "regression"]
 Array = npt.NDArray[Any]
@@ -58,6 +58,13 @@ class AccuracyReport:
     validation_source: str
     max_accuracy_drop: float
     max_abs_error: float | None = None  # optional second bound, on every output's max abs error
+    generated: bool = False  # judged on random inputs, not data: the agreement then says little
+
+    def agreement_interval(self, output: OutputAccuracy) -> tuple[float, float] | None:
+        """The 95 % Wilson interval of ``output``'s top-1 agreement over the samples compared."""
+        if output.top1_agreement is None or self.samples == 0:
+            return None
+        return wilson_interval(output.top1_agreement, self.samples)
 
     @property
     def drop(self) -> float:
@@ -84,6 +91,14 @@ class AccuracyReport:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+def wilson_interval(share: float, count: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95 % for the default ``z``) of a proportion ``share`` of ``count`` trials:
+    unlike the normal approximation it stays inside [0, 1] and is honest at 0 and 100 %."""
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run_model(
@@ -167,4 +182,6 @@ def compare_outputs(
         if _is_classifier(name, flat_ref, task, labelled):
             agreement = float(np.mean(_decisions(flat_cand, flat_ref) == _decisions(flat_ref, flat_ref)))
         results.append(OutputAccuracy(name, max_abs, mean_abs, relative, agreement))
-    return AccuracyReport(results, samples.count, samples.source, max_accuracy_drop, max_abs_error)
+    return AccuracyReport(
+        results, samples.count, samples.source, max_accuracy_drop, max_abs_error, generated=samples.generated
+    )

@@ -54,6 +54,9 @@ class QuantizationReport:
         data["accuracy"]["drop"] = self.accuracy.drop
         data["accuracy"]["passed"] = self.accuracy.passed
         data["accuracy"]["failures"] = self.accuracy.failures
+        data["accuracy"]["top1_agreement_95ci"] = {
+            out.name: self.accuracy.agreement_interval(out) for out in self.accuracy.outputs
+        }
         data["size_ratio"] = self.size_ratio
         return data
 
@@ -101,7 +104,12 @@ def print_report(report: QuantizationReport, console: Console) -> None:
     for column in ("output", "max abs error", "mean abs error", "mean error / std", "top-1 agreement"):
         accuracy.add_column(column, justify="left" if column == "output" else "right")
     for out in gate.outputs:
-        agreement = "-" if out.top1_agreement is None else f"{out.top1_agreement:.2%}"
+        interval = gate.agreement_interval(out)
+        agreement = (
+            "-"
+            if interval is None
+            else f"{out.top1_agreement:.2%} (95% CI {interval[0]:.1%}-{interval[1]:.1%})"
+        )
         accuracy.add_row(
             out.name,
             f"{out.max_abs_error:.3g}",
@@ -115,6 +123,19 @@ def print_report(report: QuantizationReport, console: Console) -> None:
     if gate.max_abs_error is not None:
         bounds += f"; max abs error {gate.worst_abs_error:.4g}, bound {gate.max_abs_error:g}"
     console.print(f"accuracy drop {gate.drop:.4g} ({bounds}): {verdict}")
+    if gate.generated:
+        intervals = [
+            f"'{out.name}' top-1 agreement {out.top1_agreement:.1%}, 95% CI {low:.1%} to {high:.1%}"
+            for out in gate.outputs
+            if out.top1_agreement is not None
+            for low, high in [gate.agreement_interval(out) or (0.0, 1.0)]
+        ]
+        console.print(
+            f"note: judged on {gate.samples} generated inputs, not real data"
+            f"{' (' + '; '.join(intervals) + ')' if intervals else ''}: a changed decision on random noise "
+            "says little about real inputs. Give --validation (or --calibration) FILE.npz, or convert with "
+            "--samples so that the version keeps real rows (samples.npz)"
+        )
     if report.nodes_converted:
         nodes = ", ".join(f"{op} {count}" for op, count in report.nodes_converted.items())
         console.print(f"nodes converted: {nodes}")

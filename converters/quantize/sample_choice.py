@@ -82,7 +82,8 @@ def generate_samples(specs: ModelInputs, count: int, *, seed: int, purpose: str)
         floats="uniform",
         stack=count if fixed_batch else None,
     )
-    return SampleSet(arrays, f"{count} generated samples ({purpose}, seed {seed})", stacked=fixed_batch)
+    source = f"{count} generated samples ({purpose}, seed {seed})"
+    return SampleSet(arrays, source, stacked=fixed_batch, generated=True)
 
 
 def select_samples(
@@ -124,7 +125,8 @@ def select_samples(
         raise InvalidOption(
             "static quantization needs calibration data: pass --calibration FILE.npz (one array per model "
             "input, keyed by its name, samples on axis 0) or --calibration-samples N to generate N random "
-            "samples (real data calibrates far better); dynamic mode needs none"
+            "samples (real data calibrates far better), or convert the model with --samples so that its "
+            "version keeps them (samples.npz); dynamic mode needs none"
         )
     if held_out is not None:
         return given, held_out

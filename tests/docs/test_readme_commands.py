@@ -11,8 +11,7 @@ How a block runs (the rules a page's author can rely on):
   ``--url`` (their defaults are the documented ports).
 - It runs in a scratch folder laid out as the checkout (``examples`` and ``models`` copied, so a block
   never writes the committed ones; ``.venv`` linked) that also holds ``request.json``, an ``mlp`` request,
-  and the mobile-export page's ``digits.npz`` (key ``images``) and ``signals.npz`` (key ``signal``), from
-  ``examples.datasets``, and, for a block that names it, the README's ``model.pt2`` (a small
+  and, for a block that names it, the README's ``model.pt2`` (a small
   ``torch.export`` program with a dynamic batch, made with torch in a subprocess), with this environment's
   ``bin`` first on ``PATH`` (``python``, ``modelport``).
   Shell blocks run under ``bash -e -o pipefail``, with ``curl`` made to fail on an HTTP error
@@ -36,10 +35,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from examples import datasets
 from tests.docs.markdown_blocks import CodeBlock, code_blocks
 from tests.helpers.server_process import ServerProcess, start_server
 
@@ -76,10 +73,6 @@ def _lay_out(tmp_path: Path, venv: Path) -> Path:
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     request = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 64], "data": [0.5] * 64}]}
     (tmp_path / "request.json").write_text(json.dumps(request))
-    images, _ = datasets.digits_sample()
-    np.savez(tmp_path / "digits.npz", images=images)
-    signals, _ = datasets.waveforms(64, seed=datasets.WAVEFORM_VALIDATION_SEED)
-    np.savez(tmp_path / "signals.npz", signal=signals)
     return tmp_path
 
 

@@ -309,6 +309,7 @@ def test_float16_keeps_fp32_io_and_the_decisions(
 
 def test_static_without_data_says_it_needs_some(tmp_path: Path) -> None:
     repository = _repository(tmp_path, "digits")
+    (repository / "digits" / "1" / "samples.npz").unlink()  # a version converted without --samples
     result = _cli("--repository", repository, "--name", "digits", "--mode", "static")
     assert result.exit_code == 1
     assert "static quantization needs calibration data" in result.output
