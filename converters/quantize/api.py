@@ -11,20 +11,21 @@ CPU (see :mod:`.cpu`). FP16 uses ``onnxruntime.transformers.float16``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import QuantizeError
 from ..samples import SampleSet
 from .cpu import decide_reduce_range, read_cpu_features
-from .gate import Task, compare_outputs, run_model
+from .gate import AccuracyReport, Task, compare_outputs, run_model
 from .int8 import preprocess, quantize_int8
 from .measure import LATENCY_THREADS, count_converted_nodes, median_latency_ms
 from .minify import minify
 from .report import QuantizationReport
 from .sample_choice import model_inputs, select_samples
+from .sensitivity import Explanation, explain, name_every_node
 
 if TYPE_CHECKING:
     import onnx
@@ -48,6 +49,7 @@ class QuantizeOptions:
     ``calibration``, ``calibration_samples``, ``validation``: the samples, as
     :func:`.sample_choice.select_samples` reads them. ``reduce_range``: ``None`` decides from the CPU.
     ``keep_io_types``: FP16 mode keeps FP32 inputs/outputs. ``max_abs_error``: an optional second gate bound.
+    ``explain`` / ``auto_exclude``: see :mod:`.sensitivity` (INT8 modes only).
     """
 
     mode: Mode
@@ -68,6 +70,8 @@ class QuantizeOptions:
     ort_target_platform: Literal["amd64", "arm"] | None = None
     keep_debug_info: bool = False
     seed: int = 0
+    explain: bool = False  # INT8: measure each weighted layer's cost, quantized alone (.sensitivity)
+    auto_exclude: bool = False  # INT8: when the gate fails, keep the fewest costliest layers in FP32
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,23 +131,96 @@ def _convert(
         how.reduce_range, how.reduce_range_reason = decision.value, decision.reason
         progress("pre-processing (quant_pre_process)")
         how.preprocessing = preprocess(source, work / "preprocessed.onnx")
+        if options.explain or options.auto_exclude:
+            preprocessed = _load(work / "preprocessed.onnx")
+            if name_every_node(preprocessed):  # ONNX Runtime selects the layers to quantize by name
+                onnx.save(preprocessed, str(work / "preprocessed.onnx"))
         progress(f"quantizing ({options.mode}{', calibrating' if calibration else ''})")
-        quantize_int8(
-            work / "preprocessed.onnx",
-            target,
-            mode=options.mode,
-            calibration=calibration,
-            quant_format=options.quant_format,
-            per_channel=options.per_channel,
-            reduce_range=decision.value,
-            calibration_method=options.calibration_method,
-        )
+        quantize_layers(work, target, calibration, options, how)
+    _strip(target, options, how)
+    return target, how
+
+
+def quantize_layers(
+    work: Path,
+    target: Path,
+    calibration: SampleSet | None,
+    options: QuantizeOptions,
+    how: _How,
+    *,
+    only: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> None:
+    """INT8-quantize ``work/preprocessed.onnx`` into ``target`` as ``options`` and ``how`` say, the layers
+    named in ``only`` (``None``: all) less those in ``exclude``."""
+    assert options.mode in ("dynamic", "static") and how.reduce_range is not None  # INT8 paths only
+    quantize_int8(
+        work / "preprocessed.onnx",
+        target,
+        mode=options.mode,
+        calibration=calibration,
+        quant_format=options.quant_format,
+        per_channel=options.per_channel,
+        reduce_range=how.reduce_range,
+        calibration_method=options.calibration_method,
+        nodes_to_quantize=only,
+        nodes_to_exclude=exclude,
+    )
+
+
+def _strip(target: Path, options: QuantizeOptions, how: _How) -> None:
+    import onnx
+
     if not options.keep_debug_info:
         stripped = _load(target)
         how.debug_info_removed = minify(stripped)
         if how.debug_info_removed:
             onnx.save(stripped, str(target))
-    return target, how
+
+
+def _explained(  # noqa: PLR0917  # private: the state of one quantize_model call
+    work: Path,
+    target: Path,
+    calibration: SampleSet | None,
+    options: QuantizeOptions,
+    how: _How,
+    validation: SampleSet,
+    judge: Callable[[dict[str, Any]], AccuracyReport],
+    accuracy: AccuracyReport,
+    progress: Callable[[str], None],
+) -> Explanation:
+    """``--explain`` / ``--auto-exclude`` on the INT8 model at ``target`` (nothing for the other modes)."""
+    if options.mode not in ("dynamic", "static"):
+        return Explanation([], [])
+
+    def trial(path: Path, only: Sequence[str] | None, exclude: Sequence[str]) -> AccuracyReport:
+        quantize_layers(work, path, calibration, options, how, only=only, exclude=exclude)
+        return judge(run_model(path, validation))
+
+    return explain(
+        _load(work / "preprocessed.onnx"),
+        options.mode,
+        work / "explain",
+        trial,
+        want_costs=options.explain,
+        auto_exclude=options.auto_exclude,
+        full=(target, accuracy),
+        progress=progress,
+    )
+
+
+def _exclusion_notes(
+    explained: Explanation, sizes: dict[str, int], latency: dict[str, float], feed: dict[str, Any], runs: int
+) -> list[str]:
+    if explained.full_model is None:
+        return []
+    full_size = explained.full_model.stat().st_size
+    full_latency = median_latency_ms(explained.full_model, feed, runs)
+    return [
+        f"kept {len(explained.fp32_layers)} layer(s) in FP32 to pass the gate "
+        f"({', '.join(explained.fp32_layers)}): {sizes['converted']:,} bytes vs {full_size:,} fully INT8, "
+        f"median latency {latency['converted']:.3f} ms vs {full_latency:.3f} ms"
+    ]
 
 
 def quantize_model(
@@ -175,15 +252,24 @@ def quantize_model(
         raise QuantizeError(
             f"the {options.mode} model of {source} does not run in ONNX Runtime: {error}"
         ) from error
-    accuracy = compare_outputs(
-        reference,
-        candidate,
-        samples=validation,
-        max_accuracy_drop=options.max_accuracy_drop,
-        max_abs_error=options.max_abs_error,
-        task=options.task,
-        labelled=options.labelled_outputs,
-    )
+
+    def judge(outputs: dict[str, Any]) -> AccuracyReport:
+        return compare_outputs(
+            reference,
+            outputs,
+            samples=validation,
+            max_accuracy_drop=options.max_accuracy_drop,
+            max_abs_error=options.max_abs_error,
+            task=options.task,
+            labelled=options.labelled_outputs,
+        )
+
+    accuracy = judge(candidate)
+    explained = _explained(work, target, calibration, options, how, validation, judge, accuracy, progress)
+    if explained.model is not None and explained.accuracy is not None:
+        explained.model.replace(target)
+        _strip(target, options, how)
+        candidate, accuracy = run_model(target, validation), explained.accuracy
 
     exported = None
     ort_error = None
@@ -211,7 +297,9 @@ def quantize_model(
             exported.ort_path, feed, options.latency_runs, session_config=exported.session_config
         )
 
-    notes = []
+    notes = _exclusion_notes(explained, sizes, latency, feed, options.latency_runs)
+    if options.auto_exclude and not accuracy.passed and explained.costs:
+        notes.append("--auto-exclude: even with every weighted layer in FP32 the gate fails")
     if how.debug_info_removed:
         notes.append(
             f"saved {how.debug_info_removed:,} bytes of debug information (exporter metadata, long internal "
@@ -242,5 +330,7 @@ def quantize_model(
         ort_session_config=exported.session_config if exported else {},
         onnxruntime_version=ort.__version__,
         notes=notes,
+        sensitivity=[asdict(cost) for cost in explained.costs],
+        fp32_layers=explained.fp32_layers,
     )
     return QuantizeResult(target, exported, report)

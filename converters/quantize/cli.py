@@ -101,6 +101,8 @@ def _convert(
         keep_io_types=params["keep_io_types"],
         latency_runs=params["runs"],
         keep_debug_info=params["keep_debug_info"],
+        explain=params["explain"],
+        auto_exclude=params["auto_exclude"],
         ort_style=cast("Any", ort_style),  # click.Choice: "fixed" | "runtime"
         ort_target_platform=cast("Any", target_platform),  # click.Choice: "amd64" | "arm" | None
     )

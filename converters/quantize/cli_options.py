@@ -116,6 +116,16 @@ def conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F], 
             is_flag=True,
             help="Keep exporter metadata and internal tensor names in the converted model.",
         ),
+        click.option(
+            "--explain",
+            is_flag=True,
+            help="INT8: quantize each weighted layer alone and report what each costs, costliest first.",
+        ),
+        click.option(
+            "--auto-exclude",
+            is_flag=True,
+            help="INT8: when the gate fails, keep the fewest costliest layers in FP32 that make it pass.",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace files at --output."),
         click.option("--verbose", is_flag=True, help="Show tracebacks and ONNX Runtime's messages."),
     ]

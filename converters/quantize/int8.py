@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,8 +64,13 @@ def quantize_int8(
     per_channel: bool,
     reduce_range: bool,
     calibration_method: str = "minmax",
+    nodes_to_quantize: Sequence[str] | None = None,
+    nodes_to_exclude: Sequence[str] = (),
 ) -> None:
-    """Quantize the pre-processed ``source`` into ``target``; static mode needs ``calibration``."""
+    """Quantize the pre-processed ``source`` into ``target``; static mode needs ``calibration``.
+
+    ``nodes_to_quantize`` (``None``: all) and ``nodes_to_exclude`` select nodes by name (ONNX Runtime's own).
+    """
     from onnxruntime import quantization as q
 
     if calibration_method not in CALIBRATION_METHODS:
@@ -80,6 +86,8 @@ def quantize_int8(
                     per_channel=per_channel,
                     reduce_range=reduce_range,
                     weight_type=q.QuantType.QInt8,
+                    nodes_to_quantize=list(nodes_to_quantize or []),
+                    nodes_to_exclude=list(nodes_to_exclude),
                 )
                 return
             assert calibration is not None  # checked above
@@ -93,6 +101,8 @@ def quantize_int8(
                 activation_type=q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,
                 calibrate_method=q.CalibrationMethod[CALIBRATION_METHODS[calibration_method]],
+                nodes_to_quantize=list(nodes_to_quantize or []),
+                nodes_to_exclude=list(nodes_to_exclude),
             )
     except QuantizeError:
         raise

@@ -40,6 +40,8 @@ class QuantizationReport:
     onnxruntime_version: str = ""
     output: str | None = None
     notes: list[str] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)  # --explain: layers, costliest first
+    fp32_layers: list[str] = field(default_factory=list)  # --auto-exclude: the layers kept in FP32
 
     @property
     def size_ratio(self) -> float | None:
@@ -136,6 +138,19 @@ def print_report(report: QuantizationReport, console: Console) -> None:
             "says little about real inputs. Give --validation (or --calibration) FILE.npz, or convert with "
             "--samples so that the version keeps real rows (samples.npz)"
         )
+    if report.sensitivity:
+        layers = Table(title="layers by quantization cost, each quantized alone", title_justify="left")
+        for column in ("layer", "op", "accuracy drop", "max abs error"):
+            layers.add_column(column, justify="left" if column in ("layer", "op") else "right")
+        for cost in report.sensitivity:
+            kept = " (kept FP32)" if cost["node"] in report.fp32_layers else ""
+            layers.add_row(
+                f"{cost['node']}{kept}",
+                cost["op_type"],
+                f"{cost['drop']:.4g}",
+                f"{cost['max_abs_error']:.3g}",
+            )
+        console.print(layers)
     if report.nodes_converted:
         nodes = ", ".join(f"{op} {count}" for op, count in report.nodes_converted.items())
         console.print(f"nodes converted: {nodes}")
