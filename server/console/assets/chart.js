@@ -33,13 +33,17 @@
     let max = 0;
     for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
     const top = niceMax(max);
-    const x = (t) => LEFT + ((t - (now - windowS)) / windowS) * (W - LEFT - RIGHT);
+    // The axis spans the samples kept (at most the window), so a young series fills the chart too.
+    const oldest = times.length ? Math.max(times[0], now - windowS) : now - windowS;
+    const span = Math.max(now - oldest, 10);
+    const x = (t) => LEFT + ((t - (now - span)) / span) * (W - LEFT - RIGHT);
     const y = (v) => TOP + (1 - v / top) * (H - TOP - BOTTOM);
     svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: y(0), x2: W - RIGHT, y2: y(0) }));
     svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: TOP, x2: LEFT, y2: y(0) }));
     svg.append(svgEl("text", { x: LEFT - 4, y: TOP + 8, "text-anchor": "end" }, format(top)));
     svg.append(svgEl("text", { x: LEFT - 4, y: y(0), "text-anchor": "end" }, "0"));
-    svg.append(svgEl("text", { x: LEFT, y: H - 4 }, `-${Math.round(windowS / 60)} min`));
+    const ago = span >= 120 ? `-${Math.round(span / 60)} min` : `-${Math.round(span)} s`;
+    svg.append(svgEl("text", { x: LEFT, y: H - 4 }, ago));
     svg.append(svgEl("text", { x: W - RIGHT, y: H - 4, "text-anchor": "end" }, `now (${unit})`));
     series.forEach((s, index) => {
       let points = [];
@@ -48,7 +52,7 @@
         points = [];
       };
       s.values.forEach((v, i) => {
-        if (v === null || times[i] < now - windowS) flush();
+        if (v === null || times[i] < now - span) flush();
         else points.push(`${x(times[i]).toFixed(1)},${y(v).toFixed(1)}`);
       });
       flush();
@@ -71,5 +75,7 @@
     );
   }
 
-  window.LineChart = { draw, legend, format };
+  const create = () => svgEl("svg", { class: "chart" });
+
+  window.LineChart = { create, draw, legend, format };
 })();

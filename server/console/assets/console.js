@@ -64,7 +64,7 @@
         el("td", {}, name),
         el("td", { text: row.version || "–" }),
         el("td", { class: `state state-${row.state}`, text: row.state }),
-        el("td", { class: "reason", text: row.reason || "" }),
+        el("td", { class: "reason", title: row.reason || "", text: row.reason || "" }),
       );
     });
     body.replaceChildren(...rows);
@@ -112,8 +112,7 @@
   }
 
   function chartFigure(title, unit) {
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("class", "chart");
+    const svg = window.LineChart.create();
     const legend = el("div", { class: "legend" });
     return { figure: el("figure", {}, el("figcaption", { text: title }), svg, legend), svg, legend, unit };
   }
