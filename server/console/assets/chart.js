@@ -2,7 +2,7 @@
 "use strict";
 (function () {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 600, H = 140, LEFT = 44, RIGHT = 8, TOP = 8, BOTTOM = 18;
+  const W = 320, H = 110, LEFT = 34, RIGHT = 6, TOP = 8, BOTTOM = 14;
 
   function svgEl(tag, attrs, text) {
     const node = document.createElementNS(NS, tag);
