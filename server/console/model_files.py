@@ -2,8 +2,8 @@
 the versions, and the reports converters leave beside a version's ``model.onnx``.
 
 Only these names are read, from the repository folder only: the model name and version are checked by
-:mod:`..names` first, and the resolved path (symbolic links followed) must still lie inside the resolved
-repository, so no name or link reaches a file elsewhere. Files are small; a larger one is refused.
+:mod:`..names` first, and :mod:`..config_files` reads the file as it reads every file of a model folder
+(a regular file, bounded in size, UTF-8, reached without leaving the repository through a link).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config_files import LABELS_MAX_BYTES, UnreadableFile, read_text, resolve_inside
 from ..errors import InvalidInput
 from ..names import check_model_name, check_version
 
@@ -22,7 +23,6 @@ MODEL_FILES = ("labels.txt", "vocabulary.json")
 # The reports converters write beside model.onnx (converters' repository_writer, quantize.repository, the
 # mobile export), shown in this order.
 REPORT_FILES = ("conversion.json", "quantization.json", "mobile_export.json")
-_MAX_BYTES = 8 * 1024 * 1024
 
 
 class MissingFile(Exception):
@@ -35,24 +35,26 @@ class ModelFiles:
     def __init__(self, repository: Path) -> None:
         self._root = repository
 
-    def _inside(self, *parts: str) -> Path:
-        root = self._root.resolve()
-        path = root.joinpath(*parts).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise MissingFile(f"model folder has no {'/'.join(parts)}")
-        if path.stat().st_size > _MAX_BYTES:
-            raise InvalidInput(f"{'/'.join(parts)} is larger than {_MAX_BYTES} bytes: not shown")
-        return path
+    def _read(self, *parts: str) -> str:
+        """The text of ``repository/parts...``, bounded and kept inside the repository by
+        :mod:`..config_files` (the reader of every file a model folder holds)."""
+        what = "/".join(parts)
+        try:
+            return read_text(resolve_inside(self._root, what), limit=LABELS_MAX_BYTES)
+        except FileNotFoundError:
+            raise MissingFile(f"the model folder has no {what}") from None
+        except UnreadableFile as error:
+            raise InvalidInput(f"{what} {error}") from None
 
     def model_file(self, model: str, file_name: str) -> dict[str, Any]:
         """``{"labels": [...]}`` for labels.txt, the vocabulary's own object for vocabulary.json."""
         check_model_name(model, field="path: model name")
         if file_name not in MODEL_FILES:
+            served = " and ".join(MODEL_FILES)
             raise InvalidInput(
-                f"path: file {file_name[:40]!a} is not served; the console reads only {MODEL_FILES}"
+                f"path: file {file_name[:40]!a} is not served; the console reads only {served}"
             )
-        path = self._inside(model, file_name)
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = self._read(model, file_name)
         if file_name == "labels.txt":
             return {"labels": [line.strip() for line in text.splitlines() if line.strip()]}
         return _json_object(text, f"{model}/{file_name}")
@@ -64,10 +66,9 @@ class ModelFiles:
         found: dict[str, Any] = {}
         for name in REPORT_FILES:
             try:
-                path = self._inside(model, version, name)
+                found[name] = _json_object(self._read(model, version, name), name)
             except MissingFile:
                 continue
-            found[name] = _json_object(path.read_text(encoding="utf-8", errors="replace"), name)
         return found
 
 

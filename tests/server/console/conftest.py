@@ -1,5 +1,5 @@
 """A repository for the console's tests: a labelled classifier with a conversion report, a token model with a
-vocabulary, and a model that fails to load."""
+vocabulary, an image-shaped identity, and a model that fails to load."""
 
 from __future__ import annotations
 
@@ -52,5 +52,6 @@ def console_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "classifier" / "1" / "conversion.json").write_text(json.dumps(REPORT))
     write_model(root, "tokens", identity_model("INT32", (-1, 6)))
     (root / "tokens" / "vocabulary.json").write_text(json.dumps(VOCABULARY))
+    write_model(root, "picture", identity_model("FP32", (-1, 1, 8, 8)))
     write_corrupt_model(root, "broken")
     return root

@@ -9,7 +9,9 @@ under build/console/ (gitignored) as test artefacts.
 from __future__ import annotations
 
 import json
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, FilePayload, Page
 
 from examples.console_screenshot import CHROMIUM, chromium, send_traffic, try_it
 from tests.helpers.server_process import ServerProcess, start_server
@@ -39,24 +41,30 @@ def _csp_violation(text: str, problems: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(server: ServerProcess) -> Iterator[tuple[Page, list[str]]]:
+def browser() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: .ci/run installs Debian's chromium"
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(server: ServerProcess, browser: Browser) -> Iterator[tuple[Page, list[str]]]:
     problems: list[str] = []
-    with chromium() as browser:
-        opened = browser.new_page(viewport={"width": 1280, "height": 900})
-        opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-        opened.on("console", lambda message: _csp_violation(message.text, problems))
-        opened.goto(f"http://{server.http_url}/", wait_until="load")  # a browser's Accept: redirected
-        opened.wait_for_selector('#models tr[data-model="broken"]')
-        yield opened, problems
+    opened = browser.new_page(viewport={"width": 1280, "height": 900})
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on("console", lambda message: _csp_violation(message.text, problems))
+    opened.goto(f"http://{server.http_url}/", wait_until="load")  # a browser's Accept: redirected
+    opened.wait_for_selector('#models tr[data-model="broken"]')
+    yield opened, problems
+    opened.close()
 
 
 def test_the_console_as_an_operator_uses_it(server: ServerProcess, page: tuple[Page, list[str]]) -> None:
     tab, problems = page
     assert tab.url.endswith("/console")
     listed = tab.eval_on_selector_all("#models tbody tr", "rows => rows.map(r => r.dataset.model)")
-    assert sorted(set(listed)) == ["broken", "classifier", "tokens"]
+    assert sorted(set(listed)) == ["broken", "classifier", "picture", "tokens"]
 
     # The failed model's reason is the server's own.
     index = httpx.post(f"http://{server.http_url}/v2/repository/index", json={}).json()
@@ -127,6 +135,43 @@ def test_text_goes_through_the_vocabulary(page: tuple[Page, list[str]]) -> None:
     assert problems == []
 
 
+def _png(width: int, height: int, white_columns: int) -> bytes:
+    """An RGB PNG, white in its first ``white_columns`` columns and black elsewhere."""
+    row = b"\x00" + b"".join(b"\xff\xff\xff" if x < white_columns else b"\x00\x00\x00" for x in range(width))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_is_resized_in_the_browser_and_sent(page: tuple[Page, list[str]]) -> None:
+    tab, problems = page
+    tab.click('#models tr[data-model="picture"] button.model')
+    tab.wait_for_selector(".version .try-it .image-file")
+    tab.set_input_files(
+        ".try-it .image-file",
+        files=[FilePayload(name="half.png", mimeType="image/png", buffer=_png(32, 32, 16))],
+    )
+    box = '.try-it textarea[data-input="INPUT0"]'
+    tab.wait_for_function(f"() => JSON.parse(document.querySelector('{box}').value)[0] > 0.5")
+    pixels = np.asarray(json.loads(tab.input_value(box)), dtype=np.float32).reshape(8, 8)
+    assert (pixels[:, 0] > 0.9).all() and (pixels[:, 7] < 0.1).all()  # 32x32 -> 8x8, white left half
+    tab.click(".try-it .send")
+    tab.wait_for_selector('.try-result pre[data-output="OUTPUT0"]')
+    echoed = np.asarray(
+        json.loads(tab.inner_text('.try-result pre[data-output="OUTPUT0"]')), dtype=np.float32
+    )
+    np.testing.assert_array_equal(echoed.reshape(8, 8), pixels)
+    assert problems == []
+
+
 def test_management_actions_appear_once_connected_and_scale(
     server: ServerProcess, page: tuple[Page, list[str]]
 ) -> None:
@@ -144,3 +189,29 @@ def test_management_actions_appear_once_connected_and_scale(
     assert len(described[0]["workers"]) == 2
     tab.screenshot(path=str(ARTEFACTS / "scaled.png"), full_page=True)
     assert problems == []
+
+
+def test_with_a_token_actions_appear_only_once_the_token_is_given(
+    console_repository: Path, browser: Browser
+) -> None:
+    with start_server(console_repository, "--management-token", "s3cret") as running:
+        tab = browser.new_page()
+        tab.goto(f"http://{running.http_url}/console")
+        tab.wait_for_selector('#models tr[data-model="classifier"]')
+        tab.click('#models tr[data-model="classifier"] button.model')
+        tab.wait_for_selector(".version .try-it")
+        tab.click("#management-connect")
+        tab.wait_for_function(
+            "() => document.getElementById('management-status').textContent.includes('token')"
+        )
+        assert tab.locator(".management-actions button").count() == 0
+        tab.fill("#management-token", "s3cret")
+        tab.click("#management-connect")
+        tab.wait_for_selector(".management-actions button >> text=Unload")
+        tab.click(".management-actions button >> text=Unload")
+        tab.wait_for_function(
+            "() => !document.querySelector('#models tr[data-model=\"classifier\"] .state')"
+            ".textContent.includes('READY')"
+        )
+        index = httpx.post(f"http://{running.http_url}/v2/repository/index", json={}).json()
+        assert [row["state"] for row in index if row["name"] == "classifier"] != ["READY"]

@@ -73,7 +73,8 @@ def test_model_files_are_the_two_names_only(server: ServerProcess, console_repos
     link = console_repository / "tokens" / "labels.txt"
     link.symlink_to(outside)
     try:
-        assert _get(server, "/console/api/models/tokens/files/labels.txt").status_code == 404
+        escaped = _get(server, "/console/api/models/tokens/files/labels.txt")
+        assert escaped.status_code == 400 and "outside" in escaped.json()["error"]
     finally:
         link.unlink()
 
