@@ -42,8 +42,10 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
 }
-# A Host header's host part, accepted into the policy only when it looks like a name or an address.
-_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+# A Host header's host part, accepted into the policy only when it looks like a name or an IPv4 or IPv6
+# address (bracketed or not).
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[?[0-9A-Fa-f:.]{2,45}\]?")
+_NO_STORE = {"cache-control": "no-store"}  # the data routes: always read afresh
 
 
 @functools.cache
@@ -59,9 +61,6 @@ def _json(content: object, status: int = 200) -> Response:
     return Response(
         orjson.dumps(content), status_code=status, media_type="application/json", headers=_NO_STORE
     )
-
-
-_NO_STORE = {"cache-control": "no-store"}
 
 
 class ConsoleSite:
