@@ -4,11 +4,15 @@ vocabulary, an image-shaped identity, and a model that fails to load."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.onnx_models import identity_model, mlp_model, write_corrupt_model, write_model
+from tests.helpers.server_process import ServerProcess, start_server
+
+TOKEN = "s3cret"
 
 LABELS = [f"class-{i}" for i in range(10)]
 VOCABULARY = {
@@ -55,3 +59,17 @@ def console_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(root, "picture", identity_model("FP32", (-1, 1, 8, 8)))
     write_corrupt_model(root, "broken")
     return root
+
+
+@pytest.fixture(scope="package")
+def server(console_repository: Path) -> Iterator[ServerProcess]:
+    """The server the console tests share (no management token: management from loopback only)."""
+    with start_server(console_repository) as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+def token_server(console_repository: Path) -> Iterator[ServerProcess]:
+    """A server with the management token :data:`TOKEN`."""
+    with start_server(console_repository, "--management-token", TOKEN) as running:
+        yield running

@@ -22,17 +22,11 @@ import tritonclient.http as httpclient
 from playwright.sync_api import Browser, FilePayload, Page
 
 from examples.console_screenshot import CHROMIUM, chromium, send_traffic, try_it
-from tests.helpers.server_process import ServerProcess, start_server
-from tests.server.console.conftest import LABELS
+from tests.helpers.server_process import ServerProcess
+from tests.server.console.conftest import LABELS, TOKEN
 
 ARTEFACTS = Path(__file__).resolve().parents[3] / "build" / "console"
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def server(console_repository: Path) -> Iterator[ServerProcess]:
-    with start_server(console_repository) as running:
-        yield running
 
 
 def _csp_violation(text: str, problems: list[str]) -> None:
@@ -192,26 +186,24 @@ def test_management_actions_appear_once_connected_and_scale(
 
 
 def test_with_a_token_actions_appear_only_once_the_token_is_given(
-    console_repository: Path, browser: Browser
+    token_server: ServerProcess, browser: Browser
 ) -> None:
-    with start_server(console_repository, "--management-token", "s3cret") as running:
-        tab = browser.new_page()
-        tab.goto(f"http://{running.http_url}/console")
-        tab.wait_for_selector('#models tr[data-model="classifier"]')
-        tab.click('#models tr[data-model="classifier"] button.model')
-        tab.wait_for_selector(".version .try-it")
-        tab.click("#management-connect")
-        tab.wait_for_function(
-            "() => document.getElementById('management-status').textContent.includes('token')"
-        )
-        assert tab.locator(".management-actions button").count() == 0
-        tab.fill("#management-token", "s3cret")
-        tab.click("#management-connect")
-        tab.wait_for_selector(".management-actions button >> text=Unload")
-        tab.click(".management-actions button >> text=Unload")
-        tab.wait_for_function(
-            "() => !document.querySelector('#models tr[data-model=\"classifier\"] .state')"
-            ".textContent.includes('READY')"
-        )
-        index = httpx.post(f"http://{running.http_url}/v2/repository/index", json={}).json()
-        assert [row["state"] for row in index if row["name"] == "classifier"] != ["READY"]
+    tab = browser.new_page()
+    tab.goto(f"http://{token_server.http_url}/console")
+    tab.wait_for_selector('#models tr[data-model="classifier"]')
+    tab.click('#models tr[data-model="classifier"] button.model')
+    tab.wait_for_selector(".version .try-it")
+    tab.click("#management-connect")
+    tab.wait_for_function("() => document.getElementById('management-status').textContent.includes('token')")
+    assert tab.locator(".management-actions button").count() == 0
+    tab.fill("#management-token", TOKEN)
+    tab.click("#management-connect")
+    tab.wait_for_selector(".management-actions button >> text=Unload")
+    tab.click(".management-actions button >> text=Unload")
+    tab.wait_for_function(
+        "() => !document.querySelector('#models tr[data-model=\"classifier\"] .state')"
+        ".textContent.includes('READY')"
+    )
+    index = httpx.post(f"http://{token_server.http_url}/v2/repository/index", json={}).json()
+    assert [row["state"] for row in index if row["name"] == "classifier"] != ["READY"]
+    tab.close()

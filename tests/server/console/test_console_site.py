@@ -4,26 +4,18 @@ the offline API docs and the management API's CORS rule."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 import tritonclient.http as httpclient
 
-from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.server_process import ServerProcess
 from tests.helpers.waiting import wait_for
-from tests.server.console.conftest import LABELS, REPORT, VOCABULARY
+from tests.server.console.conftest import LABELS, REPORT, TOKEN, VOCABULARY
 
 _ASSETS = ("console.js", "try_it.js", "chart.js", "console.css")
-
-
-@pytest.fixture(scope="module")
-def server(console_repository: Path) -> Iterator[ServerProcess]:
-    with start_server(console_repository) as running:
-        yield running
 
 
 def _get(server: ServerProcess, path: str, **kwargs: object) -> httpx.Response:
@@ -146,13 +138,12 @@ def test_management_cors_lets_only_the_loopback_console_in_without_a_token(serve
     assert preflight(f"http://evil.example:{server.ports['http_port']}").status_code == 400
 
 
-def test_with_a_token_any_page_may_ask_but_the_token_still_decides(console_repository: Path) -> None:
-    with start_server(console_repository, "--management-token", "s3cret") as running:
-        url = f"http://{running.management_url}/models"
-        origin = {"origin": "http://elsewhere.example"}
-        refused = httpx.get(url, headers=origin)
-        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
-        answered = httpx.get(url, headers={**origin, "authorization": "Bearer s3cret"})
-        assert answered.status_code == 200
-        info = httpx.get(f"http://{running.http_url}/console/api/server").json()
-        assert info["management"]["token_required"] is True
+def test_with_a_token_any_page_may_ask_but_the_token_still_decides(token_server: ServerProcess) -> None:
+    url = f"http://{token_server.management_url}/models"
+    origin = {"origin": "http://elsewhere.example"}
+    refused = httpx.get(url, headers=origin)
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+    answered = httpx.get(url, headers={**origin, "authorization": f"Bearer {TOKEN}"})
+    assert answered.status_code == 200
+    info = httpx.get(f"http://{token_server.http_url}/console/api/server").json()
+    assert info["management"]["token_required"] is True
