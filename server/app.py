@@ -32,6 +32,7 @@ import uvicorn
 
 from .batching.pooled_executor import PooledExecutor
 from .cgroup_limits import describe_limits
+from .console.site import ConsoleSite
 from .dataplane import DataPlane
 from .executor import Executor, VersionSpec
 from .next_steps import next_steps_text, print_next_steps, wanted
@@ -277,6 +278,7 @@ class _Server:
     listeners: _Listeners
     metrics_app: MetricsApp
     grpc_max_connections: int
+    console: ConsoleSite
     drain_deadline: float = 0.0
 
     @classmethod
@@ -302,13 +304,16 @@ class _Server:
             listeners=_Listeners(settings.drain_timeout, budget),
             metrics_app=MetricsApp(metrics.registry),
             grpc_max_connections=grpc_max_connections,
+            console=ConsoleSite.build(metrics=metrics, manager=manager, settings=settings),
         )
 
     async def open_listeners(self) -> dict[str, Any]:
         """Bind and start every listener; the ports they got (and this process's pid) for the ready file."""
         settings, ports = self.settings, {"pid": os.getpid()}
+        rest_app = create_rest_app(self.dataplane, settings, explicit=self.explicit)
+        self.console.install(rest_app)
         ports["http_port"] = self.listeners.start_uvicorn(
-            create_rest_app(self.dataplane, settings, explicit=self.explicit),
+            rest_app,
             settings.host,
             settings.http_port,
             fast_infer=FastInfer(self.dataplane, limit=settings.http_max_body_bytes),
@@ -333,10 +338,13 @@ class _Server:
         )
         # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
         ports["management_port"] = self.listeners.start_uvicorn(
-            create_management_app(self.manager, token=settings.management_token),
+            create_management_app(
+                self.manager, token=settings.management_token, console_port=ports["http_port"]
+            ),
             settings.management_host,
             settings.management_port,
         )
+        self.console.management_port = ports["management_port"]
         return ports
 
     async def announce_ready(self, ports: dict[str, Any], started: float) -> None:
@@ -407,6 +415,7 @@ async def serve(settings: ServerSettings) -> int:
         stack.push_async_exit(server.begin_shutdown)
         stack.callback(stopping.cancel)
         ports = await server.open_listeners()
+        stack.callback(server.console.sampler.start().cancel)  # the console's live series
         if await _load_unless_stopped(server.manager, stopping):
             await server.listeners.started()
             if settings.model_control == "poll":

@@ -1,4 +1,5 @@
-"""What to try next, printed once the server is ready (``--next-steps``): a curl, a client script, metrics.
+"""What to try next, printed once the server is ready (``--next-steps``): a curl, a client script, metrics,
+and the console's address.
 
 For a person at a terminal (``make serve``), not for a container's log: ``auto`` prints only when stdout is a
 terminal. The addresses are the ones bound (ephemeral ports included); a wildcard host (0.0.0.0, ::) is
@@ -42,7 +43,7 @@ def next_steps_text(*, host: str, metrics_host: str, ports: Mapping[str, Any], m
     lines = ["", "modelport is ready. Try, from a second shell:", f"  curl -s {rest}{target}"]
     if Path("examples", "client_grpc.py").is_file():  # in the checkout, whose examples make serve serves
         lines.append(f"  {_python()} -m examples.client_grpc --url {grpc}")
-    lines.extend([f"  curl -s http://{metrics}/metrics", ""])
+    lines.extend([f"  curl -s http://{metrics}/metrics", f"or open http://{rest}/console in a browser.", ""])
     return "\n".join(lines)
 
 

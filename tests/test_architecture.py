@@ -41,6 +41,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["repository."],
         ["dataplane"],
         ["protocols."],
+        ["console."],
         ["app"],
         ["serve_cli", "doctor", "cli", "__main__", "__init__"],
     ],

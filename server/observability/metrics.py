@@ -196,6 +196,24 @@ class ServerMetrics:
             compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns
             success.compute.observe(compute_ns / 1e9)
 
+    def request_histograms(self) -> dict[tuple[str, str], tuple[list[float], float]]:
+        """Per (model, version): the request-duration bucket counts of every outcome and protocol added
+        together (:data:`LATENCY_BUCKETS`, then ``+Inf``), and how many of those requests failed. Read on the
+        event loop (by the console's sampler); requests for unknown models are left out."""
+        totals: dict[tuple[str, str], tuple[list[float], float]] = {}
+        for (model, version, _protocol, outcome), series in self._series.requests.items():
+            if not model:
+                continue
+            counts = series.values[:-1]
+            known = totals.get((model, version))
+            if known is not None:
+                counts = [a + b for a, b in zip(known[0], counts, strict=True)]
+            failed = (known[1] if known else 0.0) + (
+                0.0 if outcome is Outcome.SUCCESS else sum(series.values[:-1])
+            )
+            totals[(model, version)] = (counts, failed)
+        return totals
+
     def in_flight(self, model: str, version: str) -> AbstractContextManager[None]:
         """A context manager that counts a request in ``modelport_requests_in_flight`` while it runs.
 

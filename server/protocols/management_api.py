@@ -48,6 +48,7 @@ from ..names import NAME_RULE, check_model_name, check_path_names
 from ..observability.recording import internal_error
 from ..repository.model_manager import LoadedVersion, ModelManager
 from .management_access import ManagementAccess
+from .management_cors import allow_console
 
 __all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
@@ -268,7 +269,9 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         log.error("scaling workers failed: %s", error, exc_info=error)
 
 
-def create_management_app(manager: ModelManager, *, token: str | None) -> FastAPI:
+def create_management_app(
+    manager: ModelManager, *, token: str | None, console_port: int | None = None
+) -> FastAPI:
     """The management FastAPI application; ``token`` (if any) is required as a Bearer token, and without
     one only loopback clients are answered (:class:`ManagementAccess`, the rule REST and gRPC repository
     load and unload follow too)."""
@@ -305,4 +308,5 @@ def create_management_app(manager: ModelManager, *, token: str | None) -> FastAP
     app.add_api_route("/models/{model_name}/{model_version}", routes.scale, methods=["PUT"])
     app.add_api_route("/models/{model_name}", routes.unregister, methods=["DELETE"])
     app.add_api_route("/models/{model_name}/{model_version}", routes.unregister, methods=["DELETE"])
+    allow_console(app, token=token is not None, console_port=console_port)  # the console on console_port
     return app

@@ -36,6 +36,7 @@ from ..repository.explicit import ExplicitControl
 from ..settings import ServerSettings
 from .management_access import ManagementAccess
 from .rest_codec import decompress_body
+from .rest_docs import add_offline_docs
 from .rest_infer import (
     HTTP_STATUS,
     InferRoute,
@@ -348,7 +349,10 @@ def create_rest_app(
         title="modelport",
         summary="Open Inference Protocol (KServe v2) over ONNX Runtime, as Triton speaks it",
         version=dataplane.server_metadata().version,
+        docs_url=None,  # rest_docs serves them without a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -37,6 +37,7 @@ def test_the_printed_commands_run_against_the_server() -> None:
         assert len(commands) == 3 and f"-m examples.client_grpc --url {server.grpc_url}" in commands[1]
         assert commands[0].endswith(f"{server.http_url}/v2/models/denoiser")
         assert commands[2] == f"curl -s http://{server.metrics_url}/metrics"
+        assert f"or open http://{server.http_url}/console in a browser." in server.logs().splitlines()
         outputs = [
             subprocess.run(
                 shlex.split(command), cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
