@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import mmap
 import os
 import stat
@@ -30,6 +31,8 @@ from ..workers.shm import is_internal_file
 from .keys import check_key, check_region_name
 
 __all__ = ["MAX_REGIONS", "ClientRegion", "RegionNotFound", "RegionStatus", "SystemSharedMemory"]
+
+logger = logging.getLogger(__name__)
 
 SHM_DIRECTORY = "/dev/shm"  # where glibc's shm_open keeps POSIX shared-memory objects
 MAX_REGIONS = 1024  # each holds a mapping and a descriptor
@@ -212,4 +215,7 @@ class SystemSharedMemory:
 
     def close(self) -> None:
         """Unregister every region (the server stops)."""
+        count = len(self._regions)
         self.unregister()
+        if count:
+            logger.info("unregistered %d system shared memory region(s)", count)
