@@ -3,10 +3,11 @@
 A *key* is a POSIX shared-memory object name as ``shm_open`` takes it: an optional leading ``/`` and then one
 file name in ``/dev/shm``, 1 to :data:`MAX_KEY_LENGTH` characters out of ASCII letters, digits and
 ``_ . - + @ = , ~``, not starting with ``.``. So a key is never a path (``/dev/shm/../etc/passwd``,
-``a/b``, ``..``), never a hidden file, and never one of the server's own regions: keys starting with
-:data:`workers.shm.INTERNAL_PREFIX` are refused (the files behind the keys that pass are checked again once
-opened, see :mod:`regions`). A *region name* is the client's handle for a registration: 1 to
-:data:`MAX_REGION_NAME` printable characters without ``/`` (it is a path segment of the REST routes).
+``a/b``, ``..``), never a hidden file, never a named semaphore (``sem.*``), and never one of the server's
+own regions: keys starting with :data:`workers.shm.INTERNAL_PREFIX` are refused (the files behind the keys
+that pass are checked again once opened, see :mod:`regions`). A *region name* is the client's handle for a
+registration: 1 to :data:`MAX_REGION_NAME` printable characters without ``/`` (it is a path segment of the
+REST routes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ KEY_RULE = (
     "(a POSIX shared-memory name as shm_open takes it, never a path)"
 )
 _SHOWN = 40
+_SEMAPHORE_PREFIX = "sem."  # glibc's named semaphores: a process's locks, never a client's tensors
 
 
 def _shown(value: str) -> str:
@@ -58,6 +60,12 @@ def check_key(key: object, *, region: str) -> str:
             f"system shared memory region '{region}': key {_shown(key)} is not valid: {KEY_RULE}"
         )
     name = match[1]
+    if name.startswith(_SEMAPHORE_PREFIX):
+        raise InvalidInput(
+            f"system shared memory region '{region}': key {_shown(key)} names a POSIX semaphore (sem_open "
+            f"keeps them in /dev/shm as '{_SEMAPHORE_PREFIX}*'), not shared memory; register a shared memory "
+            "object"
+        )
     if name.startswith(INTERNAL_PREFIX):
         raise InvalidInput(
             f"system shared memory region '{region}': key {_shown(key)} is reserved for the server's own "

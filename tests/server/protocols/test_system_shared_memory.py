@@ -245,6 +245,7 @@ def shm_file() -> Iterator[str]:
         ("", "'key' is missing"),
         (None, "'key' is missing"),
         ("/modelport-tensors", "reserved for the server's own memory"),
+        ("/sem.mp-lock", "names a POSIX semaphore"),
         ("/no_such_key_" + "0" * 8, "no shared memory object has this key"),
     ],
 )
