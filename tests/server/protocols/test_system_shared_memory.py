@@ -8,6 +8,7 @@ server still serving.
 from __future__ import annotations
 
 import os
+import queue
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -87,10 +88,11 @@ def _status(client: Any, name: str = "") -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("mixed", [False, True], ids=["all-in-shm", "one-input-inline"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-in-shm", "one-of-each-inline"])
 def test_inputs_and_outputs_travel_through_shared_memory(client: Any, regions: Regions, mixed: bool) -> None:
     """Triton's simple_*_shm_client: both inputs in one region, both outputs in another (the second at an
-    offset); with ``mixed`` the second input travels inline (REST binary / raw_input_contents)."""
+    offset); with ``mixed`` the second input and the first output travel inline (REST binary /
+    raw_input_contents and raw_output_contents, whose entries keep the order of the outputs)."""
     module = _module(client)
     inputs_name, _, inputs = regions.create("inputs", 2 * TENSOR_BYTES)
     outputs_name, _, outputs = regions.create("outputs", 2 * TENSOR_BYTES)
@@ -103,7 +105,8 @@ def test_inputs_and_outputs_travel_through_shared_memory(client: Any, regions: R
     else:
         second.set_shared_memory(inputs_name, TENSOR_BYTES, offset=TENSOR_BYTES)
     wanted = [module.InferRequestedOutput("OUTPUT0"), module.InferRequestedOutput("OUTPUT1")]
-    wanted[0].set_shared_memory(outputs_name, TENSOR_BYTES)
+    if not mixed:
+        wanted[0].set_shared_memory(outputs_name, TENSOR_BYTES)
     wanted[1].set_shared_memory(outputs_name, TENSOR_BYTES, offset=TENSOR_BYTES)
     result = client.infer("simple", [first, second], outputs=wanted)
     for index, (name, expected) in enumerate((("OUTPUT0", IN0 + IN1), ("OUTPUT1", IN0 - IN1))):
@@ -111,6 +114,9 @@ def test_inputs_and_outputs_travel_through_shared_memory(client: Any, regions: R
         datatype = output["datatype"] if isinstance(output, dict) else output.datatype
         shape = output["shape"] if isinstance(output, dict) else list(output.shape)
         assert (datatype, shape) == ("FP32", [2, 3])
+        if mixed and index == 0:  # inline, before an output in shared memory
+            np.testing.assert_array_equal(result.as_numpy(name), expected)
+            continue
         if isinstance(output, dict):  # REST: parameters, no data
             assert "data" not in output
             assert output["parameters"]["shared_memory_region"] == outputs_name
@@ -119,6 +125,33 @@ def test_inputs_and_outputs_travel_through_shared_memory(client: Any, regions: R
             assert output.parameters["shared_memory_region"].string_param == outputs_name
         got = shm.get_contents_as_numpy(outputs, np.float32, shape, offset=index * TENSOR_BYTES)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_grpc_stream_infer_reads_and_writes_shared_memory(server: ServerProcess) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    regions = Regions(client)
+    try:
+        in_name, _, in_handle = regions.create("stream_in", 2 * TENSOR_BYTES)
+        out_name, _, out_handle = regions.create("stream_out", TENSOR_BYTES)
+        shm.set_shared_memory_region(in_handle, [IN0, IN1])
+        answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        tensors = [grpcclient.InferInput(name, [2, 3], "FP32") for name in ("INPUT0", "INPUT1")]
+        for index, tensor in enumerate(tensors):
+            tensor.set_shared_memory(in_name, TENSOR_BYTES, offset=index * TENSOR_BYTES)
+        wanted = grpcclient.InferRequestedOutput("OUTPUT1")
+        wanted.set_shared_memory(out_name, TENSOR_BYTES)
+        client.async_stream_infer("simple", tensors, outputs=[wanted])
+        result, error = answers.get(timeout=30)
+        client.stop_stream()
+        assert (
+            error is None
+            and result.get_output("OUTPUT1").parameters["shared_memory_byte_size"].int64_param == 24
+        )
+        np.testing.assert_array_equal(shm.get_contents_as_numpy(out_handle, np.float32, [2, 3]), IN0 - IN1)
+    finally:
+        regions.close()
+        client.close()
 
 
 def test_rest_json_request_and_answer_carry_the_parameters(server: ServerProcess) -> None:
