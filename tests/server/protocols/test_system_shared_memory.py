@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -239,6 +241,64 @@ def test_registering_a_name_twice_is_an_error(client: Any, regions: Regions) -> 
         client.register_system_shared_memory(name, key, 64)
     assert f"region '{name}' is already registered" in caught.value.message()
     assert caught.value.status() in ("400", "StatusCode.ALREADY_EXISTS")
+
+
+def test_unregister_and_register_again_under_traffic(server: ServerProcess) -> None:
+    """Four clients infer from a region while a fifth unregisters and registers it again, over and over
+    (bounded: 40 requests each): every answer is right or a clean 400 naming the region, never a crash."""
+    name, key = unique("churn"), "/" + unique("mp_churn")
+    handle = shm.create_shared_memory_region(name, key, 2 * TENSOR_BYTES)
+    shm.set_shared_memory_region(handle, [IN0, IN1])
+    base = f"http://{server.http_url}/v2"
+    register = {"key": key, "offset": 0, "byte_size": 2 * TENSOR_BYTES}
+    body = {
+        "inputs": [
+            {"name": tensor, "datatype": "FP32", "shape": [2, 3], "parameters": _placed(name, 24, 24 * i)}
+            for i, tensor in enumerate(("INPUT0", "INPUT1"))
+        ],
+        "outputs": [{"name": "OUTPUT0"}],
+    }
+    outcomes: list[str] = []
+    done = threading.Event()
+
+    def infer() -> None:
+        with httpx.Client(timeout=30) as rest:
+            for _ in range(40):
+                answer = rest.post(f"{base}/models/simple/infer", json=body)
+                if answer.status_code == 200:
+                    data = np.array(answer.json()["outputs"][0]["data"], np.float32).reshape(2, 3)
+                    outcomes.append("right" if np.array_equal(data, IN0 + IN1) else "WRONG")
+                elif f"unable to find system shared memory region '{name}'" in answer.json()["error"]:
+                    outcomes.append("unregistered")
+                else:
+                    outcomes.append(f"{answer.status_code} {answer.text}")
+
+    def churn() -> None:
+        with httpx.Client(timeout=30) as rest:
+            while not done.is_set():
+                rest.post(f"{base}/systemsharedmemory/region/{name}/register", json=register)
+                time.sleep(0.005)
+                rest.post(f"{base}/systemsharedmemory/region/{name}/unregister")
+
+    churner = threading.Thread(target=churn)
+    clients = [threading.Thread(target=infer) for _ in range(4)]
+    try:
+        churner.start()
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(120)
+    finally:
+        done.set()
+        churner.join(30)
+        httpx.post(f"{base}/systemsharedmemory/region/{name}/unregister", timeout=30)
+        shm.destroy_shared_memory_region(handle)
+    assert len(outcomes) == 160
+    assert set(outcomes) <= {"right", "unregistered"}, [
+        o for o in outcomes if o not in ("right", "unregistered")
+    ]
+    assert "right" in outcomes
+    assert httpx.get(f"{base}/health/live", timeout=10).status_code == 200
 
 
 def test_server_metadata_lists_system_shared_memory_only(
