@@ -2,8 +2,10 @@
 
 Decoding accepts each input either as typed ``contents`` or as ``raw_input_contents`` (never both, one raw
 entry per input in ``inputs`` order) and builds the arrays through :mod:`wire_tensors`, so every check (shape,
-byte count, declared size before allocation) is the one the REST adapter applies. Encoding always answers
-with ``raw_output_contents``: ``tritonclient.grpc`` decodes only those.
+byte count, declared size before allocation) is the one the REST adapter applies. An input placed in shared
+memory by its parameters has neither (the raw entries are those of the other inputs) and goes to the data
+plane as :class:`SharedMemoryInput`. Encoding always answers with ``raw_output_contents``
+(``tritonclient.grpc`` decodes only those), an empty entry for an output written into shared memory.
 """
 
 from __future__ import annotations

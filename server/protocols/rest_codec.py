@@ -4,8 +4,9 @@ A request body is a JSON header, optionally followed by tensor blobs in the orde
 ``parameters.binary_data_size``; ``Inference-Header-Content-Length`` gives the JSON length whenever blobs
 follow. The reply is JSON, or JSON + blobs for the outputs asked for as binary (``binary_data`` per output,
 ``binary_data_output`` for all). A *raw binary request* (``Inference-Header-Content-Length: 0``) is one
-tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. Hand-written
-checks instead of a schema library: this is the hot path.
+tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. An input or
+output whose parameters place it in a shared-memory region carries no data here (the data plane reads and
+writes the region). Hand-written checks instead of a schema library: this is the hot path.
 
 Cost (``benchmarks/decode_memory.py`` measures it): a binary fixed-size tensor is a view of the body; a
 binary BYTES tensor at most ~12x its bytes; JSON ``data`` is parsed by orjson into Python values first (up to
