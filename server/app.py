@@ -392,6 +392,7 @@ class _Server:
         # What the listeners left of the drain timeout: the whole shutdown stays within it.
         await self.manager.close(drain_timeout=max(0.0, self.drain_deadline - time.monotonic()))
         await asyncio.to_thread(self.explicit.close)  # the uploads: no executor reads them any more
+        self.dataplane.system_shared_memory.close()  # the client's regions: no request uses them any more
 
 
 async def serve(settings: ServerSettings) -> int:

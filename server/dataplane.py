@@ -24,6 +24,7 @@ from .observability.statistics import VersionStatistics
 from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .repository.triton_config import PLATFORM, triton_model_config
 from .settings import ServerSettings
+from .shared_memory import SharedMemoryUse, SystemSharedMemory
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "Servable", "ServerMetadata"]
 
@@ -40,6 +41,7 @@ EXTENSIONS = [
     "statistics",
     "parameters",
     "schedule_policy",
+    "system_shared_memory",
 ]
 
 
@@ -83,6 +85,8 @@ class DataPlane:
         self._recorder = RequestRecorder(metrics if metrics is not None else ServerMetrics())
         self._ready = False
         self._metadata = ServerMetadata(SERVER_NAME, _server_version(), list(EXTENSIONS))
+        # The client's registered regions (Triton's system shared-memory extension); closed at shutdown.
+        self.system_shared_memory = SystemSharedMemory()
 
     # ----- health and metadata ---------------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class DataPlane:
         rows = 0
         result: ExecutionResult | None = None
         failure: Exception | None = None
+        shared = SharedMemoryUse(self.system_shared_memory, request)
         try:
             deadline = self._deadline(request)  # also bounds a load on demand
             if servable is None or servable.failure is not None:
@@ -175,6 +180,7 @@ class DataPlane:
             else:
                 loaded = servable
             statistics = loaded.statistics
+            shared.attach()  # inputs in shared memory become views of it; outputs' regions are checked
             rows = self._check_inputs(loaded, request.inputs)
             output_names = self._output_names(loaded, request.requested_outputs)
             self._check_output_parameters(request)
@@ -186,8 +192,11 @@ class DataPlane:
                     )
             finally:
                 loaded.exit()
+            in_shared_memory = shared.place(result.outputs)
         except Exception as error:
             failure = error
+        finally:
+            shared.release()
         self._recorder.finish(
             request_id=request.id,
             model_name=request.model_name,
@@ -210,6 +219,7 @@ class DataPlane:
             model_version=str(loaded.spec.version),
             outputs={name: result.outputs[name] for name in output_names},
             id=request.id,
+            in_shared_memory=in_shared_memory,
         )
 
     def reject(

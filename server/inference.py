@@ -11,7 +11,16 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InferRequest", "InferResponse", "Parameter", "Protocol", "Signature", "TensorSpec", "Tensors"]
+__all__ = [
+    "InferRequest",
+    "InferResponse",
+    "Parameter",
+    "Protocol",
+    "SharedMemoryInput",
+    "Signature",
+    "TensorSpec",
+    "Tensors",
+]
 
 Tensors = dict[str, npt.NDArray[np.generic]]
 Parameter = bool | int | float | str
@@ -31,6 +40,18 @@ class TensorSpec:
     shape: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SharedMemoryInput:
+    """An input whose data lies in a registered shared-memory region (Triton's shared-memory extension):
+    ``byte_size`` bytes at ``offset`` into the region called ``region``, as the client declared them."""
+
+    datatype: str
+    shape: tuple[int, ...]
+    region: str
+    offset: int
+    byte_size: int
+
+
 @dataclass(slots=True)
 class InferRequest:
     """A decoded inference request, as the data plane receives it from either adapter."""
@@ -43,6 +64,8 @@ class InferRequest:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     output_parameters: dict[str, dict[str, Parameter]] = field(default_factory=dict)
     protocol: Protocol = "http"
+    # Inputs to read from shared memory (the data plane turns them into ``inputs``), by name.
+    shared_inputs: dict[str, SharedMemoryInput] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -54,6 +77,8 @@ class InferResponse:
     outputs: Tensors
     id: str = ""
     parameters: dict[str, Parameter] = field(default_factory=dict)
+    # Outputs written into the client's shared memory: sent with these parameters instead of their data.
+    in_shared_memory: dict[str, dict[str, Parameter]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["workers."],
         ["batching."],
         ["repository."],
+        ["shared_memory."],
         ["dataplane"],
         ["protocols."],
         ["console."],

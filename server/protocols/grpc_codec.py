@@ -2,8 +2,10 @@
 
 Decoding accepts each input either as typed ``contents`` or as ``raw_input_contents`` (never both, one raw
 entry per input in ``inputs`` order) and builds the arrays through :mod:`wire_tensors`, so every check (shape,
-byte count, declared size before allocation) is the one the REST adapter applies. Encoding always answers
-with ``raw_output_contents``: ``tritonclient.grpc`` decodes only those.
+byte count, declared size before allocation) is the one the REST adapter applies. An input placed in shared
+memory by its parameters has neither (the raw entries are those of the other inputs) and goes to the data
+plane as :class:`SharedMemoryInput`. Encoding always answers with ``raw_output_contents``
+(``tritonclient.grpc`` decodes only those), an empty entry for an output written into shared memory.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from ..datatypes import by_name, by_numpy
-from ..errors import InvalidInput, Unsupported
-from ..inference import InferRequest, InferResponse, Parameter, Tensors
+from ..errors import InvalidInput
+from ..inference import InferRequest, InferResponse, Parameter, SharedMemoryInput, Tensors
+from ..shared_memory import SHARED_MEMORY_PARAMETERS
 from .generated import grpc_service_pb2 as pb
 from .grpc_infer_message import InferMessage
 from .wire_tensors import (
     MAX_TENSOR_NAME,
     check_shape,
+    shared_memory_input,
     tensor_from_buffer,
     tensor_from_values,
     tensor_to_bytes,
@@ -53,7 +57,6 @@ CONTENTS_FIELDS: Mapping[str, str] = {
 }
 
 _INT64_MAX = 2**63 - 1
-_SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: data lives in a registered region
 
 
 def decode_infer_request(message: pb.ModelInferRequest | InferMessage, *, max_bytes: int) -> InferRequest:
@@ -86,29 +89,33 @@ def decode_infer_request(message: pb.ModelInferRequest | InferMessage, *, max_by
             message.model_version,
             message.id,
         )
-    if raw and len(raw) != len(message.inputs):
+    # As in Triton, raw_input_contents holds one entry per input that is not in shared memory, in order.
+    in_message = sum(1 for tensor in message.inputs if not _in_shared_memory(tensor))
+    if raw and len(raw) != in_message:
         raise InvalidInput(
-            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send exactly one "
-            "entry per input, in the order of 'inputs'"
+            f"raw_input_contents has {len(raw)} entries for {in_message} inputs not in shared memory; send "
+            "exactly one entry per such input, in the order of 'inputs'"
         )
     inputs: Tensors = {}
+    shared_inputs: dict[str, SharedMemoryInput] = {}
     for index, tensor in enumerate(message.inputs):
         if len(tensor.name) > MAX_TENSOR_NAME:
             raise InvalidInput(
                 f"inputs[{index}]: a tensor name of {len(tensor.name)} characters; at most {MAX_TENSOR_NAME}"
             )
-        if tensor.name in inputs:
+        if tensor.name in inputs or tensor.name in shared_inputs:
             raise InvalidInput(f"input '{tensor.name}' is given twice")
-        inputs[tensor.name] = _decode_input(tensor, raw[index] if raw else None, max_bytes)
+        shared = _shared_input(tensor)
+        if shared is not None:
+            shared_inputs[tensor.name] = shared
+            continue
+        inputs[tensor.name] = _decode_input(tensor, raw[len(inputs)] if raw else None, max_bytes)
     for index, output in enumerate(message.outputs):
         if len(output.name) > MAX_TENSOR_NAME:
             raise InvalidInput(
                 f"outputs[{index}]: a tensor name of {len(output.name)} characters; at most {MAX_TENSOR_NAME}"
             )
     requested = [output.name for output in message.outputs]
-    for output in message.outputs:
-        if _SHARED_MEMORY in output.parameters:
-            raise Unsupported(f"output '{output.name}': shared memory is not supported by modelport")
     return InferRequest(
         model_name=model_name,
         model_version=model_version,
@@ -122,17 +129,32 @@ def decode_infer_request(message: pb.ModelInferRequest | InferMessage, *, max_by
             if output.parameters
         },
         protocol="grpc",
+        shared_inputs=shared_inputs,
     )
+
+
+def _in_shared_memory(tensor: pb.ModelInferRequest.InferInputTensor) -> bool:
+    return bool(tensor.parameters) and not SHARED_MEMORY_PARAMETERS.isdisjoint(tensor.parameters)
+
+
+def _shared_input(tensor: pb.ModelInferRequest.InferInputTensor) -> SharedMemoryInput | None:
+    """The input as placed in shared memory by its parameters, or None (its data is in the message)."""
+    if not _in_shared_memory(tensor):
+        return None
+    parameters = decode_parameters(tensor.parameters, where=f"input '{tensor.name}'")
+    shared = shared_memory_input(tensor.name, tensor.datatype, list(tensor.shape), parameters)
+    if shared is not None and tensor.HasField("contents"):
+        raise InvalidInput(
+            f"input '{tensor.name}': its data is in shared memory region '{shared.region}'; set no "
+            "'contents' for it"
+        )
+    return shared
 
 
 def _decode_input(
     tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | memoryview | None, max_bytes: int
 ) -> npt.NDArray[Any]:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
-    if _SHARED_MEMORY in tensor.parameters:
-        raise Unsupported(
-            f"input '{name}': shared memory is not supported by modelport; send raw_input_contents"
-        )
     if raw is not None:
         if tensor.HasField("contents"):
             raise InvalidInput(
@@ -195,6 +217,11 @@ def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
     encode_parameters(response.parameters, message.parameters)
     for name, array in response.outputs.items():
         datatype = by_numpy(np.asarray(array).dtype).name
-        message.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        message.raw_output_contents.append(tensor_to_bytes(array))
+        output = message.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        placed = response.in_shared_memory.get(name)
+        if placed is not None:  # written into the client's shared memory; an empty entry keeps the order
+            encode_parameters(placed, output.parameters)
+            message.raw_output_contents.append(b"")
+        else:
+            message.raw_output_contents.append(tensor_to_bytes(array))
     return message

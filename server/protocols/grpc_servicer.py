@@ -18,6 +18,7 @@ from ..errors import InvalidInput, ModelportError, Unsupported
 from ..inference import InferRequest
 from ..names import check_model_name, check_version
 from ..observability.recording import client_request_id, internal_error
+from ..shared_memory import CUDA_SHARED_MEMORY_REFUSAL
 from .generated import grpc_service_pb2 as pb
 from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
@@ -254,14 +255,18 @@ class InferenceServicer:
         if self._explicit is None:
             raise Unsupported(f"repository {action} is not available on this server")
         self._explicit.require_enabled(action)
+        self._check_access(context, f"repository {action}")
+        return self._explicit
+
+    def _check_access(self, context: Any, what: str) -> None:
+        """Refuse a client that :class:`ManagementAccess` does not let make ``what``."""
         metadata = dict(context.invocation_metadata() or ())
         authorization = metadata.get("authorization")
         self._access.check(
-            f"repository {action}",
+            what,
             authorization=authorization if isinstance(authorization, str) else None,
             client_host=grpc_peer_host(context.peer()),
         )
-        return self._explicit
 
     @unary
     async def repository_model_load(
@@ -279,12 +284,40 @@ class InferenceServicer:
         await self._control(context, "unload").unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    system_shared_memory_status = unsupported("system shared memory")
-    system_shared_memory_register = unsupported("system shared memory")
-    system_shared_memory_unregister = unsupported("system shared memory")
-    cuda_shared_memory_status = unsupported("CUDA shared memory")
-    cuda_shared_memory_register = unsupported("CUDA shared memory")
-    cuda_shared_memory_unregister = unsupported("CUDA shared memory")
+    @unary
+    async def system_shared_memory_status(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        region = pb.SystemSharedMemoryStatusResponse.RegionStatus
+        return pb.SystemSharedMemoryStatusResponse(
+            regions={
+                r.name: region(name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size)
+                for r in self._dataplane.system_shared_memory.status(request.name)
+            }
+        )
+
+    @unary
+    async def system_shared_memory_register(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self._check_access(context, "system shared memory register")
+        self._dataplane.system_shared_memory.register(
+            request.name, key=request.key, offset=request.offset, byte_size=request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @unary
+    async def system_shared_memory_unregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self._check_access(context, "system shared memory unregister")
+        self._dataplane.system_shared_memory.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @unary
+    async def cuda_shared_memory(self, request: Any, context: Any) -> Any:
+        raise Unsupported(CUDA_SHARED_MEMORY_REFUSAL)
+
     trace_setting = unsupported("tracing")
     log_settings = unsupported("changing log settings at run time")
 
@@ -307,9 +340,9 @@ class InferenceServicer:
             "SystemSharedMemoryStatus": self.system_shared_memory_status,
             "SystemSharedMemoryRegister": self.system_shared_memory_register,
             "SystemSharedMemoryUnregister": self.system_shared_memory_unregister,
-            "CudaSharedMemoryStatus": self.cuda_shared_memory_status,
-            "CudaSharedMemoryRegister": self.cuda_shared_memory_register,
-            "CudaSharedMemoryUnregister": self.cuda_shared_memory_unregister,
+            "CudaSharedMemoryStatus": self.cuda_shared_memory,
+            "CudaSharedMemoryRegister": self.cuda_shared_memory,
+            "CudaSharedMemoryUnregister": self.cuda_shared_memory,
             "TraceSetting": self.trace_setting,
             "LogSettings": self.log_settings,
         }

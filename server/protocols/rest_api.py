@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import functools
 import logging
 import re
@@ -34,6 +35,7 @@ from ..inference import TensorSpec
 from ..names import check_path_names
 from ..repository.explicit import ExplicitControl
 from ..settings import ServerSettings
+from ..shared_memory import CUDA_SHARED_MEMORY_REFUSAL
 from .management_access import ManagementAccess
 from .rest_codec import decompress_body
 from .rest_docs import add_offline_docs
@@ -238,12 +240,15 @@ class _Endpoints:
         if self.explicit is None:
             raise Unsupported(f"repository {action} is not available on this server")
         self.explicit.require_enabled(action)
+        self._check_access(request, f"repository {action}")
+        return self.explicit
+
+    def _check_access(self, request: Request, what: str) -> None:
         self.access.check(
-            f"repository {action}",
+            what,
             authorization=request.headers.get("authorization"),
             client_host=request.client.host if request.client else None,
         )
-        return self.explicit
 
     async def load(self, request: Request, model_name: str) -> Response:
         control = self._control(request, "load")
@@ -272,13 +277,33 @@ class _Endpoints:
         await control.unload(model_name)
         return _EMPTY_OK
 
-    async def system_shared_memory(self, operation: str) -> Response:
-        """Triton's shared-memory extensions are not implemented (not listed in the server's extensions):
-        tensors travel in the request, so no client can map a region of the server's memory."""
-        raise Unsupported(f"system shared memory ({operation}) is not supported by modelport; {_IN_BODY}")
+    # Triton's system shared-memory extension (``shared_memory.regions``); register and unregister are
+    # management operations (``management_access``: loopback clients, or the management token).
+    async def shm_status(self, region_name: str) -> Response:
+        regions = self.dataplane.system_shared_memory.status(region_name)
+        return _json([dataclasses.asdict(region) for region in regions])
+
+    async def shm_status_all(self) -> Response:
+        return await self.shm_status("")
+
+    async def shm_register(self, request: Request, region_name: str) -> Response:
+        self._check_access(request, "system shared memory register")
+        body = await _json_body(request, self.limit)
+        self.dataplane.system_shared_memory.register(
+            region_name, key=body.get("key"), offset=body.get("offset", 0), byte_size=body.get("byte_size")
+        )
+        return _EMPTY_OK
+
+    async def shm_unregister(self, request: Request, region_name: str) -> Response:
+        self._check_access(request, "system shared memory unregister")
+        self.dataplane.system_shared_memory.unregister(region_name)
+        return _EMPTY_OK
+
+    async def shm_unregister_all(self, request: Request) -> Response:
+        return await self.shm_unregister(request, "")
 
     async def cuda_shared_memory(self, operation: str) -> Response:
-        raise Unsupported(f"CUDA shared memory ({operation}) is not supported by modelport; {_IN_BODY}")
+        raise Unsupported(CUDA_SHARED_MEMORY_REFUSAL)
 
     # Triton's trace and logging extensions, as gRPC's TraceSetting and LogSettings answer them (501 here,
     # UNIMPLEMENTED there); neither is listed in the server's extensions.
@@ -295,7 +320,6 @@ class _Endpoints:
         )
 
 
-_IN_BODY = "send the tensors in the request body"
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 # Every route that names a model, matched on the path as the client sent it (before percent-decoding).
 _NAMED_PATH = re.compile(rb"/v2/(?:repository/)?models/([^/?]*)(?:/versions/([^/?]*))?(?:[/?].*)?", re.DOTALL)
@@ -366,6 +390,7 @@ def create_rest_app(
     e = _Endpoints(dataplane, settings, explicit)
     model = "/v2/models/{model_name}"
     version = "/v2/models/{model_name}/versions/{model_version}"
+    region = "/v2/systemsharedmemory/region/{region_name}"
     routes: list[tuple[str, str, Endpoint, str]] = [
         ("GET", "/v2", e.server_metadata, "Server metadata"),
         ("GET", "/v2/health/live", e.live, "Server liveness: 200 when live"),
@@ -385,9 +410,18 @@ def create_rest_app(
         ("POST", "/v2/repository/index", e.repository_index, "Every model, version, state and reason"),
         ("POST", "/v2/repository/models/{model_name}/load", e.load, "Load or reload (explicit mode)"),
         ("POST", "/v2/repository/models/{model_name}/unload", e.unload, "Unload (explicit mode)"),
+        (
+            "GET",
+            "/v2/systemsharedmemory/status",
+            e.shm_status_all,
+            "Every registered system shared memory region",
+        ),
+        ("GET", f"{region}/status", e.shm_status, "One system shared memory region"),
+        ("POST", f"{region}/register", e.shm_register, "Register a system shared memory region"),
+        ("POST", "/v2/systemsharedmemory/unregister", e.shm_unregister_all, "Unregister every region"),
+        ("POST", f"{region}/unregister", e.shm_unregister, "Unregister a system shared memory region"),
         *(
-            (method, f"/v2/{kind}sharedmemory/{{operation:path}}", endpoint, f"{kind} shared memory: 501")
-            for kind, endpoint in (("system", e.system_shared_memory), ("cuda", e.cuda_shared_memory))
+            (method, "/v2/cudasharedmemory/{operation:path}", e.cuda_shared_memory, "CUDA shared memory: 501")
             for method in ("GET", "POST")
         ),
         *(

@@ -4,8 +4,9 @@ A request body is a JSON header, optionally followed by tensor blobs in the orde
 ``parameters.binary_data_size``; ``Inference-Header-Content-Length`` gives the JSON length whenever blobs
 follow. The reply is JSON, or JSON + blobs for the outputs asked for as binary (``binary_data`` per output,
 ``binary_data_output`` for all). A *raw binary request* (``Inference-Header-Content-Length: 0``) is one
-tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. Hand-written
-checks instead of a schema library: this is the hot path.
+tensor's bytes and nothing else, for a single-input model: :func:`decode_raw_binary_request`. An input or
+output whose parameters place it in a shared-memory region carries no data here (the data plane reads and
+writes the region). Hand-written checks instead of a schema library: this is the hot path.
 
 Cost (``benchmarks/decode_memory.py`` measures it): a binary fixed-size tensor is a view of the body; a
 binary BYTES tensor at most ~12x its bytes; JSON ``data`` is parsed by orjson into Python values first (up to
@@ -26,14 +27,15 @@ import numpy.typing as npt
 import orjson
 
 from ..datatypes import by_name, by_numpy
-from ..errors import InvalidInput, PayloadTooLarge, Unsupported
-from ..inference import InferRequest, InferResponse, Parameter, Tensors, TensorSpec
+from ..errors import InvalidInput, PayloadTooLarge
+from ..inference import InferRequest, InferResponse, Parameter, SharedMemoryInput, Tensors, TensorSpec
 from ..observability.recording import client_request_id
 from .large_requests import INLINE_BYTES, SLICE
 from .rest_json_slices import PIECE, Cut, NotCut, dumps_sliced, loads_sliced
 from .wire_tensors import (
     MAX_TENSOR_NAME,
     check_shape,
+    shared_memory_input,
     tensor_from_buffer,
     tensor_from_values,
     tensor_to_bytes,
@@ -139,6 +141,7 @@ def _decode_infer_request(
     if not isinstance(raw_inputs, list):
         raise InvalidInput("request body: 'inputs' must be a list of tensors")
     inputs: Tensors = {}
+    shared_inputs: dict[str, SharedMemoryInput] = {}
     offset = 0
     for index, raw in enumerate(raw_inputs):
         tensor = _object(raw, f"inputs[{index}]")
@@ -151,10 +154,18 @@ def _decode_infer_request(
             raise InvalidInput(
                 f"inputs[{index}]: a tensor name of {len(name)} characters; at most {MAX_TENSOR_NAME}"
             )
-        if name in inputs:
+        if name in inputs or name in shared_inputs:
             raise InvalidInput(f"input '{name}' is given twice")
         params = _parameters(tensor.get("parameters"), f"input '{name}' parameters")
-        _refuse_shared_memory(params, f"input '{name}'")
+        shared = shared_memory_input(name, datatype, shape, params)
+        if shared is not None:
+            if "data" in tensor or "binary_data_size" in params:
+                raise InvalidInput(
+                    f"input '{name}': its data is in shared memory region '{shared.region}'; send no 'data' "
+                    "or binary_data_size for it"
+                )
+            shared_inputs[name] = shared
+            continue
         size = params.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -198,6 +209,7 @@ def _decode_infer_request(
         parameters=parameters,
         output_parameters=output_parameters,
         protocol="http",
+        shared_inputs=shared_inputs,
     )
     return request, output_format
 
@@ -295,15 +307,6 @@ def _drop_in_slices(values: list[Any]) -> None:
         del values[-SLICE:]
 
 
-def _refuse_shared_memory(params: dict[str, Parameter], tensor: str) -> None:
-    """Triton's shared-memory extension (a tensor in a region registered beforehand) is not implemented:
-    refused as gRPC refuses it, rather than answered inline where the client would not look."""
-    if "shared_memory_region" in params:
-        raise Unsupported(
-            f"{tensor}: shared memory is not supported by modelport; send the data in the request"
-        )
-
-
 def _requested_outputs(
     value: Any, output_format: OutputFormat
 ) -> tuple[list[str] | None, dict[str, dict[str, Parameter]]]:
@@ -323,7 +326,6 @@ def _requested_outputs(
                 f"outputs[{index}]: 'name' must be a string of at most {MAX_TENSOR_NAME} characters"
             )
         params = _parameters(output.get("parameters"), f"output '{name}' parameters")
-        _refuse_shared_memory(params, f"output '{name}'")
         if "binary_data" in params:
             output_format.binary[name] = params.pop("binary_data") is True
         if params:
@@ -340,7 +342,10 @@ def encode_infer_response(response: InferResponse, output_format: OutputFormat) 
     for name, array in response.outputs.items():
         datatype = by_numpy(array.dtype).name
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if output_format.is_binary(name):
+        placed = response.in_shared_memory.get(name)
+        if placed is not None:  # written into the client's shared memory: its parameters say where
+            entry["parameters"] = placed
+        elif output_format.is_binary(name):
             blob = tensor_to_bytes(array)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

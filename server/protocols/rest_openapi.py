@@ -20,6 +20,7 @@ __all__ = ["MODEL_NAME_PATTERN", "MODEL_VERSION_PATTERN", "ROUTE_DOCS", "without
 # The name rule of :mod:`modelport.server.names` as JSON Schema patterns (a test holds the two to agree).
 MODEL_NAME_PATTERN = rf"^[A-Za-z0-9_+@=,~-][A-Za-z0-9_.+@=,~-]{{0,{MAX_NAME_LENGTH - 1}}}$"
 MODEL_VERSION_PATTERN = rf"^[0-9]{{1,{MAX_VERSION_DIGITS}}}$"
+REGION_NAME_PATTERN = r"^[^\x00-\x1f\x7f/]{1,256}$"  # shared_memory.keys.check_region_name
 
 _ERROR = {
     "type": "object",
@@ -221,6 +222,16 @@ def _path_parameters(path: str) -> dict[str, Any]:
                 "schema": {"type": "string", "pattern": MODEL_VERSION_PATTERN},
             }
         )
+    if "{region_name}" in path:
+        parameters.append(
+            {
+                "name": "region_name",
+                "in": "path",
+                "required": True,
+                "description": "a shared memory region name: 1 to 256 printable characters without '/'",
+                "schema": {"type": "string", "pattern": REGION_NAME_PATTERN},
+            }
+        )
     return {"parameters": parameters} if parameters else {}
 
 
@@ -285,11 +296,53 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
         "openapi_extra": _json_body({"type": "object", "properties": {"parameters": {"type": "object"}}}),
     },
 }
+_REGION = "/v2/systemsharedmemory/region/{region_name}"
+_REGION_STATUS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "key", "offset", "byte_size"],
+        "properties": {
+            "name": {"type": "string"},
+            "key": {"type": "string"},
+            "offset": {"type": "integer", "minimum": 0},
+            "byte_size": {"type": "integer", "minimum": 0},
+        },
+    },
+}
+_REGISTER_BODY = {
+    "type": "object",
+    "required": ["key", "byte_size"],
+    "properties": {
+        "key": {"type": "string", "description": "the POSIX shared memory name (shm_open), e.g. /input0"},
+        "offset": {"type": "integer", "minimum": 0},
+        "byte_size": {"type": "integer", "minimum": 1},
+    },
+}
+_SHM_REFUSED = _error("not allowed from this client: a loopback client or the management token is needed")
+_SHM_CHANGE: dict[int | str, dict[str, Any]] = {200: _ok(None), 401: _SHM_REFUSED, 403: _SHM_REFUSED}
 ROUTE_DOCS |= {
-    f"/v2/{kind}sharedmemory/{{operation:path}}": {
-        "responses": {501: _error("shared memory is not implemented: tensors travel in the request")}
-    }
-    for kind in ("system", "cuda")
+    "/v2/systemsharedmemory/status": {"responses": {200: _ok(_REGION_STATUS)}},
+    f"{_REGION}/status": {
+        "responses": {
+            200: _ok(_REGION_STATUS),
+            400: _error("a bad region name"),
+            404: _error("not registered"),
+        }
+    },
+    f"{_REGION}/register": {
+        "responses": {
+            **_SHM_CHANGE,
+            400: _error("a bad body, key, offset or size, a missing key, or a name already registered"),
+            413: _TOO_LARGE,
+        },
+        "openapi_extra": _json_body(_REGISTER_BODY),
+    },
+    "/v2/systemsharedmemory/unregister": {"responses": _SHM_CHANGE},
+    f"{_REGION}/unregister": {"responses": _SHM_CHANGE},
+    "/v2/cudasharedmemory/{operation:path}": {
+        "responses": {501: _error("CUDA shared memory is not implemented: use system shared memory")}
+    },
 }
 _TRACING = _error("tracing is not supported: timings are in the statistics and the metrics")
 ROUTE_DOCS |= {

@@ -16,7 +16,7 @@ functions, whatever the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,14 @@ import numpy.typing as npt
 
 from ..datatypes import Datatype, by_name, decode_bytes_tensor, encode_bytes_tensor
 from ..errors import InvalidInput
+from ..inference import Parameter, SharedMemoryInput
+from ..shared_memory import SHARED_MEMORY_PARAMETERS, placement
 
 __all__ = [
     "MAX_RANK",
     "MAX_TENSOR_NAME",
     "check_shape",
+    "shared_memory_input",
     "tensor_from_buffer",
     "tensor_from_values",
     "tensor_to_bytes",
@@ -180,3 +183,19 @@ def tensor_to_bytes(array: npt.NDArray[Any]) -> bytes:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return array.tobytes()
+
+
+def shared_memory_input(
+    name: str, datatype: str, shape: Sequence[Any], parameters: Mapping[str, Parameter]
+) -> SharedMemoryInput | None:
+    """The input ``name`` as placed in shared memory by its ``parameters``, or None when they place it
+    nowhere (its data is in the request). The datatype and shape are checked here; the byte size against
+    them, and the region, when the data plane reads it (:mod:`shared_memory.placement`)."""
+    if SHARED_MEMORY_PARAMETERS.isdisjoint(parameters):
+        return None
+    place = placement(parameters, f"input '{name}'")
+    if place is None:
+        return None
+    # No size limit but the region's: shared memory is how a tensor larger than a request body travels.
+    check_shape(name, by_name(datatype, tensor=name), shape, max_bytes=_INT64_MAX)
+    return SharedMemoryInput(datatype, tuple(shape), place.region, place.offset, place.byte_size)

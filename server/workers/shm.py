@@ -28,10 +28,12 @@ from ..inference import Tensors
 
 __all__ = [
     "ALIGN",
+    "INTERNAL_PREFIX",
     "OutgoingRegion",
     "Region",
     "TensorLayout",
     "adopt_region",
+    "is_internal_file",
     "read_tensors",
     "region_size_for",
     "write_tensors",
@@ -39,6 +41,17 @@ __all__ = [
 
 ALIGN = 64
 _MIN_REGION = 1 << 16
+# The name prefix of every shared-memory file the server makes (a memfd's name, seen in /proc/PID/fd); the
+# client shared-memory extension refuses keys that start with it.
+INTERNAL_PREFIX = "modelport"
+# (st_dev, st_ino) of every region mapped in this process: the client shared-memory extension refuses a key
+# that opens one of them, however it was reached.
+_INTERNAL_FILES: set[tuple[int, int]] = set()
+
+
+def is_internal_file(status: os.stat_result) -> bool:
+    """Whether ``status`` (an ``os.fstat``) is the file of a region this process maps for its workers."""
+    return (status.st_dev, status.st_ino) in _INTERNAL_FILES
 
 
 def _aligned(n: int) -> int:
@@ -61,11 +74,14 @@ class Region:
         self.size = size
         self._map = mmap.mmap(fd, size)
         self.buffer = memoryview(self._map)
+        status = os.fstat(fd)
+        self._identity = (status.st_dev, status.st_ino)
+        _INTERNAL_FILES.add(self._identity)
 
     @classmethod
     def create(cls, size: int) -> Region:
         """A new zero-filled region of ``size`` bytes."""
-        fd = os.memfd_create("modelport-tensors", os.MFD_CLOEXEC)
+        fd = os.memfd_create(f"{INTERNAL_PREFIX}-tensors", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
             return cls(fd, size)
@@ -75,6 +91,7 @@ class Region:
 
     def close(self) -> None:
         """Unmap and close the descriptor; views into :attr:`buffer` must be gone by now."""
+        _INTERNAL_FILES.discard(self._identity)
         self.buffer.release()
         # A numpy view may still point into the map (a caller kept an output view): the GC unmaps it then.
         with contextlib.suppress(BufferError):

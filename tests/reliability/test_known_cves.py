@@ -1,7 +1,7 @@
 """The known model-server vulnerabilities of SECURITY.md, each tried against modelport the way it was
 exploited elsewhere; modelport must refuse cleanly and keep serving.
 
-- Triton CVE-2025-23319/23320/23334 (shared-memory chain): no shared-memory API to register a region with.
+- Triton CVE-2025-23319/23320/23334 (shared-memory chain): the server's own regions cannot be registered.
 - Triton CVE-2025-23310/23311 (chunked transfer encoding overflow): megabytes of tiny chunks.
 - TensorFlow Serving CVE-2025-0649 (nested JSON recursion): 100,000 nested ``[``.
 - TorchServe ShellTorch, CVE-2023-43654 (model download from any URL through an exposed management API)
@@ -61,43 +61,47 @@ def _assert_serving(server: ServerProcess) -> None:
     assert httpx.get(f"http://{server.http_url}/v2/health/ready", timeout=10).status_code == 200
 
 
-def test_triton_shared_memory_chain_has_no_api_to_register_a_region(server: ServerProcess) -> None:
-    """CVE-2025-23319/23320/23334: a region name leaked in an error, registered through the shared-memory
-    API, then read and written. modelport has no such API on either protocol, and says so."""
-    base = f"http://{server.http_url}"
-    assert not any("shared_memory" in e for e in httpx.get(f"{base}/v2", timeout=10).json()["extensions"])
-    key = "triton_python_backend_shm_region_1"
-    region = {"key": key, "offset": 0, "byte_size": 4096}
-    for kind in ("systemsharedmemory", "cudasharedmemory"):
-        for method, path in (("POST", "region/r/register"), ("GET", "status"), ("POST", "unregister")):
-            response = httpx.request(method, f"{base}/v2/{kind}/{path}", json=region, timeout=10)
-            assert response.status_code == 501, response.text
-            assert "not supported by modelport" in response.json()["error"]
+def test_triton_shared_memory_chain_cannot_reach_the_servers_memory(server: ServerProcess) -> None:
+    """CVE-2025-23319/23320/23334: a region name leaked in an error, Triton's internal region registered
+    through the shared-memory API, then read and written. modelport's own regions are anonymous (memfd, no
+    key to name them); a key is one name in /dev/shm, never a path; keys in the server's own namespace are
+    refused; and an unknown region used in an inference is refused, naming no internal region."""
+    base = f"http://{server.http_url}/v2/systemsharedmemory"
+    for key in (
+        "triton_python_backend_shm_region_1",  # no such object here
+        "/modelport-tensors",  # the name of the workers' memfds
+        "/dev/shm/../proc/self/mem",
+        "/proc/self/fd/3",
+    ):
+        response = httpx.post(f"{base}/region/r/register", json={"key": key, "byte_size": 4096}, timeout=10)
+        assert response.status_code == 400, (key, response.text)
+        assert "region 'r'" in response.json()["error"]
+    assert httpx.get(f"{base}/status", timeout=10).json() == []
     shared = {"shared_memory_region": "r", "shared_memory_byte_size": 16}
     infer = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "parameters": shared}]}
     output = {"name": "OUTPUT0", "parameters": shared}
     data = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
     for body in (infer, {**data, "outputs": [output]}):
-        response = httpx.post(f"{base}/v2/models/identity/infer", json=body, timeout=10)
-        assert response.status_code == 501, response.text
-        assert "shared memory is not supported" in response.json()["error"]
+        response = httpx.post(f"http://{server.http_url}/v2/models/identity/infer", json=body, timeout=10)
+        assert response.status_code == 400, response.text
+        assert "unable to find system shared memory region 'r'" in response.json()["error"]
     with grpc.insecure_channel(server.grpc_url) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
-        for rpc, request in (
-            ("SystemSharedMemoryRegister", pb.SystemSharedMemoryRegisterRequest(name="r", key=key)),
-            ("CudaSharedMemoryRegister", pb.CudaSharedMemoryRegisterRequest(name="r")),
-            ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest()),
-        ):
-            with pytest.raises(grpc.RpcError) as caught:
-                getattr(stub, rpc)(request, timeout=10)
-            assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED, rpc
+        request = pb.SystemSharedMemoryRegisterRequest(name="r", key="/modelport-tensors", byte_size=64)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.SystemSharedMemoryRegister(request, timeout=10)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.CudaSharedMemoryRegister(pb.CudaSharedMemoryRegisterRequest(name="r"), timeout=10)
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
         message = pb.ModelInferRequest(model_name="identity")
         tensor = message.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
         tensor.parameters["shared_memory_region"].string_param = "r"
+        tensor.parameters["shared_memory_byte_size"].int64_param = 16
         with pytest.raises(grpc.RpcError) as caught:
             stub.ModelInfer(message, timeout=10)
-        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
-        assert "shared memory is not supported" in str(caught.value.details())
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "unable to find system shared memory region 'r'" in str(caught.value.details())
     _assert_serving(server)
 
 

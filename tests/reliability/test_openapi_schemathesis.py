@@ -78,11 +78,12 @@ OPERATIONS = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/{model_name}/load"),
     ("POST", "/v2/repository/models/{model_name}/unload"),
-    *(
-        (method, f"/v2/{kind}sharedmemory/{{operation}}")
-        for kind in ("system", "cuda")
-        for method in ("GET", "POST")
-    ),
+    ("GET", "/v2/systemsharedmemory/status"),
+    ("GET", "/v2/systemsharedmemory/region/{region_name}/status"),
+    ("POST", "/v2/systemsharedmemory/region/{region_name}/register"),
+    ("POST", "/v2/systemsharedmemory/unregister"),
+    ("POST", "/v2/systemsharedmemory/region/{region_name}/unregister"),
+    *((method, "/v2/cudasharedmemory/{operation}") for method in ("GET", "POST")),
     *(
         (method, path)
         for path in ("/v2/trace/setting", f"{_MODEL}/trace/setting", "/v2/logging")
@@ -90,7 +91,9 @@ OPERATIONS = [
     ),
 ]
 # Routes that answer 501 whatever is sent: schemathesis finds no case the document refuses.
-_NO_BODY = ("sharedmemory", "/trace/", "/logging")
+_NO_BODY = ("cudasharedmemory", "/trace/", "/logging")
+# Routes that read no body and no model name: nothing for a negative case to change.
+_NO_NEGATIVE = (*_NO_BODY, "systemsharedmemory/status", "/unregister")
 
 
 # schemathesis' own pytest integration (from_fixture) does not run under this pytest (it reads a private
@@ -104,7 +107,7 @@ CASES = [
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     if mode is GenerationMode.POSITIVE
     or (
-        not any(part in path for part in _NO_BODY)
+        not any(part in path for part in _NO_NEGATIVE)
         and (method == "POST" or ("{model_name}" in path and "{model_version}" not in path))
     )
 ]

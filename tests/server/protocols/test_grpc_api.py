@@ -141,13 +141,6 @@ def test_load_and_unload_need_explicit_model_control(grpc_client: grpcclient.Inf
     assert grpc_client.is_model_ready("simple")
 
 
-def test_shared_memory_is_unimplemented_with_a_reason(grpc_client: grpcclient.InferenceServerClient) -> None:
-    error = failure(grpc_client.get_system_shared_memory_status)
-    assert error.status() == "StatusCode.UNIMPLEMENTED"
-    assert "system shared memory is not supported" in error.message()
-    assert grpc_client.is_server_live()
-
-
 def test_grpc_health_service(grpc_channel: grpc.Channel) -> None:
     health = health_pb2_grpc.HealthStub(grpc_channel)
     serving = health_pb2.HealthCheckResponse.SERVING

@@ -197,12 +197,13 @@ def test_protobuf_specific_refusals(grpc_stub: Any, change: Any, message: str) -
     assert message in error.details()
 
 
-def test_shared_memory_tensors_are_unimplemented(grpc_stub: Any) -> None:
+def test_a_shared_memory_input_with_contents_is_refused(grpc_stub: Any) -> None:
     request = infer_request("case_fp32", (WireTensor("INPUT0", "FP32", (1, 4), values=[1.0] * 4),))
     request.inputs[0].parameters["shared_memory_region"].string_param = "region0"
+    request.inputs[0].parameters["shared_memory_byte_size"].int64_param = 16
     error = rpc_error(grpc_stub.ModelInfer, request)
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "input 'INPUT0': shared memory is not supported" in error.details()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "its data is in shared memory region 'region0'; set no 'contents'" in error.details()
 
 
 def test_fp16_has_no_typed_contents(grpc_stub: Any) -> None:

@@ -1,7 +1,7 @@
 """Triton's extensions modelport does not implement answer the same reason over REST and gRPC.
 
-tritonclient's shared-memory, trace and logging calls: REST answers 501 with ``{"error": ...}`` (not a bare
-404, which reads as a wrong URL), gRPC answers UNIMPLEMENTED, and both name the feature.
+tritonclient's CUDA shared-memory, trace and logging calls: REST answers 501 with ``{"error": ...}`` (not a
+bare 404, which reads as a wrong URL), gRPC answers UNIMPLEMENTED, and both name the feature.
 """
 
 from __future__ import annotations
@@ -32,10 +32,6 @@ CALLS: dict[str, tuple[Callable[[Any], object], str]] = {
     "update log settings": (
         lambda client: client.update_log_settings({"log_verbose_level": 1}),
         "changing log settings at run time",
-    ),
-    "system shared memory": (
-        lambda client: client.get_system_shared_memory_status(),
-        "system shared memory",
     ),
     "cuda shared memory": (lambda client: client.get_cuda_shared_memory_status(), "CUDA shared memory"),
 }
