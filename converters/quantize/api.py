@@ -12,7 +12,7 @@ CPU (see :mod:`.cpu`). FP16 uses ``onnxruntime.transformers.float16``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +21,7 @@ from ..samples import SampleSet
 from .cpu import decide_reduce_range, read_cpu_features
 from .gate import AccuracyReport, Task, compare_outputs, run_model
 from .int8 import preprocess, quantize_int8
+from .int8_io import IoQuantization, dequantize, int8_io, quantize_feed
 from .measure import LATENCY_THREADS, count_converted_nodes, median_latency_ms
 from .minify import minify
 from .report import QuantizationReport
@@ -72,6 +73,7 @@ class QuantizeOptions:
     seed: int = 0
     explain: bool = False  # INT8: measure each weighted layer's cost, quantized alone (.sensitivity)
     auto_exclude: bool = False  # INT8: when the gate fails, keep the fewest costliest layers in FP32
+    int8_io: bool = False  # static QDQ: inputs and outputs carried in 8 bits (:mod:`.int8_io`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,30 @@ def _exclusion_notes(
     ]
 
 
+def _eight_bit_io(
+    target: Path, options: QuantizeOptions, validation: SampleSet, candidate: dict[str, Any]
+) -> tuple[list[IoQuantization], list[str]]:
+    """Rewrite ``target`` to take and give 8-bit tensors; check on the validation samples that it computes
+    what it computed with float IO (``candidate``), to within one step of each output's scale."""
+    import numpy as np
+    import onnx
+
+    if options.mode != "static" or options.quant_format != "qdq":
+        raise QuantizeError("--int8-io needs static quantization in the QDQ format (--mode static)")
+    model = _load(target)
+    io, notes = int8_io(model)
+    onnx.save(model, str(target))
+    again = dequantize(
+        run_model(target, replace(validation, arrays=quantize_feed(validation.arrays, io))), io
+    )
+    for entry in io:
+        if entry.kind == "output":
+            error = float(np.max(np.abs(again[entry.name] - candidate[entry.name]), initial=0.0))
+            if error > entry.scale * 1.01:
+                raise QuantizeError(f"--int8-io changed output '{entry.name}' by {error:.3g}; report this")
+    return io, notes
+
+
 def quantize_model(
     source: Path, work: Path, options: QuantizeOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> QuantizeResult:
@@ -271,6 +297,8 @@ def quantize_model(
         _strip(target, options, how)
         candidate, accuracy = run_model(target, validation), explained.accuracy
 
+    io, io_notes = _eight_bit_io(target, options, validation, candidate) if options.int8_io else ([], [])
+    io_validation = replace(validation, arrays=quantize_feed(validation.arrays, io))
     exported = None
     ort_error = None
     if options.ort_style is not None:
@@ -278,7 +306,8 @@ def quantize_model(
         exported = convert_to_ort(
             target, work / "ort", style=options.ort_style, target_platform=options.ort_target_platform
         )
-        from_ort = run_model(exported.ort_path, validation, session_config=exported.session_config)
+        config = exported.session_config
+        from_ort = dequantize(run_model(exported.ort_path, io_validation, session_config=config), io)
         ort_error = max(
             (float(np.max(np.abs(from_ort[k].astype(np.float64) - v.astype(np.float64)), initial=0.0)))
             for k, v in candidate.items()
@@ -288,16 +317,17 @@ def quantize_model(
     feed = next(validation.take(0, 1, "").batches(1))
     sizes = {"fp32": source.stat().st_size}
     latency = {"fp32": median_latency_ms(source, feed, options.latency_runs)}
+    io_feed = quantize_feed(feed, io)
     if options.mode != "none":
         sizes["converted"] = target.stat().st_size
-        latency["converted"] = median_latency_ms(target, feed, options.latency_runs)
+        latency["converted"] = median_latency_ms(target, io_feed, options.latency_runs)
     if exported is not None:
         sizes["ort"] = exported.ort_path.stat().st_size
         latency["ort"] = median_latency_ms(
-            exported.ort_path, feed, options.latency_runs, session_config=exported.session_config
+            exported.ort_path, io_feed, options.latency_runs, session_config=exported.session_config
         )
 
-    notes = _exclusion_notes(explained, sizes, latency, feed, options.latency_runs)
+    notes = [*_exclusion_notes(explained, sizes, latency, feed, options.latency_runs), *io_notes]
     if options.auto_exclude and not accuracy.passed and explained.costs:
         notes.append("--auto-exclude: even with every weighted layer in FP32 the gate fails")
     if how.debug_info_removed:
@@ -332,5 +362,6 @@ def quantize_model(
         notes=notes,
         sensitivity=[asdict(cost) for cost in explained.costs],
         fp32_layers=explained.fp32_layers,
+        int8_io=[asdict(entry) for entry in io],
     )
     return QuantizeResult(target, exported, report)

@@ -103,6 +103,7 @@ def _convert(
         keep_debug_info=params["keep_debug_info"],
         explain=params["explain"],
         auto_exclude=params["auto_exclude"],
+        int8_io=params["int8_io"],
         ort_style=cast("Any", ort_style),  # click.Choice: "fixed" | "runtime"
         ort_target_platform=cast("Any", target_platform),  # click.Choice: "amd64" | "arm" | None
     )

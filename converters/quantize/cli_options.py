@@ -126,6 +126,11 @@ def conversion_options(modes: tuple[str, ...], mode_flag: str) -> Callable[[F], 
             is_flag=True,
             help="INT8: when the gate fails, keep the fewest costliest layers in FP32 that make it pass.",
         ),
+        click.option(
+            "--int8-io",
+            is_flag=True,
+            help="Static QDQ: take and give 8-bit inputs and outputs (scale and zero point reported).",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace files at --output."),
         click.option("--verbose", is_flag=True, help="Show tracebacks and ONNX Runtime's messages."),
     ]

@@ -42,6 +42,9 @@ class QuantizationReport:
     notes: list[str] = field(default_factory=list)
     sensitivity: list[dict[str, Any]] = field(default_factory=list)  # --explain: layers, costliest first
     fp32_layers: list[str] = field(default_factory=list)  # --auto-exclude: the layers kept in FP32
+    int8_io: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # --int8-io: name, kind, dtype, scale, zero point
 
     @property
     def size_ratio(self) -> float | None:
@@ -158,5 +161,10 @@ def print_report(report: QuantizationReport, console: Console) -> None:
         console.print(f"reduce_range={report.reduce_range}: {report.reduce_range_reason}")
     if report.ort_vs_onnx_max_abs_error is not None:
         console.print(f".ort vs its ONNX: max abs difference {report.ort_vs_onnx_max_abs_error:.3g}")
+    for entry in report.int8_io:
+        console.print(
+            f"{entry['kind']} '{entry['name']}' in {entry['dtype']}: scale {entry['scale']:.6g}, zero point "
+            f"{entry['zero_point']} (real value = (q - zero_point) * scale)"
+        )
     for note in report.notes:
         console.print(f"note: {note}")
