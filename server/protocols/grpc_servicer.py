@@ -25,6 +25,13 @@ from .grpc_infer_message import InferMessage
 from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary, unsupported
 from .large_requests import after_large_request, decode_off_loop
 from .management_access import ManagementAccess, grpc_peer_host
+from .settings_codec import (
+    log_settings_message,
+    log_update_from_grpc,
+    may_change,
+    trace_settings_message,
+    trace_update_from_grpc,
+)
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
@@ -140,9 +147,9 @@ class InferenceServicer:
 
     @guarded
     async def model_infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
-        return await self._infer(request)
+        return await self._infer(request, context)
 
-    async def _infer(self, request: InferMessage | Undecodable) -> pb.ModelInferResponse:
+    async def _infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
         # A request that cannot be decoded is counted and access-logged like any failed request.
         if isinstance(request, Undecodable):  # not even the model's name is known
             raise self._dataplane.reject(
@@ -150,6 +157,9 @@ class InferenceServicer:
             )
         model_name, model_version, request_id = "", "", ""
         decoded: InferRequest | None = None
+        trace = None
+        if self._dataplane.tracing.on:  # the one check a request pays while tracing is off
+            trace = self._dataplane.tracing.begin(request.model_name, "grpc", *trace_context(context))
         try:
             try:
                 check_model_name(request.model_name, field="model_name")
@@ -168,7 +178,18 @@ class InferenceServicer:
                     request_id=request_id,
                     protocol="grpc",
                 ) from None
-            return encode_infer_response(await self._dataplane.infer(decoded))
+            response = await self._dataplane.infer(decoded, trace=trace)
+            if trace is not None:
+                trace.encoding()
+            answer = encode_infer_response(response)
+        except BaseException as error:
+            if trace is not None:
+                trace.end(error)
+            raise
+        else:
+            if trace is not None:
+                trace.end(None)
+            return answer
         finally:
             if decoded is not None:  # its tensors go to be freed (off the loop when large)
                 after_large_request(request.size, decoded.inputs)
@@ -176,9 +197,11 @@ class InferenceServicer:
             else:
                 after_large_request(request.size)
 
-    async def _stream_answer(self, request: InferMessage | Undecodable) -> pb.ModelStreamInferResponse:
+    async def _stream_answer(
+        self, request: InferMessage | Undecodable, context: Any
+    ) -> pb.ModelStreamInferResponse:
         try:
-            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
         except ModelportError as error:
             return pb.ModelStreamInferResponse(error_message=error.message)
         except Exception as error:
@@ -200,7 +223,7 @@ class InferenceServicer:
             try:
                 async for request in requests:
                     await window.acquire()
-                    answers.put_nowait(asyncio.create_task(self._stream_answer(request)))
+                    answers.put_nowait(asyncio.create_task(self._stream_answer(request, context)))
             finally:
                 answers.put_nowait(None)
 
@@ -285,8 +308,34 @@ class InferenceServicer:
     cuda_shared_memory_status = unsupported("CUDA shared memory")
     cuda_shared_memory_register = unsupported("CUDA shared memory")
     cuda_shared_memory_unregister = unsupported("CUDA shared memory")
-    trace_setting = unsupported("tracing")
-    log_settings = unsupported("changing log settings at run time")
+
+    @unary
+    async def trace_setting(self, request: pb.TraceSettingRequest, context: Any) -> pb.TraceSettingResponse:
+        """Triton's TraceSetting: no settings read them, settings change them (a management operation)."""
+        if request.model_name:
+            check_model_name(request.model_name, field="model_name")
+        update = None
+        if request.settings:
+            self._may_change(context, "trace settings")
+            update = trace_update_from_grpc(request)
+        return trace_settings_message(self._dataplane.trace_settings(request.model_name, update))
+
+    @unary
+    async def log_settings(self, request: pb.LogSettingsRequest, context: Any) -> pb.LogSettingsResponse:
+        update = None
+        if request.settings:
+            self._may_change(context, "log settings")
+            update = log_update_from_grpc(request)
+        return log_settings_message(self._dataplane.log_settings(update))
+
+    def _may_change(self, context: Any, what: str) -> None:
+        authorization = dict(context.invocation_metadata() or ()).get("authorization")
+        may_change(
+            self._access,
+            what,
+            authorization=authorization if isinstance(authorization, str) else None,
+            client_host=grpc_peer_host(context.peer()),
+        )
 
     def rpcs(self) -> dict[str, Callable[..., Any]]:
         """The implementation of each RPC, by its name in ``proto/grpc_service.proto``; those of
@@ -316,6 +365,17 @@ class InferenceServicer:
         for name, empty_means_all in _NAMED_RPCS.items():
             implementations[name] = _names_checked(implementations[name], empty_means_all=empty_means_all)
         return implementations
+
+
+def trace_context(context: Any) -> tuple[str | None, str | None]:
+    """The W3C ``traceparent`` and ``tracestate`` of an RPC's metadata (None where absent)."""
+    parent = state = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            parent = value
+        elif key == "tracestate" and isinstance(value, str):
+            state = value
+    return parent, state
 
 
 def _load_parameters(
