@@ -111,18 +111,22 @@ class SpanTimeline:
         if error is not None:
             root.set_status(Status(StatusCode.ERROR, str(error)[:200]))
         inside = trace.set_span_in_context(root)
+        # The children carry only what is their own: the model and version are the parent's (every
+        # attribute is copied into each span and encoded again, the SDK's main cost per span).
         if result is not None:
             compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns
             computed_ns = self._ran_ns
             queued_ns = max(self._start_ns, computed_ns - compute_ns - result.queue_ns)
-            self._child("queue", inside, queued_ns, queued_ns + result.queue_ns, attributes)
-            compute = dict(attributes)
-            compute["modelport.compute_input_ns"] = result.compute_input_ns
-            compute["modelport.compute_infer_ns"] = result.compute_infer_ns
-            compute["modelport.compute_output_ns"] = result.compute_output_ns
+            self._child("queue", inside, queued_ns, queued_ns + result.queue_ns, None)
+            compute = {
+                "modelport.batch_size": result.batch_size,
+                "modelport.compute_input_ns": result.compute_input_ns,
+                "modelport.compute_infer_ns": result.compute_infer_ns,
+                "modelport.compute_output_ns": result.compute_output_ns,
+            }
             self._child("compute", inside, computed_ns - compute_ns, computed_ns, compute)
         if self._encoding_ns:
-            self._child("encode", inside, self._encoding_ns, end_ns, attributes)
+            self._child("encode", inside, self._encoding_ns, end_ns, None)
         root.end(end_time=end_ns)
 
     def _child(
@@ -131,7 +135,7 @@ class SpanTimeline:
         parent: Context,
         start_ns: int,
         end_ns: int,
-        attributes: dict[str, str | int],
+        attributes: dict[str, str | int] | None,
     ) -> None:
         span = self._tracer.start_span(name, context=parent, start_time=start_ns, attributes=attributes)
         span.end(end_time=end_ns)

@@ -55,7 +55,7 @@ class TraceSettings:
     be raised. :attr:`on` is False while no scope can trace, so the request path costs one attribute read.
     """
 
-    def __init__(self, *, exporting: bool, rate: int = 1, count: int = -1) -> None:
+    def __init__(self, *, exporting: bool, rate: int = 1000, count: int = -1) -> None:
         self._exporting = exporting
         level = "TIMESTAMPS" if exporting else "OFF"
         self._global = _Scope(_Values(level=level, rate=rate, count=count, log_frequency=0))

@@ -51,7 +51,7 @@ class _Exporter(Protocol):
 class Tracing:
     """The server's trace settings and, with an ``endpoint``, the exporter behind them."""
 
-    def __init__(self, *, endpoint: str | None, rate: int = 1, service_version: str = "") -> None:
+    def __init__(self, *, endpoint: str | None, rate: int = 1000, service_version: str = "") -> None:
         self.settings = TraceSettings(exporting=endpoint is not None, rate=rate)
         self._exporter: _Exporter | None = None
         # Whether any request can be traced now (an exporter, and some scope's level TIMESTAMPS): a plain

@@ -47,7 +47,9 @@ def receiver() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[ServerProcess]:
     repository = _repository(tmp_path_factory.mktemp("traced"))
-    with start_server(repository, "--trace-endpoint", receiver.url, env=FAST_EXPORT) as process:
+    with start_server(
+        repository, "--trace-endpoint", receiver.url, "--trace-rate", "1", env=FAST_EXPORT
+    ) as process:
         yield process
 
 
@@ -74,7 +76,8 @@ def _check_tree(spans: list[ReceivedSpan], trace_id: str, parent_id: str, protoc
         child = mine[name]
         assert child.parent_span_id == root.span_id, name
         assert root.start_ns <= child.start_ns <= child.end_ns <= root.end_ns, name
-        assert child.attributes["modelport.batch_size"] == 3
+    assert mine["compute"].attributes["modelport.batch_size"] == 3
+    assert mine["compute"].attributes["modelport.compute_infer_ns"] > 0
     assert mine["queue"].end_ns <= mine["compute"].start_ns + 1_000  # the compute follows the queue
     assert mine["compute"].end_ns <= mine["encode"].start_ns
 
@@ -223,12 +226,13 @@ def test_without_an_endpoint_tracing_is_off_and_cannot_be_turned_on(server: Serv
     rest = httpclient.InferenceServerClient(server.http_url)
     try:
         assert rest.get_trace_settings()["trace_level"] == ["OFF"]
+        assert rest.get_trace_settings()["trace_rate"] == "1000"  # Triton's default
         assert "trace" in rest.get_server_metadata()["extensions"]
         with pytest.raises(InferenceServerException) as refused:
             rest.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
         assert refused.value.status() == "501" and "--trace-endpoint" in refused.value.message()
         assert rest.update_trace_settings(settings={"trace_rate": "10"})["trace_rate"] == "10"
-        rest.update_trace_settings(settings={"trace_rate": "1"})
+        rest.update_trace_settings(settings={"trace_rate": "1000"})
     finally:
         rest.close()
 
@@ -238,7 +242,12 @@ def test_spans_still_queued_are_exported_when_the_server_stops(tmp_path: Path) -
     with otlp_receiver() as receiver:
         # The SDK would wait a minute before exporting: only the shutdown flush can deliver in time.
         with start_server(
-            _repository(tmp_path), "--trace-endpoint", receiver.url, env={"OTEL_BSP_SCHEDULE_DELAY": "60000"}
+            _repository(tmp_path),
+            "--trace-endpoint",
+            receiver.url,
+            "--trace-rate",
+            "1",
+            env={"OTEL_BSP_SCHEDULE_DELAY": "60000"},
         ) as process:
             client = httpclient.InferenceServerClient(process.http_url)
             client.infer(MODEL, http_ones(3), headers={"traceparent": parent})
