@@ -118,7 +118,7 @@ class SpanTimeline:
             computed_ns = self._ran_ns
             queued_ns = max(self._start_ns, computed_ns - compute_ns - result.queue_ns)
             self._child("queue", inside, queued_ns, queued_ns + result.queue_ns, None)
-            compute = {
+            compute: dict[str, str | int] = {
                 "modelport.batch_size": result.batch_size,
                 "modelport.compute_input_ns": result.compute_input_ns,
                 "modelport.compute_infer_ns": result.compute_infer_ns,
