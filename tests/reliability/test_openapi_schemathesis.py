@@ -90,7 +90,7 @@ OPERATIONS = [
     ),
 ]
 # Routes that answer 501 whatever is sent: schemathesis finds no case the document refuses.
-_NO_BODY = ("sharedmemory", "/trace/", "/logging")
+_NO_BODY = ("sharedmemory",)
 
 
 # schemathesis' own pytest integration (from_fixture) does not run under this pytest (it reads a private
