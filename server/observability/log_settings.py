@@ -115,8 +115,11 @@ def _apply(state: _State, key: str, value: LogValue) -> _State:
     if key in _SWITCHES:
         if not isinstance(value, bool):
             raise InvalidInput(f"{key}: expected true or false, got {value!r}")
-        switched = {"log_info": "info", "log_warning": "warning", "log_error": "error"}[key]
-        return replace(state, **{switched: value})  # type: ignore[arg-type]  # a bool field, by key
+        if key == "log_info":
+            return replace(state, info=value)
+        if key == "log_warning":
+            return replace(state, warning=value)
+        return replace(state, error=value)
     if key == "log_verbose_level":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_UINT32:
             raise InvalidInput(f"log_verbose_level: expected an integer >= 0, got {value!r}")

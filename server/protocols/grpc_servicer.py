@@ -277,11 +277,9 @@ class InferenceServicer:
         if self._explicit is None:
             raise Unsupported(f"repository {action} is not available on this server")
         self._explicit.require_enabled(action)
-        metadata = dict(context.invocation_metadata() or ())
-        authorization = metadata.get("authorization")
         self._access.check(
             f"repository {action}",
-            authorization=authorization if isinstance(authorization, str) else None,
+            authorization=_authorization(context),
             client_host=grpc_peer_host(context.peer()),
         )
         return self._explicit
@@ -329,11 +327,10 @@ class InferenceServicer:
         return log_settings_message(self._dataplane.log_settings(update))
 
     def _may_change(self, context: Any, what: str) -> None:
-        authorization = dict(context.invocation_metadata() or ()).get("authorization")
         may_change(
             self._access,
             what,
-            authorization=authorization if isinstance(authorization, str) else None,
+            authorization=_authorization(context),
             client_host=grpc_peer_host(context.peer()),
         )
 
@@ -365,6 +362,12 @@ class InferenceServicer:
         for name, empty_means_all in _NAMED_RPCS.items():
             implementations[name] = _names_checked(implementations[name], empty_means_all=empty_means_all)
         return implementations
+
+
+def _authorization(context: Any) -> str | None:
+    """The ``authorization`` metadata of an RPC (the management token travels there), or None."""
+    value = dict(context.invocation_metadata() or ()).get("authorization")
+    return value if isinstance(value, str) else None
 
 
 def trace_context(context: Any) -> tuple[str | None, str | None]:
