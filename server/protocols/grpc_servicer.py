@@ -158,13 +158,13 @@ class InferenceServicer:
         model_name, model_version, request_id = "", "", ""
         decoded: InferRequest | None = None
         trace = None
-        if self._dataplane.tracing.on:  # the one check a request pays while tracing is off
-            trace = self._dataplane.tracing.begin(request.model_name, "grpc", *trace_context(context))
         try:
             try:
                 check_model_name(request.model_name, field="model_name")
                 check_version(request.model_version, field="model_version")
                 model_name, model_version = request.model_name, request.model_version
+                if self._dataplane.tracing.on:  # the one check a request pays while tracing is off
+                    trace = self._dataplane.tracing.begin(model_name, "grpc", *trace_context(context))
                 request_id = client_request_id(request.id)
                 # An unknown model or version is refused before its tensors are parsed or decoded.
                 self._dataplane.check_servable(model_name, model_version)
