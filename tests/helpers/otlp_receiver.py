@@ -31,6 +31,7 @@ class ReceivedSpan:
     end_ns: int
     attributes: dict[str, object]
     service: str
+    error: str | None  # the status message of a span whose status is ERROR, else None
 
 
 class OtlpReceiver:
@@ -58,6 +59,7 @@ class OtlpReceiver:
                                 end_ns=span.end_time_unix_nano,
                                 attributes={a.key: _value(a.value) for a in span.attributes},
                                 service=resource.get("service.name", ""),
+                                error=span.status.message if span.status.code == _ERROR else None,
                             )
                         )
 
@@ -76,6 +78,9 @@ class OtlpReceiver:
                 return spans
             time.sleep(0.05)
         raise AssertionError(f"spans not as expected after {timeout} s: {self.spans()}")
+
+
+_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 
 
 def _value(value: object) -> object:

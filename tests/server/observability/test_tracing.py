@@ -62,21 +62,31 @@ def _has_trace(spans: list[ReceivedSpan], trace_id: str) -> bool:
     return {s.name for s in spans if s.trace_id == trace_id} == {"infer", "queue", "compute", "encode"}
 
 
-def _check_tree(spans: list[ReceivedSpan], trace_id: str, parent_id: str, protocol: str) -> None:
-    mine = {s.name: s for s in spans if s.trace_id == trace_id}
-    assert set(mine) == {"infer", "queue", "compute", "encode"}, mine
-    root = mine["infer"]
+def _check_tree(
+    spans: list[ReceivedSpan],
+    trace_id: str,
+    parent_id: str,
+    protocol: str,
+    *,
+    root: ReceivedSpan | None = None,
+    batches: tuple[int, ...] = (3,),
+) -> None:
+    """The request span ``root`` (the trace's only one if None) and its three children, as documented; the
+    batch it ran in had one of ``batches`` rows."""
+    if root is None:
+        (root,) = [s for s in spans if s.trace_id == trace_id and s.name == "infer"]
+    mine = {s.name: s for s in spans if s.trace_id == trace_id and s.parent_span_id == root.span_id}
+    assert set(mine) == {"queue", "compute", "encode"}, mine
     assert root.parent_span_id == parent_id  # the client's span is the parent
     assert root.service == "modelport"
     assert root.attributes["modelport.model.name"] == MODEL
     assert root.attributes["modelport.model.version"] == "1"
-    assert root.attributes["modelport.batch_size"] == 3
+    assert root.attributes["modelport.batch_size"] in batches
     assert root.attributes["modelport.protocol"] == protocol
     for name in ("queue", "compute", "encode"):
         child = mine[name]
-        assert child.parent_span_id == root.span_id, name
         assert root.start_ns <= child.start_ns <= child.end_ns <= root.end_ns, name
-    assert mine["compute"].attributes["modelport.batch_size"] == 3
+    assert mine["compute"].attributes["modelport.batch_size"] == root.attributes["modelport.batch_size"]
     infer_ns = mine["compute"].attributes["modelport.compute_infer_ns"]
     assert isinstance(infer_ns, int) and infer_ns > 0
     assert mine["queue"].end_ns <= mine["compute"].start_ns + 1_000  # the compute follows the queue
@@ -114,6 +124,40 @@ def test_a_request_without_traceparent_starts_a_trace_and_a_bad_one_is_ignored(
     spans = receiver.wait_for(lambda s: len({x.trace_id for x in s if x.name == "infer"} - before) >= 2)
     roots = [s for s in spans if s.name == "infer" and s.trace_id not in before]
     assert all(s.parent_span_id == "" for s in roots)  # new traces, no parent
+
+
+def test_a_failed_request_and_a_streams_requests_are_traced(
+    traced: ServerProcess, receiver: OtlpReceiver
+) -> None:
+    failing, failing_trace, failing_span = _traceparent()
+    streamed, stream_trace, stream_span = _traceparent()
+    rpc = grpcclient.InferenceServerClient(traced.grpc_url)
+    answers: list[object] = []
+    try:
+        with pytest.raises(InferenceServerException):
+            rpc.infer(MODEL, grpc_ones(2, "INT32"), headers={"traceparent": failing})
+        rpc.start_stream(
+            callback=lambda result, error: answers.append(error or result), headers={"traceparent": streamed}
+        )
+        for _ in range(2):
+            rpc.async_stream_infer(MODEL, grpc_ones(3))
+        rpc.stop_stream()
+    finally:
+        rpc.close()
+    assert len(answers) == 2 and not any(isinstance(a, InferenceServerException) for a in answers)
+    spans = receiver.wait_for(
+        lambda s: (
+            any(x.trace_id == failing_trace for x in s)
+            and sum(1 for x in s if x.trace_id == stream_trace and x.name == "infer") == 2
+        )
+    )
+    (root,) = [s for s in spans if s.trace_id == failing_trace]  # refused before it ran: no children
+    assert root.name == "infer" and root.parent_span_id == failing_span
+    assert root.error is not None and "INT32" in root.error
+    streamed_roots = [s for s in spans if s.trace_id == stream_trace and s.name == "infer"]
+    assert all(s.parent_span_id == stream_span and s.error is None for s in streamed_roots)
+    for root in streamed_roots:  # each message of the stream has its own tree under the stream's parent
+        _check_tree(spans, stream_trace, stream_span, "grpc", root=root, batches=(3, 6))  # batched or not
 
 
 def _traces(receiver: OtlpReceiver, trace_ids: list[str]) -> int:
