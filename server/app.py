@@ -411,6 +411,7 @@ async def serve(settings: ServerSettings) -> int:
         # Unwound last to first: readiness false, listeners stop, executors close, /metrics last of all.
         stack.callback(server.metrics_app.close)
         stack.push_async_callback(server.listeners.stop_metrics)
+        stack.push_async_callback(server.dataplane.tracing.close)  # after the last request's spans
         stack.push_async_callback(server.close_models)
         stack.push_async_callback(server.listeners.stop)
         stack.push_async_exit(server.begin_shutdown)

@@ -18,9 +18,12 @@ from .errors import InvalidInput, ModelNotFound, ModelNotReady, ModelportError
 from .executor import ExecutionResult
 from .inference import InferRequest, InferResponse, Protocol, Tensors, TensorSpec
 from .observability.access_log import new_request_id
+from .observability.log_settings import LogSettings, LogValue
 from .observability.metrics import ServerMetrics
 from .observability.recording import RequestRecorder, internal_error, tag_with_request_id
 from .observability.statistics import VersionStatistics
+from .observability.trace_settings import TraceUpdate
+from .observability.tracing import RequestTrace, Tracing
 from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .repository.triton_config import PLATFORM, triton_model_config
 from .settings import ServerSettings
@@ -42,6 +45,8 @@ EXTENSIONS = [
     "parameters",
     "schedule_policy",
     "system_shared_memory",
+    "trace",
+    "logging",
 ]
 
 
@@ -87,6 +92,11 @@ class DataPlane:
         self._metadata = ServerMetadata(SERVER_NAME, _server_version(), list(EXTENSIONS))
         # The client's registered regions (Triton's system shared-memory extension); closed at shutdown.
         self.system_shared_memory = SystemSharedMemory()
+        # The adapters read ``tracing.on`` per request; the server closes it when it stops (app.py).
+        self.tracing = Tracing(
+            endpoint=settings.trace_endpoint, rate=settings.trace_rate, service_version=self._metadata.version
+        )
+        self._log_settings = LogSettings(level=settings.log_level, log_format=settings.log_format)
 
     # ----- health and metadata ---------------------------------------------------------------------------
 
@@ -156,14 +166,17 @@ class DataPlane:
 
     # ----- inference ------------------------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest, *, servable: Servable | None = None) -> InferResponse:
+    async def infer(
+        self, request: InferRequest, *, servable: Servable | None = None, trace: RequestTrace | None = None
+    ) -> InferResponse:
         """Validate ``request`` against the model's signature, run it, and record it once (statistics,
         metrics, access log). ``request.id`` is the client's id, else a generated one; the response echoes
         it and every error message ends with it.
 
         ``servable``: what :meth:`check_servable` returned for this request when nothing was awaited since
         (the adapter decoded on the loop), so the version is not looked up twice; None looks it up (a
-        version may have been replaced while a large request was decoded in a thread)."""
+        version may have been replaced while a large request was decoded in a thread). ``trace``: the
+        request's trace (:attr:`tracing`), told where the time went."""
         request.id = request.id or new_request_id()
         started = time.monotonic_ns()
         statistics: VersionStatistics | None = None
@@ -208,6 +221,8 @@ class DataPlane:
             result=result,
             error=failure,
         )
+        if trace is not None and result is not None:
+            trace.ran(str(loaded.spec.version), result)
         if failure is not None:
             # Raised straight from the call, never held in a local: a local exception whose traceback holds
             # this frame (and the request's tensors) is a cycle only the cyclic GC frees, late, and a large
@@ -328,6 +343,21 @@ class DataPlane:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
             raise InvalidInput(f"parameter 'timeout': {timeout!r} is not a number of microseconds >= 0")
         return time.monotonic() + timeout / 1e6 if timeout else None
+
+    # ----- trace and log settings ------------------------------------------------------------------------
+
+    def trace_settings(self, model_name: str = "", update: TraceUpdate | None = None) -> dict[str, Any]:
+        """Triton's trace settings of ``model_name`` (``""``: the global ones), after ``update`` if given
+        (see :mod:`.observability.trace_settings`); a model that is not in the repository is refused."""
+        if model_name and all(row.name != model_name for row in self._manager.index()):
+            raise ModelNotFound(f"Request for unknown model: '{model_name}' is not found")
+        if update is None:
+            return self.tracing.settings.get(model_name)
+        return self.tracing.update(model_name, update)
+
+    def log_settings(self, update: dict[str, LogValue] | None = None) -> dict[str, LogValue]:
+        """Triton's log settings, after ``update`` if given (see :mod:`.observability.log_settings`)."""
+        return self._log_settings.get() if update is None else self._log_settings.update(update)
 
     # ----- statistics and repository ---------------------------------------------------------------------
 

@@ -166,6 +166,18 @@ class ServerSettings:
         above=0,
         maximum=1,
     )
+    trace_endpoint: str | None = setting(
+        None,
+        "OTLP/HTTP endpoint that request traces are exported to (http://collector:4318, or its full "
+        "/v1/traces URL); unset: tracing is off and costs nothing.",
+    )
+    trace_rate: int = setting(
+        1000,
+        "With --trace-endpoint: trace one request in N, as Triton's default (a traced request costs a few "
+        "hundred microseconds of CPU); the trace settings API changes it while serving.",
+        minimum=1,
+        maximum=2**32 - 1,
+    )
     next_steps: NextSteps = setting(
         "auto",
         "Once ready, print what to try next (a curl, a client script, the metrics URL) on stdout; auto: only "
@@ -179,6 +191,12 @@ class ServerSettings:
                 budget_bytes(self.memory_budget)
             except ValueError as error:
                 raise SettingError("memory_budget", f"memory_budget: {error}") from None
+        if self.trace_endpoint is not None and not self.trace_endpoint.startswith(("http://", "https://")):
+            raise SettingError(
+                "trace_endpoint",
+                f"trace_endpoint: '{self.trace_endpoint}' is not an http:// or https:// URL (OTLP/HTTP, e.g. "
+                "http://collector:4318)",
+            )
         if self.management_host not in _LOOPBACK and not self.management_token:
             raise SettingError(
                 "management_host",

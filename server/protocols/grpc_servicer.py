@@ -23,9 +23,15 @@ from .generated import grpc_service_pb2 as pb
 from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
 from .grpc_infer_message import InferMessage
-from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary, unsupported
+from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary
 from .large_requests import after_large_request, decode_off_loop
 from .management_access import ManagementAccess, grpc_peer_host
+from .settings_codec import (
+    log_settings_message,
+    log_update_from_grpc,
+    trace_settings_message,
+    trace_update_from_grpc,
+)
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
@@ -141,9 +147,9 @@ class InferenceServicer:
 
     @guarded
     async def model_infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
-        return await self._infer(request)
+        return await self._infer(request, context)
 
-    async def _infer(self, request: InferMessage | Undecodable) -> pb.ModelInferResponse:
+    async def _infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
         # A request that cannot be decoded is counted and access-logged like any failed request.
         if isinstance(request, Undecodable):  # not even the model's name is known
             raise self._dataplane.reject(
@@ -151,11 +157,14 @@ class InferenceServicer:
             )
         model_name, model_version, request_id = "", "", ""
         decoded: InferRequest | None = None
+        trace = None
         try:
             try:
                 check_model_name(request.model_name, field="model_name")
                 check_version(request.model_version, field="model_version")
                 model_name, model_version = request.model_name, request.model_version
+                if self._dataplane.tracing.on:  # the one check a request pays while tracing is off
+                    trace = self._dataplane.tracing.begin(model_name, "grpc", *trace_context(context))
                 request_id = client_request_id(request.id)
                 # An unknown model or version is refused before its tensors are parsed or decoded.
                 self._dataplane.check_servable(model_name, model_version)
@@ -169,7 +178,18 @@ class InferenceServicer:
                     request_id=request_id,
                     protocol="grpc",
                 ) from None
-            return encode_infer_response(await self._dataplane.infer(decoded))
+            response = await self._dataplane.infer(decoded, trace=trace)
+            if trace is not None:
+                trace.encoding()
+            answer = encode_infer_response(response)
+        except BaseException as error:
+            if trace is not None:
+                trace.end(error)
+            raise
+        else:
+            if trace is not None:
+                trace.end(None)
+            return answer
         finally:
             if decoded is not None:  # its tensors go to be freed (off the loop when large)
                 after_large_request(request.size, decoded.inputs)
@@ -177,9 +197,11 @@ class InferenceServicer:
             else:
                 after_large_request(request.size)
 
-    async def _stream_answer(self, request: InferMessage | Undecodable) -> pb.ModelStreamInferResponse:
+    async def _stream_answer(
+        self, request: InferMessage | Undecodable, context: Any
+    ) -> pb.ModelStreamInferResponse:
         try:
-            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
         except ModelportError as error:
             return pb.ModelStreamInferResponse(error_message=error.message)
         except Exception as error:
@@ -201,7 +223,7 @@ class InferenceServicer:
             try:
                 async for request in requests:
                     await window.acquire()
-                    answers.put_nowait(asyncio.create_task(self._stream_answer(request)))
+                    answers.put_nowait(asyncio.create_task(self._stream_answer(request, context)))
             finally:
                 answers.put_nowait(None)
 
@@ -260,11 +282,9 @@ class InferenceServicer:
 
     def _check_access(self, context: Any, what: str) -> None:
         """Refuse a client that :class:`ManagementAccess` does not let make ``what``."""
-        metadata = dict(context.invocation_metadata() or ())
-        authorization = metadata.get("authorization")
         self._access.check(
             what,
-            authorization=authorization if isinstance(authorization, str) else None,
+            authorization=_authorization(context),
             client_host=grpc_peer_host(context.peer()),
         )
 
@@ -318,8 +338,28 @@ class InferenceServicer:
     async def cuda_shared_memory(self, request: Any, context: Any) -> Any:
         raise Unsupported(CUDA_SHARED_MEMORY_REFUSAL)
 
-    trace_setting = unsupported("tracing")
-    log_settings = unsupported("changing log settings at run time")
+    @unary
+    async def trace_setting(self, request: pb.TraceSettingRequest, context: Any) -> pb.TraceSettingResponse:
+        """Triton's TraceSetting: no settings read them, settings change them (a management operation)."""
+        if request.model_name:
+            check_model_name(request.model_name, field="model_name")
+        update = None
+        if request.settings:
+            self._may_change(context, "trace settings")
+            update = trace_update_from_grpc(request)
+        return trace_settings_message(self._dataplane.trace_settings(request.model_name, update))
+
+    @unary
+    async def log_settings(self, request: pb.LogSettingsRequest, context: Any) -> pb.LogSettingsResponse:
+        update = None
+        if request.settings:
+            self._may_change(context, "log settings")
+            update = log_update_from_grpc(request)
+        return log_settings_message(self._dataplane.log_settings(update))
+
+    def _may_change(self, context: Any, what: str) -> None:
+        """Changing trace or log settings is a management operation, as on REST (rest_api._may_change)."""
+        self._check_access(context, f"changing the {what}")
 
     def rpcs(self) -> dict[str, Callable[..., Any]]:
         """The implementation of each RPC, by its name in ``proto/grpc_service.proto``; those of
@@ -349,6 +389,23 @@ class InferenceServicer:
         for name, empty_means_all in _NAMED_RPCS.items():
             implementations[name] = _names_checked(implementations[name], empty_means_all=empty_means_all)
         return implementations
+
+
+def _authorization(context: Any) -> str | None:
+    """The ``authorization`` metadata of an RPC (the management token travels there), or None."""
+    value = dict(context.invocation_metadata() or ()).get("authorization")
+    return value if isinstance(value, str) else None
+
+
+def trace_context(context: Any) -> tuple[str | None, str | None]:
+    """The W3C ``traceparent`` and ``tracestate`` of an RPC's metadata (None where absent)."""
+    parent = state = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            parent = value
+        elif key == "tracestate" and isinstance(value, str):
+            state = value
+    return parent, state
 
 
 def _load_parameters(

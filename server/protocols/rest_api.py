@@ -48,6 +48,7 @@ from .rest_infer import (
 )
 from .rest_infer import JSON as _JSON
 from .rest_openapi import ROUTE_DOCS, without_validation_errors
+from .settings_codec import log_update_from_json, trace_update_from_json
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
@@ -305,19 +306,25 @@ class _Endpoints:
     async def cuda_shared_memory(self, operation: str) -> Response:
         raise Unsupported(CUDA_SHARED_MEMORY_REFUSAL)
 
-    # Triton's trace and logging extensions, as gRPC's TraceSetting and LogSettings answer them (501 here,
-    # UNIMPLEMENTED there); neither is listed in the server's extensions.
-    async def trace_setting(self, model_name: str = "") -> Response:
-        raise Unsupported(
-            "tracing is not supported by modelport; per-request timings are in /v2/models/stats and on the "
-            "metrics port"
-        )
+    # Triton's trace and logging extensions: reading is open, changing is a management operation.
+    async def trace_setting(self, request: Request, model_name: str = "") -> Response:
+        update = None
+        if request.method == "POST":
+            self._may_change(request, "trace settings")
+            update = trace_update_from_json(await _json_body(request, self.limit))
+        return _json(self.dataplane.trace_settings(model_name, update))
 
-    async def log_settings(self) -> Response:
-        raise Unsupported(
-            "changing log settings at run time is not supported by modelport; start the server with "
-            "--log-level, --log-format and --access-log"
-        )
+    async def log_settings(self, request: Request) -> Response:
+        update = None
+        if request.method == "POST":
+            self._may_change(request, "log settings")
+            update = log_update_from_json(await _json_body(request, self.limit))
+        return _json(self.dataplane.log_settings(update))
+
+    def _may_change(self, request: Request, what: str) -> None:
+        # Changing them acts on the whole server (a debug log level or tracing every request costs every
+        # client; Triton's answer is its restricted-API option): a management operation.
+        self._check_access(request, f"changing the {what}")
 
 
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -427,9 +434,9 @@ def create_rest_app(
         *(
             (method, path, endpoint, summary)
             for path, endpoint, summary in (
-                ("/v2/trace/setting", e.trace_setting, "Trace settings: 501 (tracing is not supported)"),
-                (f"{model}/trace/setting", e.trace_setting, "Model trace settings: 501"),
-                ("/v2/logging", e.log_settings, "Log settings: 501 (set at start)"),
+                ("/v2/trace/setting", e.trace_setting, "Trace settings (POST: change them)"),
+                (f"{model}/trace/setting", e.trace_setting, "A model's trace settings (POST: change them)"),
+                ("/v2/logging", e.log_settings, "Log settings (POST: change them)"),
             )
             for method in ("GET", "POST")
         ),

@@ -143,6 +143,11 @@ class InferRoute:
         """One inference of the whole ``body`` (``headers``: lower-case names): the response body and its
         headers (Content-Length aside). Raises what :func:`error_answer` maps, every failure recorded once."""
         infer_request: InferRequest | None = None
+        trace = None
+        if self.dataplane.tracing.on:  # the one check a request pays while tracing is off
+            trace = self.dataplane.tracing.begin(
+                model_name, "http", headers.get("traceparent"), headers.get("tracestate")
+            )
         try:
             try:
                 infer_request, output_format, servable = await self._decode(
@@ -150,12 +155,22 @@ class InferRoute:
                 )
             except ModelportError as error:
                 raise self.reject(error, model_name, model_version) from None
-            response = await self.dataplane.infer(infer_request, servable=servable)
+            response = await self.dataplane.infer(infer_request, servable=servable, trace=trace)
             size = sum(array.nbytes for array in response.outputs.values())
             if not output_format.binary_default:
                 size *= _ENCODE_OFF_LOOP_FACTOR
             encode = functools.partial(_encode, response, output_format, headers.get("accept-encoding"))
-            return await decode_off_loop(size, encode)
+            if trace is not None:
+                trace.encoding()
+            answer = await decode_off_loop(size, encode)
+        except BaseException as error:
+            if trace is not None:
+                trace.end(error)
+            raise
+        else:
+            if trace is not None:
+                trace.end(None)
+            return answer
         finally:
             if infer_request is not None:  # its tensors go to be freed (off the loop when large)
                 after_large_request(len(body), infer_request.inputs)

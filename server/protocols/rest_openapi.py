@@ -344,11 +344,42 @@ ROUTE_DOCS |= {
         "responses": {501: _error("CUDA shared memory is not implemented: use system shared memory")}
     },
 }
-_TRACING = _error("tracing is not supported: timings are in the statistics and the metrics")
+_SETTING_REFUSED = _error("changing settings needs a loopback client or the management token")
+_TRACE_SETTINGS = {
+    "type": "object",
+    "description": "trace_level (a list: OFF or TIMESTAMPS), trace_rate, trace_count, log_frequency, "
+    "trace_mode",
+    "additionalProperties": {"type": ["string", "array"], "items": {"type": "string"}},
+}
+_TRACE_UPDATE = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "array", "null"], "items": {"type": "string"}},
+}
+_LOG_SETTINGS = {
+    "type": "object",
+    "description": "log_file, log_info, log_warning, log_error, log_verbose_level, log_format",
+    "additionalProperties": {"type": ["string", "boolean", "integer"]},
+}
+
+
+def _settings_route(body: dict[str, Any], update: dict[str, Any], what: str) -> dict[str, Any]:
+    return {
+        "responses": {
+            200: _ok(body),
+            400: _error(f"an unknown {what} or a value it does not allow (the message names both)"),
+            401: _SETTING_REFUSED,
+            403: _SETTING_REFUSED,
+            413: _TOO_LARGE,
+            501: _error(f"a {what} modelport does not implement (trace_file, TENSORS, log_file)"),
+        },
+        "openapi_extra": _json_body(update),
+    }
+
+
 ROUTE_DOCS |= {
-    "/v2/trace/setting": {"responses": {501: _TRACING}},
-    f"{_MODEL}/trace/setting": {"responses": {400: _BAD_NAME, 501: _TRACING}},
-    "/v2/logging": {"responses": {501: _error("log settings are set when the server starts")}},
+    "/v2/trace/setting": _settings_route(_TRACE_SETTINGS, _TRACE_UPDATE, "trace setting"),
+    f"{_MODEL}/trace/setting": _settings_route(_TRACE_SETTINGS, _TRACE_UPDATE, "trace setting"),
+    "/v2/logging": _settings_route(_LOG_SETTINGS, _LOG_SETTINGS, "log setting"),
 }
 """Per route path: the ``responses`` (and ``openapi_extra``) keyword arguments of ``add_api_route``."""
 

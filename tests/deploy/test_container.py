@@ -229,6 +229,12 @@ def test_the_serving_environment_holds_no_framework(
     assert serving_image.size_bytes < MAX_ENVIRONMENT_BYTES, f"serving environment grew to {size_mb:.0f} MiB"
 
 
+def test_the_serving_environment_can_export_traces(serving_image: ServingImage) -> None:
+    """--trace-endpoint works in the image: the OpenTelemetry SDK and its OTLP/HTTP exporter are serving
+    dependencies (imported only when an endpoint is set)."""
+    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= set(serving_image.distributions)
+
+
 def test_the_cuda_variant_swaps_onnxruntime_for_onnxruntime_gpu(serving_image: ServingImage) -> None:
     cpu = _requirements(serving_image.dist / "requirements-cpu.txt")
     cuda = _requirements(serving_image.dist / "requirements-cuda.txt")

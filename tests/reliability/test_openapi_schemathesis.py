@@ -91,7 +91,7 @@ OPERATIONS = [
     ),
 ]
 # Routes that answer 501 whatever is sent: schemathesis finds no case the document refuses.
-_NO_BODY = ("cudasharedmemory", "/trace/", "/logging")
+_NO_BODY = ("cudasharedmemory",)
 # Routes that read no body and no model name: nothing for a negative case to change.
 _NO_NEGATIVE = (*_NO_BODY, "systemsharedmemory/status", "/unregister")
 

@@ -26,6 +26,7 @@ from modelport.server.errors import (
     Unsupported,
 )
 from modelport.server.inference import InferRequest, InferResponse
+from modelport.server.observability.tracing import Tracing
 from modelport.server.protocols.generated import grpc_service_pb2 as pb
 from modelport.server.protocols.generated import grpc_service_pb2_grpc as pb_grpc
 from modelport.server.protocols.grpc_api import SERVICE_NAME, build_grpc_server
@@ -41,6 +42,7 @@ class StandInDataPlane:
     def __init__(self, error: BaseException | None = None, *, ready: bool = True) -> None:
         self.error = error
         self.is_ready = ready
+        self.tracing = Tracing(endpoint=None)
 
     def live(self) -> bool:
         return True
@@ -55,7 +57,7 @@ class StandInDataPlane:
     def check_servable(self, name: str, version: str = "") -> None:
         """Every model is servable here: the error comes from inference."""
 
-    async def infer(self, request: Any) -> Any:
+    async def infer(self, request: Any, **_: Any) -> Any:
         assert self.error is not None
         raise self.error
 
@@ -180,7 +182,7 @@ class GatedDataPlane(StandInDataPlane):
         self.arrived = 0
         self.all_in = asyncio.Event()
 
-    async def infer(self, request: Any) -> Any:
+    async def infer(self, request: Any, **_: Any) -> Any:
         assert isinstance(request, InferRequest)
         self.arrived += 1
         if self.arrived == self.gate:

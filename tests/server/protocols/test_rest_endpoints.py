@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from modelport.server.dataplane import ServerMetadata
+from modelport.server.observability.tracing import Tracing
 from modelport.server.protocols.rest_api import create_rest_app
 from modelport.server.settings import ServerSettings
 from tritonclient.utils import InferenceServerException
@@ -177,10 +178,12 @@ def test_an_unexpected_failure_is_a_500_with_an_id_the_log_has(caplog: pytest.Lo
     """The client learns nothing of the failure but an id; the log has the traceback under that id."""
 
     class FailingDataPlane:
+        tracing = Tracing(endpoint=None)
+
         def server_metadata(self) -> Any:
             return ServerMetadata("modelport", "0", [])
 
-        async def infer(self, request: Any) -> Any:
+        async def infer(self, request: Any, **_: Any) -> Any:
             raise RuntimeError("secret detail")
 
     app = create_rest_app(FailingDataPlane(), ServerSettings())  # type: ignore[arg-type]  # a stand-in

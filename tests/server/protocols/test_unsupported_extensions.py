@@ -1,7 +1,7 @@
 """Triton's extensions modelport does not implement answer the same reason over REST and gRPC.
 
-tritonclient's CUDA shared-memory, trace and logging calls: REST answers 501 with ``{"error": ...}`` (not a
-bare 404, which reads as a wrong URL), gRPC answers UNIMPLEMENTED, and both name the feature.
+tritonclient's CUDA shared-memory calls: REST answers 501 with ``{"error": ...}`` (not a bare 404, which
+reads as a wrong URL), gRPC answers UNIMPLEMENTED, and both name the feature.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -19,20 +18,6 @@ from tests.helpers.server_process import ServerProcess
 
 # tritonclient method (same name in both clients) -> what every answer names.
 CALLS: dict[str, tuple[Callable[[Any], object], str]] = {
-    "trace settings": (lambda client: client.get_trace_settings(), "tracing is not supported"),
-    "model trace settings": (
-        lambda client: client.get_trace_settings(model_name="simple"),
-        "tracing is not supported",
-    ),
-    "update trace settings": (
-        lambda client: client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}),
-        "tracing is not supported",
-    ),
-    "log settings": (lambda client: client.get_log_settings(), "changing log settings at run time"),
-    "update log settings": (
-        lambda client: client.update_log_settings({"log_verbose_level": 1}),
-        "changing log settings at run time",
-    ),
     "cuda shared memory": (lambda client: client.get_cuda_shared_memory_status(), "CUDA shared memory"),
 }
 
@@ -54,11 +39,3 @@ def test_rest_and_grpc_name_the_reason(server: ServerProcess, call: str) -> None
     assert rest_error.value.status() == "501"
     assert reason in grpc_error.value.message()
     assert grpc_error.value.status() == "StatusCode.UNIMPLEMENTED"
-
-
-@pytest.mark.parametrize("path", ["/v2/trace/setting", "/v2/models/simple/trace/setting", "/v2/logging"])
-def test_rest_paths_answer_501_with_a_json_error(server: ServerProcess, path: str) -> None:
-    with httpx.Client(base_url=f"http://{server.http_url}", timeout=10) as rest:
-        for answer in (rest.get(path), rest.post(path, json={})):
-            assert answer.status_code == 501, answer.text
-            assert "not supported by modelport" in answer.json()["error"]
