@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .inference import Signature, Tensors
 from .model_config import ResolvedConfig
+from .warmup import WarmupTimes
 
 __all__ = ["ExecutionResult", "Executor", "ExecutorStatus", "VersionSpec", "WorkerStatus"]
 
@@ -97,6 +98,10 @@ class Executor(Protocol):
         The model manager reports such a version UNAVAILABLE with this as the reason and refuses requests
         to it with :class:`~modelport.server.errors.ModelNotReady`.
         """
+
+    @property
+    def warmup(self) -> WarmupTimes:
+        """How long its instances took to warm up (``model_warmup``), updated as instances start."""
 
 
 @dataclass(frozen=True, slots=True)

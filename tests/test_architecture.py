@@ -30,6 +30,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "settings_doc",
             "config_limits",
             "config_files",
+            "warmup",
             "model_config",
             "executor",
             "next_steps",

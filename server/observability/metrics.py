@@ -146,6 +146,14 @@ class ServerMetrics:
             buckets=LOAD_BUCKETS,
             registry=reg,
         )
+        self._warmups = Histogram(
+            "modelport_model_warmup_duration_seconds",
+            "Time one instance of a model version took to run its warm-up samples (model_warmup) before "
+            "it took requests; one observation per instance started, scaling and restarts included.",
+            _MODEL,
+            buckets=LOAD_BUCKETS,
+            registry=reg,
+        )
         self._version_memory = Gauge(
             "modelport_model_memory_bytes",
             "Memory a loaded model version holds, as --memory-budget measures it (workers' PSS, or the "
@@ -221,6 +229,7 @@ class ServerMetrics:
             restarts=self._worker_restarts.labels(model, version),
             scaled_up=self._autoscale.labels(model, version, "up"),
             scaled_down=self._autoscale.labels(model, version, "down"),
+            warmups=self._warmups.labels(model, version),
         )
 
     def record_model_load(self, model: str, version: str, *, duration_s: float, ok: bool) -> None:
@@ -257,6 +266,7 @@ class VersionMetrics:
     restarts: Counter
     scaled_up: Counter
     scaled_down: Counter
+    warmups: Histogram  # modelport_model_warmup_duration_seconds, this version's child
 
     def record_execution(self, batch_size: int) -> None:
         """Count one successfully executed batch of ``batch_size`` rows (on the event loop)."""
@@ -269,6 +279,10 @@ class VersionMetrics:
     def record_autoscale(self, direction: Literal["up", "down"]) -> None:
         """Count one autoscaling decision carried out: a worker added (``up``) or removed (``down``)."""
         (self.scaled_up if direction == "up" else self.scaled_down).inc()
+
+    def record_warmup(self, seconds: float) -> None:
+        """Observe one instance's warm-up (``model_warmup``), as it started."""
+        self.warmups.observe(seconds)
 
 
 class _Histogram:

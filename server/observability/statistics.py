@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..executor import ExecutionResult
+from ..warmup import WarmupTimes
 
 __all__ = ["VersionStatistics"]
 
@@ -62,6 +63,7 @@ class VersionStatistics:
     executions: float = 0.0
     last_inference_ms: int = 0
     batches: dict[int, _BatchStats] = field(default_factory=dict)
+    warmup: WarmupTimes = field(default_factory=WarmupTimes)  # the executor's, shared
 
     def record_success(self, result: ExecutionResult, *, rows: int, request_ns: int) -> None:
         """One request answered; ``rows`` is its own batch size, ``request_ns`` its whole duration."""
@@ -108,4 +110,6 @@ class VersionStatistics:
             "response_stats": {},
             "batch_stats": [self.batches[size].to_json(size) for size in sorted(self.batches)],
             "memory_usage": [],
+            # Triton has no such field: modelport's own (REST only; gRPC's ModelStatistics has no slot).
+            "modelport_warmup": self.warmup.to_json(),
         }

@@ -42,7 +42,7 @@ class LoadedVersion:
         self.spec = spec
         self.executor = executor
         self.stamp = stamp  # (model file, config file) when loaded
-        self.statistics = VersionStatistics(spec.name, str(spec.version))
+        self.statistics = VersionStatistics(spec.name, str(spec.version), warmup=executor.warmup)
         self._in_flight = 0
         self.last_used = time.monotonic()  # the last request's start: the memory budget evicts by it
         self.memory_bytes: int | None = None  # as --memory-budget last measured it (None: no budget)

@@ -410,12 +410,16 @@ class ModelManager:
         except Exception as error:
             logger.exception("model %s version %d failed to load", source.name, version)
             return f"{type(error).__name__}: {error}"
+        warmup = executor.warmup
         logger.info(
-            "model %s version %d ready (%s, %.0f ms)",
+            "model %s version %d ready (%s, %.0f ms%s)",
             source.name,
             version,
             signature.provider,
             (time.monotonic() - started) * 1000,
+            f"; warm-up: {warmup.samples} sample(s) on {warmup.count} instance(s), {warmup.ns / 1e6:.0f} ms"
+            if warmup.samples
+            else "",
         )
         return LoadedVersion(spec, executor, (source.versions[version].stamp, source.config_stamp))
 
