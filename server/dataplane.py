@@ -23,6 +23,7 @@ from .observability.recording import RequestRecorder, internal_error, tag_with_r
 from .observability.statistics import VersionStatistics
 from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .repository.triton_config import PLATFORM, triton_model_config
+from .response_cache import answer
 from .settings import ServerSettings
 
 __all__ = ["PLATFORM", "DataPlane", "ModelIndexEntry", "ModelMetadata", "Servable", "ServerMetadata"]
@@ -181,8 +182,13 @@ class DataPlane:
             loaded.enter()
             try:
                 with self._recorder.in_flight(statistics.name, statistics.version):
-                    result = await loaded.executor.infer(
-                        request.inputs, output_names=output_names, deadline=deadline
+                    result = await answer(
+                        loaded.cache,
+                        request.inputs,
+                        output_names,
+                        lambda: loaded.executor.infer(
+                            request.inputs, output_names=output_names, deadline=deadline
+                        ),
                     )
             finally:
                 loaded.exit()

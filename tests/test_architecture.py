@@ -33,6 +33,8 @@ LAYERS: dict[str, list[list[str]]] = {
             "warmup",
             "model_config",
             "executor",
+            "response_cache",
+            "graph_ops",
             "next_steps",
             "cgroup_limits",
         ],

@@ -26,14 +26,16 @@ from ..cgroup_limits import budget_bytes
 from ..config_files import UnreadableFile, require_regular_file
 from ..errors import DeadlineExceeded, ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
+from ..graph_ops import nondeterministic_ops
 from ..inference import Signature
 from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
 from ..names import check_version
 from ..observability.metrics import ServerMetrics
+from ..response_cache import ResponseCache
 from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
 from .folders import ModelSource, Repository, Stamp
-from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry
+from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry, VersionCache
 from .memory_budget import EVICTED_REASON, Candidate, MemoryBudget, files_size
 
 __all__ = [
@@ -83,6 +85,9 @@ class ModelManager:
         if settings.memory_budget is not None:
             self._budget = MemoryBudget(budget_bytes(settings.memory_budget), metrics)
         self._on_demand: dict[str, asyncio.Task[None]] = {}  # one shared load per model (--load-on-demand)
+        self._cache = ResponseCache(settings.cache_size) if settings.cache_size else None
+        if self._cache is not None and metrics is not None:
+            metrics.watch_cache(self._cache.usage)
 
     # ----- startup, polling, explicit control -----------------------------------------------------------
 
@@ -421,7 +426,23 @@ class ModelManager:
             if warmup.samples
             else "",
         )
-        return LoadedVersion(spec, executor, (source.versions[version].stamp, source.config_stamp))
+        return LoadedVersion(
+            spec, executor, (source.versions[version].stamp, source.config_stamp), self._cache_for(spec)
+        )
+
+    def _cache_for(self, spec: VersionSpec) -> VersionCache | None:
+        """The version's share of the response cache, if its config enables it and the server has one."""
+        if not spec.config.config.response_cache.enable:
+            return None
+        if self._cache is None:
+            logger.warning(
+                "model %s version %d: response_cache.enable is set but the server has no response cache; "
+                "serving uncached (start the server with --cache-size BYTES)",
+                spec.name,
+                spec.version,
+            )
+            return None
+        return self._cache.for_version(spec.name, spec.version)
 
     def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
         """Triton's ``model_stats`` entries for every serving version, or those of one model/version."""
@@ -457,6 +478,8 @@ def _read_version(
         require_regular_file(where)
     except UnreadableFile as error:
         raise ModelLoadError(f"{where}: {error}") from None
+    if source.config.response_cache.enable:
+        _check_deterministic(where, source)
     signature = read_signature(
         where, model=source.name, config=source.config.session, providers=source.config.execution_providers
     )
@@ -469,6 +492,21 @@ def _read_version(
         default_max_batch_size=default_max_batch_size,
     )
     return signature, resolved
+
+
+def _check_deterministic(where: Path, source: ModelSource) -> None:
+    """:class:`ModelConfigError` if the graph at ``where`` declares itself non-deterministic (random
+    operators): a cached answer would freeze one draw."""
+    try:
+        random = nondeterministic_ops(where)
+    except (OSError, ValueError):
+        return  # unreadable or not ONNX: opening the session reports it
+    if random:
+        raise ModelConfigError(
+            f"{source.config_file}: response_cache.enable: the graph is non-deterministic (it uses "
+            f"{', '.join(random[:3])}{' ...' if len(random) > 3 else ''}), so a cached answer would differ "
+            "from a computed one; remove response_cache for this model"
+        )
 
 
 async def _in_daemon_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

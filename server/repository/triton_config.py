@@ -90,6 +90,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
             "inter_op_thread_count": {"string_value": str(config.session.inter_op_threads)},
         },
         "model_transaction_policy": {"decoupled": False},
+        "response_cache": {"enable": config.response_cache.enable},
     }
     if batching:
         batcher = resolved.dynamic_batching
