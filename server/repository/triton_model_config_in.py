@@ -80,7 +80,20 @@ def is_triton_config(data: Any) -> bool:
         and {"max_queue_delay_microseconds", "preferred_batch_size", "default_queue_policy"} & batching.keys()
     ):
         return True
-    return isinstance(policy, dict) and any(isinstance(value, dict) for value in policy.values())
+    if isinstance(policy, dict) and any(isinstance(value, dict) for value in policy.values()):
+        return True
+    return _has_triton_datatypes(data.get("model_warmup"))
+
+
+def _has_triton_datatypes(warmups: Any) -> bool:
+    """Whether a ``model_warmup`` names its data types as Triton does (``TYPE_FP32``)."""
+    samples = warmups if isinstance(warmups, list) else []
+    inputs = [s["inputs"] for s in samples if isinstance(s, dict) and isinstance(s.get("inputs"), dict)]
+    return any(
+        isinstance(tensor, dict) and str(tensor.get("data_type", "")).startswith("TYPE_")
+        for group in inputs
+        for tensor in group.values()
+    )
 
 
 def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import TensorProto, helper, numpy_helper
+from tritonclient.utils import InferenceServerException
 
 from tests.helpers.onnx_models import write_model
 from tests.helpers.scrape import scrape
@@ -232,3 +233,36 @@ def test_the_rest_of_the_repository_serves(bad_samples: ServerProcess) -> None:
         assert result is not None and result.tolist() == [[4.0, 5.0], [0.0, 1.0]]
     finally:
         client.close()
+
+
+def test_a_triton_config_brings_its_warmup_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """A load request's Triton ModelConfig JSON: TYPE_ names, int64 dims as strings, files in ``warmup/``."""
+    write_model(tmp_path, "gather", gather_model())
+    (tmp_path / "gather" / "warmup").mkdir()
+    (tmp_path / "gather" / "warmup" / "index.bin").write_bytes(np.array([3, 0, 1], np.int64).tobytes())
+    index = {"data_type": "TYPE_INT64", "dims": [], "input_data_file": "index.bin"}
+    good = {
+        "max_batch_size": 8,
+        "model_warmup": [{"name": "file", "batch_size": 3, "count": 0, "inputs": {"INDEX": index}}],
+    }
+    bad = {
+        "max_batch_size": 8,
+        "model_warmup": [{"name": "big", "batch_size": 9, "inputs": {"INDEX": index}}],
+    }
+    with start_server(tmp_path, "--model-control", "explicit") as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            client.load_model("gather", config=json.dumps(good))
+            warmup = _stats(server, "gather")["modelport_warmup"]
+            assert (warmup["samples"], warmup["count"]) == (1, 1)
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model("gather", config=json.dumps(bad))
+            message = refused.value.message()
+            assert (
+                "model_warmup[0] 'big'" in message
+                and "batch_size 9" in message
+                and "max_batch_size 8" in message
+            )
+            assert client.is_model_ready("gather")  # the version that served before still serves
+        finally:
+            client.close()
