@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from modelport.server.response_cache import CacheUsage, ResponseCache
 from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
@@ -304,3 +305,43 @@ def test_a_triton_config_enables_the_cache_and_a_bad_cache_size_is_refused(tmp_p
         check=False,
     )
     assert result.returncode != 0 and "cache" in result.stderr.lower()
+
+
+def test_the_key_tells_apart_what_the_wire_tells_apart() -> None:
+    """Same bytes under another datatype, shape, input name or output order are other keys."""
+    share = ResponseCache(1 << 20).for_version("m", 1)
+    raw = np.arange(4, dtype=np.int32)
+    keys = {
+        share.key({"x": raw}, ["y"]),
+        share.key({"x": raw.view(np.float32)}, ["y"]),
+        share.key({"x": raw.view(np.uint32)}, ["y"]),
+        share.key({"x": raw.reshape(2, 2)}, ["y"]),
+        share.key({"z": raw}, ["y"]),
+        share.key({"x": raw}, ["y", "w"]),
+        share.key({"x": raw}, ["w", "y"]),
+        share.key({"x": np.array([b"ab", b"c"], dtype=np.object_)}, ["y"]),
+        share.key({"x": np.array([b"a", b"bc"], dtype=np.object_)}, ["y"]),
+        ResponseCache(1 << 20).for_version("m", 1).key({"x": raw}, ["y"]),  # another load of the version
+    }
+    assert len(keys) == 10
+    assert share.key({"x": raw.copy()}, ["y"]) == share.key({"x": raw}, ["y"])
+
+
+def test_the_store_evicts_least_recently_used_and_never_holds_more_than_its_size() -> None:
+    cache = ResponseCache(3 * 4096)
+    share = cache.for_version("m", 1)
+    answers = {i: {"y": np.full(768, i, np.float32)} for i in range(4)}  # ~3.4 KiB each with overheads
+    for i in range(3):
+        share.put(bytes([i]), answers[i])
+    assert share.get(bytes([0])) is not None  # 0 is now the most recently used
+    share.put(bytes([3]), answers[3])  # evicts 1, the least recently used
+    assert share.get(bytes([1])) is None and share.get(bytes([0])) is not None
+    usage = cache.usage()
+    assert usage.entries == 3 and usage.evictions == 1 and usage.used_bytes <= usage.capacity_bytes
+    cached = share.get(bytes([3]))
+    assert cached is not None and not cached["y"].flags.writeable  # no encoder can change a cached answer
+    share.put(b"huge", {"y": np.zeros(4096, np.float32)})  # larger than the whole cache: not stored
+    assert share.get(b"huge") is None and cache.usage().entries == 3
+    share.clear()
+    share.put(bytes([5]), answers[0])  # a cleared (unloaded) version stores nothing more
+    assert cache.usage() == CacheUsage(3 * 4096, 0, 0, 1)
