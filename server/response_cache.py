@@ -20,7 +20,7 @@ import collections
 import hashlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -83,7 +83,7 @@ class ResponseCache:
         self._entries.move_to_end(key)
         return dict(entry.outputs)
 
-    def _put(self, owner: int, key: bytes, outputs: Tensors) -> None:
+    def _put(self, owner: int, key: bytes, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
         keys = self._by_owner.get(owner)
         if keys is None or key in self._entries:  # a cleared version, or a concurrent miss stored it
             return
@@ -140,7 +140,7 @@ class VersionCache:
     def get(self, key: bytes) -> dict[str, npt.NDArray[Any]] | None:
         return self._store._get(key)  # the store's methods, for its shares only
 
-    def put(self, key: bytes, outputs: Tensors) -> None:
+    def put(self, key: bytes, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
         self._store._put(self._owner, key, outputs)
 
     def clear(self) -> None:
