@@ -1,7 +1,7 @@
 """Model warm-up (``model_warmup``): every instance runs its samples before the version reports READY, and
-one added later by scaling before it takes a request; the time is in the statistics, the metrics and the
-log; a bad sample fails its model's load, saying which sample and input, and the rest of the repository
-serves.
+one added later by scaling (or restarted after a crash) before it takes a request; the time is in the
+statistics, the metrics and the log; a bad sample fails its model's load, saying which sample and input, and
+the rest of the repository serves.
 
 The timing test uses a model whose first run is measurably slow in a new session (ONNX Runtime grows its
 memory arena and faults in a 64 MiB intermediate, in its first two runs: about 95 against 35 ms here):
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.onnx_models import write_model
 from tests.helpers.scrape import scrape
 from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.waiting import wait_for
 
 
 def sample(name: str = "zeros", *, count: int = 1, **x: Any) -> dict[str, Any]:
@@ -142,6 +144,15 @@ def test_every_instance_warms_up_and_so_does_one_added_by_scaling(tmp_path: Path
         log = server.log_path.read_text()
         [line] = [line for line in log.splitlines() if "model arena version 1 ready" in line]
         assert "warm-up: 2 sample(s) on 2 instance(s)" in line
+        if kind == "process":  # a worker that dies is restarted, and warms up before it serves
+            workers = httpx.get(f"http://{server.management_url}/models/arena", timeout=10).json()[0][
+                "workers"
+            ]
+            os.kill(workers[0]["pid"], signal.SIGKILL)
+            wait_for(
+                lambda: _stats(server, "arena")["modelport_warmup"]["count"] == 4,
+                "the restarted worker's warm-up",
+            )
         grpc = grpcclient.InferenceServerClient(server.grpc_url)
         try:  # gRPC's ModelStatistics has no field for it; the rest of the answer is unchanged
             assert grpc.get_inference_statistics("arena").model_stats[0].inference_count == 0
