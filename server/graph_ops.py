@@ -17,7 +17,9 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["NONDETERMINISTIC", "nondeterministic_ops"]
+from .model_config import ModelConfigError
+
+__all__ = ["NONDETERMINISTIC", "check_cacheable", "nondeterministic_ops"]
 
 NONDETERMINISTIC = frozenset(
     {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -72,3 +74,19 @@ def nondeterministic_ops(path: Path) -> list[str]:
                 graphs.extend([attribute.g] if attribute.HasField("g") else [])
                 graphs.extend(attribute.graphs)
     return found
+
+
+def check_cacheable(path: Path, *, config_file: Path) -> None:
+    """:class:`~.model_config.ModelConfigError` naming ``config_file``'s ``response_cache.enable`` if the
+    graph at ``path`` declares itself non-deterministic: a cached answer would freeze one draw. A file that
+    cannot be read or is not ONNX passes: opening the session reports it."""
+    try:
+        random = nondeterministic_ops(path)
+    except (OSError, ValueError):
+        return
+    if random:
+        shown = ", ".join(random[:3]) + (" ..." if len(random) > 3 else "")
+        raise ModelConfigError(
+            f"{config_file}: response_cache.enable: the graph is non-deterministic (it uses {shown}), so a "
+            "cached answer would differ from a computed one; remove response_cache for this model"
+        )

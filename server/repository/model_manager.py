@@ -26,7 +26,7 @@ from ..cgroup_limits import budget_bytes
 from ..config_files import UnreadableFile, require_regular_file
 from ..errors import DeadlineExceeded, ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
-from ..graph_ops import nondeterministic_ops
+from ..graph_ops import check_cacheable
 from ..inference import Signature
 from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
 from ..names import check_version
@@ -479,7 +479,7 @@ def _read_version(
     except UnreadableFile as error:
         raise ModelLoadError(f"{where}: {error}") from None
     if source.config.response_cache.enable:
-        _check_deterministic(where, source)
+        check_cacheable(where, config_file=source.config_file)
     signature = read_signature(
         where, model=source.name, config=source.config.session, providers=source.config.execution_providers
     )
@@ -492,21 +492,6 @@ def _read_version(
         default_max_batch_size=default_max_batch_size,
     )
     return signature, resolved
-
-
-def _check_deterministic(where: Path, source: ModelSource) -> None:
-    """:class:`ModelConfigError` if the graph at ``where`` declares itself non-deterministic (random
-    operators): a cached answer would freeze one draw."""
-    try:
-        random = nondeterministic_ops(where)
-    except (OSError, ValueError):
-        return  # unreadable or not ONNX: opening the session reports it
-    if random:
-        raise ModelConfigError(
-            f"{source.config_file}: response_cache.enable: the graph is non-deterministic (it uses "
-            f"{', '.join(random[:3])}{' ...' if len(random) > 3 else ''}), so a cached answer would differ "
-            "from a computed one; remove response_cache for this model"
-        )
 
 
 async def _in_daemon_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
