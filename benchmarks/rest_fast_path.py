@@ -42,6 +42,7 @@ from modelport.server.protocols.rest_fast_infer import FastInfer
 from modelport.server.repository.folders import Repository
 from modelport.server.repository.model_manager import ModelManager
 from modelport.server.settings import ServerSettings
+from modelport.server.warmup import WarmupTimes
 from modelport.server.workers.worker_process import prestart
 from uvicorn.server import ServerState
 
@@ -62,6 +63,7 @@ class _InlineExecutor:
         options.intra_op_num_threads = 1
         self._session = ort.InferenceSession(str(spec.path), options, providers=["CPUExecutionProvider"])
         self.failure: str | None = None
+        self.warmup = WarmupTimes()  # none: the benchmark's model has no model_warmup
 
     async def start(self) -> None:
         pass

@@ -27,6 +27,7 @@ __all__ = [
     "UnreadableFile",
     "check_relative_path",
     "load_yaml",
+    "read_bytes",
     "read_text",
     "require_regular_file",
     "resolve_inside",
@@ -48,6 +49,17 @@ def read_text(path: Path, *, limit: int) -> str:
 
     Raises ``FileNotFoundError`` when it does not exist, :class:`UnreadableFile` for anything else.
     """
+    data = read_bytes(path, limit=limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnreadableFile(
+            f"is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def read_bytes(path: Path, *, limit: int) -> bytes:
+    """The contents of the regular file ``path``, at most ``limit`` bytes; errors as :func:`read_text`'s."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -74,13 +86,7 @@ def read_text(path: Path, *, limit: int) -> str:
         os.close(fd)
     if size > limit:
         raise UnreadableFile(f"grew beyond the limit of {limit} bytes while it was read")
-    data = b"".join(chunks)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UnreadableFile(
-            f"is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x}); save it as UTF-8"
-        ) from None
+    return b"".join(chunks)
 
 
 def require_regular_file(path: Path) -> None:

@@ -42,6 +42,8 @@ __all__ = [
     "MAX_QUEUE_SIZE",
     "MAX_RANK",
     "MAX_TARGET_QUEUE_DELAY_US",
+    "MAX_WARMUP_BYTES",
+    "MAX_WARMUP_COUNT",
     "WORKER_MEMORY_FLOOR_BYTES",
     "max_threads",
     "max_workers",
@@ -55,6 +57,8 @@ MAX_DEFAULT_TIMEOUT_US = 86_400 * 1_000_000
 MAX_TARGET_QUEUE_DELAY_US = 60 * 1_000_000
 MAX_IDLE_S = 86_400
 MAX_RANK = 64  # as the wire decoders: no model this server runs has more dimensions
+MAX_WARMUP_COUNT = 1000  # runs of one warm-up sample: a few reach the steady state; more only delay READY
+MAX_WARMUP_BYTES = 256 * 2**20  # one warm-up input (made or read from its file), held for every new instance
 # What one worker process costs before its model: the interpreter with numpy and ONNX Runtime imported is
 # ~45 MiB resident (measured: ru_maxrss after `import onnxruntime, numpy`), plus the session's arena and a
 # small model; 128 MiB is a floor, real models need more.

@@ -26,6 +26,7 @@ from .observability.trace_settings import TraceUpdate
 from .observability.tracing import RequestTrace, Tracing
 from .repository.model_manager import LoadedVersion, ModelIndexEntry, ModelManager
 from .repository.triton_config import PLATFORM, triton_model_config
+from .response_cache import answer
 from .settings import ServerSettings
 from .shared_memory import SharedMemoryUse, SystemSharedMemory
 
@@ -200,8 +201,13 @@ class DataPlane:
             loaded.enter()
             try:
                 with self._recorder.in_flight(statistics.name, statistics.version):
-                    result = await loaded.executor.infer(
-                        request.inputs, output_names=output_names, deadline=deadline
+                    result = await answer(
+                        loaded.cache,
+                        request.inputs,
+                        output_names,
+                        lambda: loaded.executor.infer(
+                            request.inputs, output_names=output_names, deadline=deadline
+                        ),
                     )
             finally:
                 loaded.exit()

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .inference import Signature, Tensors
 from .model_config import ResolvedConfig
+from .warmup import WarmupTimes
 
 __all__ = ["ExecutionResult", "Executor", "ExecutorStatus", "VersionSpec", "WorkerStatus"]
 
@@ -29,7 +30,9 @@ class ExecutionResult:
     compute_input_ns: int  # copying/concatenating inputs into the batch
     compute_infer_ns: int  # the ONNX Runtime run itself
     compute_output_ns: int  # splitting and copying outputs back
-    batch_size: int  # rows in the batch this request ran in
+    batch_size: int  # rows in the batch this request ran in (0: answered from the response cache)
+    cache: Literal["hit", "miss"] | None = None  # how the response cache took part (None: not enabled)
+    cache_ns: int = 0  # the cache's lookup (a hit) or lookup and insertion (a miss)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,10 @@ class Executor(Protocol):
         The model manager reports such a version UNAVAILABLE with this as the reason and refuses requests
         to it with :class:`~modelport.server.errors.ModelNotReady`.
         """
+
+    @property
+    def warmup(self) -> WarmupTimes:
+        """How long its instances took to warm up (``model_warmup``), updated as instances start."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from .config_files import (
 from .datatypes import DATATYPES
 from .inference import TensorSpec
 from .settings import InstanceKind
+from .warmup import WarmupError, WarmupSample, WarmupSampleConfig, build_samples
 
 __all__ = [
     "DynamicBatchingConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "ModelConfig",
     "ModelConfigError",
     "ResolvedConfig",
+    "ResponseCacheConfig",
     "SessionConfig",
     "TensorConfig",
     "VersionPolicy",
@@ -196,6 +198,12 @@ class InstancesConfig(_Strict):
     kind: InstanceKind | None = None
 
 
+class ResponseCacheConfig(_Strict):
+    """Triton's ``response_cache``: answer a repeated request from the server's ``--cache-size`` cache."""
+
+    enable: bool = False
+
+
 class ModelConfig(_Strict):
     """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
 
@@ -208,6 +216,8 @@ class ModelConfig(_Strict):
     dynamic_batching: DynamicBatchingConfig | None = None
     workers: WorkersConfig = WorkersConfig()
     instances: InstancesConfig = InstancesConfig()
+    model_warmup: tuple[WarmupSampleConfig, ...] = ()  # run on every instance before it serves
+    response_cache: ResponseCacheConfig = ResponseCacheConfig()
 
     @pydantic.field_validator("inputs", "outputs")
     @classmethod
@@ -303,6 +313,7 @@ class ResolvedConfig:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     labels: dict[str, tuple[str, ...]]  # output name -> labels
+    warmup: tuple[WarmupSample, ...] = ()  # config.model_warmup's tensors
 
     @property
     def dynamic_batching(self) -> DynamicBatchingConfig | None:
@@ -364,7 +375,11 @@ def resolve_config(
         for index, tensor in enumerate(config.outputs)
         if tensor.labels is not None
     }
-    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels)
+    try:
+        warmup = build_samples(config.model_warmup, inputs, max_batch_size, folder=Path(source).parent)
+    except WarmupError as error:
+        raise ModelConfigError(f"{source}: {error}") from None
+    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels, warmup)
 
 
 def _merge(

@@ -87,6 +87,12 @@ class ServerSettings:
         "limit (0.8); a load that would exceed it first evicts the least recently used idle versions.",
         above=0,
     )
+    cache_size: int = setting(
+        0,
+        "Bytes of the response cache that models with response_cache: {enable: true} share (least recently "
+        "used answers go first); 0: no cache, and such models serve uncached with a warning.",
+        minimum=0,
+    )
     load_on_demand: bool = setting(
         False,
         "A request for a model of the repository that is not loaded (never, evicted, unloaded) loads it and "

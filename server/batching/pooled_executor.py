@@ -29,6 +29,7 @@ from ..executor import ExecutionResult, ExecutorStatus
 from ..inference import Tensors
 from ..model_config import ModelConfig
 from ..observability.metrics import VersionMetrics
+from ..warmup import WarmupTimes
 from ..workers.autoscale import Decision, DelayWindow, Observation, ScalingPolicy, decide
 from ..workers.instances import InstanceKind, make_pool
 from ..workers.pool import PoolSettings
@@ -91,6 +92,7 @@ class PooledExecutor:
             graph_optimization_level=config.session.graph_optimization_level,
             providers=tuple(config.execution_providers),
             custom_op_libraries=config.session.custom_op_libraries,
+            warmup=spec.config.warmup,
         )
         batching = BatcherSettings(
             model=spec.name,
@@ -132,6 +134,11 @@ class PooledExecutor:
     def failure(self) -> str | None:
         """Why this version cannot serve (its workers keep dying), or None."""
         return self.pool.failure
+
+    @property
+    def warmup(self) -> WarmupTimes:
+        """The warm-ups of the pool's instances so far."""
+        return self.pool.warmup
 
     def status(self) -> ExecutorStatus:
         """Workers, queue and bounds now."""

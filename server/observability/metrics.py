@@ -22,7 +22,7 @@ import itertools
 import time
 import typing
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 from ..errors import DeadlineExceeded, ErrorCode, ModelportError, QueueFull
 from ..executor import ExecutionResult
 from ..inference import Protocol
+from ..response_cache import CacheUsage
 from .live_metrics import LiveStateCollector, StateSource, VersionState, WorkerState
 
 __all__ = [
@@ -146,6 +147,14 @@ class ServerMetrics:
             buckets=LOAD_BUCKETS,
             registry=reg,
         )
+        self._warmups = Histogram(
+            "modelport_model_warmup_duration_seconds",
+            "Time one instance of a model version took to run its warm-up samples (model_warmup) before "
+            "it took requests; one observation per instance started, scaling and restarts included.",
+            _MODEL,
+            buckets=LOAD_BUCKETS,
+            registry=reg,
+        )
         self._version_memory = Gauge(
             "modelport_model_memory_bytes",
             "Memory a loaded model version holds, as --memory-budget measures it (workers' PSS, or the "
@@ -191,6 +200,10 @@ class ServerMetrics:
         if success is None:
             success = series.successes[(model, version)] = _Successes()
         success.inferences += inferences
+        if result is not None and result.cache is not None:
+            success.cache[result.cache == "miss"] += 1
+            if result.cache == "hit":  # it neither queued nor computed (as the statistics count it)
+                return
         if result is not None:
             success.queue.observe(result.queue_ns / 1e9)
             compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns
@@ -239,6 +252,7 @@ class ServerMetrics:
             restarts=self._worker_restarts.labels(model, version),
             scaled_up=self._autoscale.labels(model, version, "up"),
             scaled_down=self._autoscale.labels(model, version, "down"),
+            warmups=self._warmups.labels(model, version),
         )
 
     def record_model_load(self, model: str, version: str, *, duration_s: float, ok: bool) -> None:
@@ -262,6 +276,10 @@ class ServerMetrics:
         else:
             self._version_memory.labels(model, version).set(size)
 
+    def watch_cache(self, usage: Callable[[], CacheUsage]) -> None:
+        """Export the response cache's ``usage()`` at each scrape (``modelport_cache_*``)."""
+        self.registry.register(_CacheCollector(usage))
+
     def record_eviction(self, model: str, version: str) -> None:
         """Count one version evicted to keep within the memory budget."""
         self._evictions.labels(model, version).inc()
@@ -275,6 +293,7 @@ class VersionMetrics:
     restarts: Counter
     scaled_up: Counter
     scaled_down: Counter
+    warmups: Histogram  # modelport_model_warmup_duration_seconds, this version's child
 
     def record_execution(self, batch_size: int) -> None:
         """Count one successfully executed batch of ``batch_size`` rows (on the event loop)."""
@@ -287,6 +306,10 @@ class VersionMetrics:
     def record_autoscale(self, direction: Literal["up", "down"]) -> None:
         """Count one autoscaling decision carried out: a worker added (``up``) or removed (``down``)."""
         (self.scaled_up if direction == "up" else self.scaled_down).inc()
+
+    def record_warmup(self, seconds: float) -> None:
+        """Observe one instance's warm-up (``model_warmup``), as it started."""
+        self.warmups.observe(seconds)
 
 
 class _Histogram:
@@ -316,6 +339,7 @@ class _Successes:
     """The series of one version's successful requests: rows inferred, queue and compute time."""
 
     inferences: int = 0
+    cache: list[int] = field(default_factory=lambda: [0, 0])  # response cache hits, misses
     queue: _Histogram = field(default_factory=lambda: _Histogram(LATENCY_BUCKETS))
     compute: _Histogram = field(default_factory=lambda: _Histogram(LATENCY_BUCKETS))
     created: float = field(default_factory=time.time)
@@ -399,9 +423,21 @@ class _RequestSeries(Collector):
             "Compute time (input copy, inference, output copy) of the batch a successful request ran in.",
             labels=_MODEL,
         )
+        cache_hits = CounterMetricFamily(
+            "modelport_cache_hits", "Requests answered from the response cache.", labels=_MODEL
+        )
+        cache_misses = CounterMetricFamily(
+            "modelport_cache_misses",
+            "Requests to a version with the response cache enabled that were computed (and then cached).",
+            labels=_MODEL,
+        )
         for key, success in self.successes.copy().items():
             labels = list(key)
             inferences.add_metric(labels, success.inferences, success.created if created else None)
+            if success.cache != [0, 0]:
+                hits, misses = success.cache
+                cache_hits.add_metric(labels, hits, success.created if created else None)
+                cache_misses.add_metric(labels, misses, success.created if created else None)
             _add_histogram(queue_duration, _MODEL, labels, success.queue, created=created)
             _add_histogram(compute_duration, _MODEL, labels, success.compute, created=created)
 
@@ -423,7 +459,33 @@ class _RequestSeries(Collector):
             in_flight.add_metric(list(key), gauge.value)
 
         yield from (requests, request_duration, inferences, executions)
-        yield from (queue_duration, compute_duration, batch_size, in_flight)
+        yield from (queue_duration, compute_duration, batch_size, in_flight, cache_hits, cache_misses)
+
+
+class _CacheCollector(Collector):
+    """The response cache's size and evictions, read when scraped."""
+
+    def __init__(self, usage: Callable[[], CacheUsage]) -> None:
+        self._usage = usage
+
+    def collect(self) -> Iterator[Metric]:
+        usage = self._usage()
+        yield GaugeMetricFamily(
+            "modelport_cache_capacity_bytes",
+            "The response cache's size (--cache-size).",
+            usage.capacity_bytes,
+        )
+        yield GaugeMetricFamily(
+            "modelport_cache_used_bytes", "Bytes the response cache's entries hold now.", usage.used_bytes
+        )
+        yield GaugeMetricFamily(
+            "modelport_cache_entries", "Answers in the response cache now.", usage.entries
+        )
+        yield CounterMetricFamily(
+            "modelport_cache_evictions",
+            "Answers removed from the response cache to make room (least recently used first).",
+            usage.evictions,
+        )
 
 
 def _add_histogram(

@@ -107,6 +107,8 @@ class RequestRecorder:
         duration_ns = time.monotonic_ns() - started_ns
         duration_s = duration_ns / 1e9
         outcome = outcome_of(error)
+        if result is not None and result.cache == "hit":
+            rows = 0  # as Triton's inference_count: an answer from the cache inferred nothing
         if statistics is not None:
             model, version = statistics.name, statistics.version
             if result is not None and error is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..executor import ExecutionResult
+from ..warmup import WarmupTimes
 
 __all__ = ["VersionStatistics"]
 
@@ -58,14 +59,27 @@ class VersionStatistics:
     compute_input: _Duration = field(default_factory=_Duration)
     compute_infer: _Duration = field(default_factory=_Duration)
     compute_output: _Duration = field(default_factory=_Duration)
+    cache_hit: _Duration = field(default_factory=_Duration)
+    cache_miss: _Duration = field(default_factory=_Duration)
     inference_count: int = 0
     executions: float = 0.0
     last_inference_ms: int = 0
     batches: dict[int, _BatchStats] = field(default_factory=dict)
+    warmup: WarmupTimes = field(default_factory=WarmupTimes)  # the executor's, shared
 
     def record_success(self, result: ExecutionResult, *, rows: int, request_ns: int) -> None:
-        """One request answered; ``rows`` is its own batch size, ``request_ns`` its whole duration."""
+        """One request answered; ``rows`` is its own batch size, ``request_ns`` its whole duration.
+
+        As in Triton, an answer from the response cache counts in ``success`` and ``cache_hit`` only (not in
+        ``inference_count``, ``execution_count``, the queue or the compute times); a miss also in
+        ``cache_miss``."""
         self.success.add(request_ns)
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        if result.cache == "hit":
+            self.cache_hit.add(result.cache_ns)
+            return
+        if result.cache == "miss":
+            self.cache_miss.add(result.cache_ns)
         self.queue.add(result.queue_ns)
         self.compute_input.add(result.compute_input_ns)
         self.compute_infer.add(result.compute_infer_ns)
@@ -80,7 +94,6 @@ class VersionStatistics:
         batch.compute_input_ns += result.compute_input_ns * share
         batch.compute_infer_ns += result.compute_infer_ns * share
         batch.compute_output_ns += result.compute_output_ns * share
-        self.last_inference_ms = time.time_ns() // 1_000_000
 
     def record_failure(self, *, request_ns: int) -> None:
         """One request that reached the model and failed."""
@@ -102,10 +115,12 @@ class VersionStatistics:
                 "compute_input": self.compute_input.to_json(),
                 "compute_infer": self.compute_infer.to_json(),
                 "compute_output": self.compute_output.to_json(),
-                "cache_hit": {"count": 0, "ns": 0},
-                "cache_miss": {"count": 0, "ns": 0},
+                "cache_hit": self.cache_hit.to_json(),
+                "cache_miss": self.cache_miss.to_json(),
             },
             "response_stats": {},
             "batch_stats": [self.batches[size].to_json(size) for size in sorted(self.batches)],
             "memory_usage": [],
+            # Triton has no such field: modelport's own (REST only; gRPC's ModelStatistics has no slot).
+            "modelport_warmup": self.warmup.to_json(),
         }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..model_config import ModelConfig, ModelConfigError, load_model_config
 from ..names import MAX_VERSION_DIGITS, is_model_name
+from .triton_pbtxt import PBTXT_FILE, load_pbtxt
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "ModelSource", "Repository", "VersionSource"]
 
@@ -59,10 +60,11 @@ class ModelSource:
     config_stamp: Stamp
     versions: dict[int, VersionSource]
     refused: str | None = None  # why the model cannot serve whatever its config (a link leading outside)
+    config_name: str = CONFIG_FILE  # or Triton's config.pbtxt, read when there is no config.yaml
 
     @property
     def config_file(self) -> Path:
-        return self.directory / CONFIG_FILE
+        return self.directory / self.config_name
 
     def served_versions(self) -> list[int]:
         """The versions the version policy selects (none when the config is broken)."""
@@ -134,6 +136,8 @@ class Repository:
         if not directory.is_dir():
             raise FileNotFoundError(f"no model directory '{name}'")
         config_file = directory / CONFIG_FILE
+        if not os.path.lexists(config_file) and os.path.lexists(directory / PBTXT_FILE):
+            config_file = directory / PBTXT_FILE  # a repository moved from Triton
         entries = [e for e in directory.iterdir() if _VERSION_DIR.fullmatch(e.name) and e.is_dir()]
         versions = {
             int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
@@ -143,9 +147,11 @@ class Repository:
         escaping = self._escaping([directory, config_file, *entries, *(e / MODEL_FILE for e in entries)])
         if escaping is not None:
             refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
-            return ModelSource(name, directory, None, refused, _stamp(config_file), versions, refused=refused)
+            return ModelSource(
+                name, directory, None, refused, _stamp(config_file), versions, refused, config_file.name
+            )
         config, error, config_stamp = self._read_config(config_file)
-        return ModelSource(name, directory, config, error, config_stamp, versions)
+        return ModelSource(name, directory, config, error, config_stamp, versions, None, config_file.name)
 
     def _escaping(self, paths: list[Path]) -> str | None:
         """The first of ``paths`` (each below ``root``, by names of one component) that is a symbolic link
@@ -176,7 +182,10 @@ class Repository:
             return cached[1], cached[2], stamp
         config: ModelConfig | None
         try:
-            config, error = load_model_config(path), None
+            if path.name == PBTXT_FILE:
+                config, error = load_pbtxt(path, model=path.parent.name), None
+            else:
+                config, error = load_model_config(path), None
         except ModelConfigError as refused:
             config, error = None, str(refused)
         if identity is None:

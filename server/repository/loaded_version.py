@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from ..executor import Executor, VersionSpec
 from ..observability.statistics import VersionStatistics
+from ..response_cache import VersionCache
 from .folders import Stamp
 
-__all__ = ["ExecutorFactory", "LoadedVersion", "ModelIndexEntry"]
+__all__ = ["ExecutorFactory", "LoadedVersion", "ModelIndexEntry", "VersionCache"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,18 @@ class ModelIndexEntry:
 class LoadedVersion:
     """A version that serves; the data plane brackets each request with :meth:`enter`/:meth:`exit`."""
 
-    def __init__(self, spec: VersionSpec, executor: Executor, stamp: tuple[Stamp, Stamp]) -> None:
+    def __init__(
+        self,
+        spec: VersionSpec,
+        executor: Executor,
+        stamp: tuple[Stamp, Stamp],
+        cache: VersionCache | None = None,
+    ) -> None:
         self.spec = spec
         self.executor = executor
+        self.cache = cache  # its share of the response cache (None: not enabled, or no --cache-size)
         self.stamp = stamp  # (model file, config file) when loaded
-        self.statistics = VersionStatistics(spec.name, str(spec.version))
+        self.statistics = VersionStatistics(spec.name, str(spec.version), warmup=executor.warmup)
         self._in_flight = 0
         self.last_used = time.monotonic()  # the last request's start: the memory budget evicts by it
         self.memory_bytes: int | None = None  # as --memory-budget last measured it (None: no budget)
@@ -70,7 +78,10 @@ class LoadedVersion:
             self._idle.set()
 
     async def retire(self, drain_timeout: float) -> None:
-        """Wait for in-flight requests (at most ``drain_timeout`` s), then close the executor."""
+        """Drop its cached answers, wait for in-flight requests (at most ``drain_timeout`` s), then close the
+        executor."""
+        if self.cache is not None:
+            self.cache.clear()
         deadline = time.monotonic() + drain_timeout
         try:
             await asyncio.wait_for(self._idle.wait(), drain_timeout)

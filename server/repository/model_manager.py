@@ -26,14 +26,16 @@ from ..cgroup_limits import budget_bytes
 from ..config_files import UnreadableFile, require_regular_file
 from ..errors import DeadlineExceeded, ModelLoadFailed, ModelNotFound, ModelNotReady
 from ..executor import VersionSpec
+from ..graph_ops import check_cacheable
 from ..inference import Signature
 from ..model_config import ModelConfig, ModelConfigError, ResolvedConfig, resolve_config
 from ..names import check_version
 from ..observability.metrics import ServerMetrics
+from ..response_cache import ResponseCache
 from ..settings import ServerSettings
 from ..workers.session import ModelLoadError, read_signature
 from .folders import ModelSource, Repository, Stamp
-from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry
+from .loaded_version import ExecutorFactory, LoadedVersion, ModelIndexEntry, VersionCache
 from .memory_budget import EVICTED_REASON, Candidate, MemoryBudget, files_size
 
 __all__ = [
@@ -83,6 +85,9 @@ class ModelManager:
         if settings.memory_budget is not None:
             self._budget = MemoryBudget(budget_bytes(settings.memory_budget), metrics)
         self._on_demand: dict[str, asyncio.Task[None]] = {}  # one shared load per model (--load-on-demand)
+        self._cache = ResponseCache(settings.cache_size) if settings.cache_size else None
+        if self._cache is not None and metrics is not None:
+            metrics.watch_cache(self._cache.usage)
 
     # ----- startup, polling, explicit control -----------------------------------------------------------
 
@@ -410,14 +415,34 @@ class ModelManager:
         except Exception as error:
             logger.exception("model %s version %d failed to load", source.name, version)
             return f"{type(error).__name__}: {error}"
+        warmup = executor.warmup
         logger.info(
-            "model %s version %d ready (%s, %.0f ms)",
+            "model %s version %d ready (%s, %.0f ms%s)",
             source.name,
             version,
             signature.provider,
             (time.monotonic() - started) * 1000,
+            f"; warm-up: {warmup.samples} sample(s) on {warmup.count} instance(s), {warmup.ns / 1e6:.0f} ms"
+            if warmup.samples
+            else "",
         )
-        return LoadedVersion(spec, executor, (source.versions[version].stamp, source.config_stamp))
+        return LoadedVersion(
+            spec, executor, (source.versions[version].stamp, source.config_stamp), self._cache_for(spec)
+        )
+
+    def _cache_for(self, spec: VersionSpec) -> VersionCache | None:
+        """The version's share of the response cache, if its config enables it and the server has one."""
+        if not spec.config.config.response_cache.enable:
+            return None
+        if self._cache is None:
+            logger.warning(
+                "model %s version %d: response_cache.enable is set but the server has no response cache; "
+                "serving uncached (start the server with --cache-size BYTES)",
+                spec.name,
+                spec.version,
+            )
+            return None
+        return self._cache.for_version(spec.name, spec.version)
 
     def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
         """Triton's ``model_stats`` entries for every serving version, or those of one model/version."""
@@ -453,6 +478,8 @@ def _read_version(
         require_regular_file(where)
     except UnreadableFile as error:
         raise ModelLoadError(f"{where}: {error}") from None
+    if source.config.response_cache.enable:
+        check_cacheable(where, config_file=source.config_file)
     signature = read_signature(
         where, model=source.name, config=source.config.session, providers=source.config.execution_providers
     )

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..datatypes import by_name
 from ..model_config import VersionPolicy
-from .folders import MODEL_FILE
 
 if TYPE_CHECKING:
     from ..executor import VersionSpec
@@ -73,7 +72,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
                 "gpus": [],
             }
         ],
-        "default_model_filename": MODEL_FILE,
+        "default_model_filename": spec.path.name,  # the repository's model.onnx
         "optimization": {
             "graph": {"level": _GRAPH_LEVELS[config.session.graph_optimization_level]},
             "execution_accelerators": {
@@ -90,6 +89,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
             "inter_op_thread_count": {"string_value": str(config.session.inter_op_threads)},
         },
         "model_transaction_policy": {"decoupled": False},
+        "response_cache": {"enable": config.response_cache.enable},
     }
     if batching:
         batcher = resolved.dynamic_batching

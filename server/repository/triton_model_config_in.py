@@ -80,7 +80,20 @@ def is_triton_config(data: Any) -> bool:
         and {"max_queue_delay_microseconds", "preferred_batch_size", "default_queue_policy"} & batching.keys()
     ):
         return True
-    return isinstance(policy, dict) and any(isinstance(value, dict) for value in policy.values())
+    if isinstance(policy, dict) and any(isinstance(value, dict) for value in policy.values()):
+        return True
+    return _has_triton_datatypes(data.get("model_warmup"))
+
+
+def _has_triton_datatypes(warmups: Any) -> bool:
+    """Whether a ``model_warmup`` names its data types as Triton does (``TYPE_FP32``)."""
+    samples = warmups if isinstance(warmups, list) else []
+    inputs = [s["inputs"] for s in samples if isinstance(s, dict) and isinstance(s.get("inputs"), dict)]
+    return any(
+        isinstance(tensor, dict) and str(tensor.get("data_type", "")).startswith("TYPE_")
+        for group in inputs
+        for tensor in group.values()
+    )
 
 
 def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> dict[str, Any]:
@@ -103,6 +116,8 @@ def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> di
         "model_transaction_policy": lambda v, at: _keys(
             v, at, {"decoupled": lambda d, a: _allowed(d, (False,), a)}
         ),
+        "model_warmup": lambda v, at: result.__setitem__("model_warmup", _warmups(v, at)),
+        "response_cache": lambda v, at: result.__setitem__("response_cache", _response_cache(v, at)),
     }
     _keys(data, prefix, handlers, top=True)
     return result
@@ -313,3 +328,48 @@ def _parameters(value: Any, at: str, result: dict[str, Any]) -> None:
             ),
         },
     )
+
+
+def _warmups(value: Any, at: str) -> list[Any]:
+    """``model_warmup`` in config.yaml's schema, which has Triton's keys: only the data types (TYPE_ names),
+    the integers (JSON strings for int64) and the files (in the model folder's ``warmup/``, where Triton
+    keeps them) change; the keys are checked with the rest of config.yaml's."""
+    samples: list[Any] = []
+    for index, raw in enumerate(_list(value, at)):
+        where = f"{at}[{index}]"
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"{where}: expected a JSON object")
+        sample = dict(raw)
+        if "batch_size" in sample:
+            sample["batch_size"] = _int(sample["batch_size"], f"{where}.batch_size")
+        if "count" in sample:  # Triton runs a sample of count 0 once
+            sample["count"] = max(1, _int(sample["count"], f"{where}.count"))
+        if isinstance(sample.get("inputs"), dict):
+            sample["inputs"] = {
+                name: _warmup_input(tensor, f"{where}.inputs.{name}")
+                for name, tensor in sample["inputs"].items()
+            }
+        samples.append(sample)
+    return samples
+
+
+def _warmup_input(raw: Any, at: str) -> Any:
+    if not isinstance(raw, dict):
+        return raw  # refused by config.yaml's schema, with its key path
+    # protobuf's JSON writes a false data source when it writes defaults: a false one is no source
+    tensor = {k: v for k, v in raw.items() if k not in ("zero_data", "random_data") or v is not False}
+    if "data_type" in tensor:
+        if tensor["data_type"] not in _BY_TRITON:
+            raise InvalidInput(f"{at}.data_type: {tensor['data_type']!r} is not a Triton data type")
+        tensor["data_type"] = _BY_TRITON[tensor["data_type"]]
+    if "dims" in tensor:
+        tensor["dims"] = [_int(d, f"{at}.dims") for d in _list(tensor["dims"], f"{at}.dims")]
+    if isinstance(tensor.get("input_data_file"), str):
+        tensor["input_data_file"] = f"warmup/{tensor['input_data_file']}"
+    return tensor
+
+
+def _response_cache(value: Any, at: str) -> dict[str, Any]:
+    cache: dict[str, Any] = {}
+    _keys(value, at, {"enable": lambda v, a: cache.__setitem__("enable", v)})
+    return cache

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import orjson
 
+from ..warmup import WarmupSample
 from .shm import TensorLayout
 
 __all__ = [
@@ -70,6 +71,7 @@ class WorkerSpec:
     graph_optimization_level: str = "all"
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # config.yaml's names, preferred first
     custom_op_libraries: list[str] = field(default_factory=list)  # files of the model's folder (config.yaml)
+    warmup: tuple[WarmupSample, ...] = ()  # run before the worker says it is ready (pickled with the spec)
 
 
 @dataclass(slots=True)
@@ -79,10 +81,11 @@ class LogFile:
 
 @dataclass(slots=True)
 class Ready:
-    """worker -> server: the session is loaded."""
+    """worker -> server: the session is loaded (and warmed up: ``warmup_ns`` of ``load_ns``)."""
 
     pid: int
     load_ns: int
+    warmup_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -136,8 +139,8 @@ def encode(message: Message) -> bytes:
             return orjson.dumps(["done", [x.to_wire() for x in outputs], infer_ns, copy_ns, region])
         case Failed(kind, text):
             return orjson.dumps(["failed", kind, text])
-        case Ready(pid, load_ns):
-            return orjson.dumps(["ready", pid, load_ns])
+        case Ready(pid, load_ns, warmup_ns):
+            return orjson.dumps(["ready", pid, load_ns, warmup_ns])
         case LoadFailed(text):
             return orjson.dumps(["load_failed", text])
         case LogFile():
@@ -157,7 +160,7 @@ _DECODERS: dict[str, Callable[[list[Any]], Message]] = {
     "run": lambda m: Run(_layouts(m[1]), m[2], m[3]),
     "done": lambda m: Done(_layouts(m[1]), int(m[2]), int(m[3]), m[4]),
     "failed": lambda m: Failed("invalid" if m[1] == "invalid" else "internal", str(m[2])),
-    "ready": lambda m: Ready(int(m[1]), int(m[2])),
+    "ready": lambda m: Ready(int(m[1]), int(m[2]), int(m[3])),
     "load_failed": lambda m: LoadFailed(str(m[1])),
     "log": lambda m: LogFile(),
     "stop": lambda m: Stop(),

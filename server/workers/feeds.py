@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,14 +17,15 @@ import numpy as np
 
 from ..inference import Tensors
 from ..model_config import SessionConfig
+from ..warmup import WarmupSample
 from .channel import WorkerSpec
 from .ort_errors import RunFailureKind, run_failure
-from .session import open_session
+from .session import ModelLoadError, open_session
 
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["InvalidFeed", "RunFailed", "build_session", "onnx_inputs", "run_session"]
+__all__ = ["InvalidFeed", "RunFailed", "build_session", "onnx_inputs", "run_session", "warm_up"]
 
 
 class InvalidFeed(Exception):
@@ -88,3 +90,21 @@ def run_session(
         return list(session.run(list(names), feeds, options))
     except Exception as error:  # ONNX Runtime's own exception types, told apart by ort_errors
         raise RunFailed(*run_failure(error)) from None
+
+
+def warm_up(session: onnxruntime.InferenceSession, samples: Sequence[WarmupSample]) -> int:
+    """Run every warm-up sample ``count`` times, asking for every output; returns the nanoseconds it took.
+    Blocking. A sample ONNX Runtime refuses is a :class:`~.session.ModelLoadError` naming it: the instance
+    does not serve (and the version does not load) with a warm-up that fails."""
+    started = time.monotonic_ns()
+    names = [output.name for output in session.get_outputs()]
+    for sample in samples:
+        for _ in range(sample.count):
+            try:
+                run_session(session, names, sample.inputs)
+            except (InvalidFeed, RunFailed) as error:
+                given = ", ".join(f"{n} {list(a.shape)}" for n, a in sample.inputs.items())
+                raise ModelLoadError(
+                    f"warm-up sample '{sample.name}' (inputs {given}) failed: {error}"
+                ) from None
+    return time.monotonic_ns() - started

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar, get_args
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
 from ..settings import InstanceKind
+from ..warmup import WarmupTimes
 from .pool import WorkerPool
 from .pool_settings import PoolSettings, WorkerStatus
 from .shm import Parts
@@ -34,6 +35,7 @@ class InstancePool(Protocol):
     max_workers: int
     last_busy_at: float
     last_change_at: float
+    warmup: WarmupTimes  # the warm-ups of its instances so far
 
     @property
     def kind(self) -> str: ...

@@ -30,6 +30,7 @@ from typing import TypeVar
 from ..errors import ErrorCode, InvalidInput, ModelNotReady, ModelportError
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
+from ..warmup import WarmupTimes
 from .channel import WorkerSpec
 from .pool_settings import PoolSettings, WorkerStatus, thread_budget
 from .shm import Parts
@@ -90,6 +91,7 @@ class WorkerPool:
     def __init__(self, settings: PoolSettings, metrics: VersionMetrics | None = None) -> None:
         self.settings = settings
         self._metrics = metrics
+        self.warmup = WarmupTimes(samples=len(settings.warmup))
         self.min_workers = settings.min_workers
         self.max_workers = settings.max_workers
         self._crashes = CrashTracker(settings)
@@ -147,6 +149,7 @@ class WorkerPool:
             graph_optimization_level=self.settings.graph_optimization_level,
             providers=list(self.settings.providers),
             custom_op_libraries=list(self.settings.custom_op_libraries),
+            warmup=self.settings.warmup,
         )
         # Registered at once (no await before): a starting worker counts in ``size``.
         process = WorkerProcess(spec, self._on_exit, response_timeout_s=self.settings.response_timeout_s)
@@ -158,6 +161,10 @@ class WorkerPool:
             self._state.slots.pop(slot.id, None)
             await process.stop(timeout=0.5)
             raise
+        if self.settings.warmup:
+            self.warmup.add(process.warmup_ns)
+            if self._metrics is not None:
+                self._metrics.record_warmup(process.warmup_ns / 1e9)
         if self._closing:
             self._state.slots.pop(slot.id, None)
             await process.stop()

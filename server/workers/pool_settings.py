@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..cgroup_limits import usable_cpus
 from ..executor import WorkerStatus  # defined with the executor protocol that reports it; re-exported
+from ..warmup import WarmupSample
 
 __all__ = ["PoolSettings", "WorkerStatus", "thread_budget"]
 
@@ -32,6 +33,7 @@ class PoolSettings:
     graph_optimization_level: str = "all"
     providers: tuple[str, ...] = ("cpu",)  # config.yaml's execution_providers
     custom_op_libraries: tuple[str, ...] = ()  # config.yaml's session.custom_op_libraries
+    warmup: tuple[WarmupSample, ...] = ()  # config.yaml's model_warmup, run by every instance as it starts
     start_timeout_s: float = 60.0
     restart_backoff_s: float = 0.05
     max_backoff_s: float = 5.0

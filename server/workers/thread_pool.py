@@ -43,8 +43,9 @@ import numpy as np
 from ..errors import InvalidInput, ModelNotReady, ModelportError
 from ..inference import Tensors
 from ..observability.metrics import VersionMetrics
+from ..warmup import WarmupTimes
 from .channel import WorkerSpec
-from .feeds import InvalidFeed, RunFailed, build_session, run_session
+from .feeds import InvalidFeed, RunFailed, build_session, run_session, warm_up
 from .pool_settings import PoolSettings, WorkerStatus, thread_budget
 from .shm import Parts
 from .worker_process import BatchTimings
@@ -112,7 +113,8 @@ class ThreadPool:
 
     def __init__(self, settings: PoolSettings, metrics: VersionMetrics | None = None) -> None:
         self.settings = settings
-        self._metrics = metrics  # instances do not restart: nothing of the pool's own to record
+        self._metrics = metrics  # instances do not restart: only their warm-ups to record
+        self.warmup = WarmupTimes(samples=len(settings.warmup))
         self.min_workers = settings.min_workers
         self.max_workers = settings.max_workers
         self.last_busy_at = 0.0  # monotonic: when a batch last had to wait for an instance
@@ -131,6 +133,7 @@ class ThreadPool:
             graph_optimization_level=settings.graph_optimization_level,
             providers=list(settings.providers),
             custom_op_libraries=list(settings.custom_op_libraries),
+            warmup=settings.warmup,
         )
 
     @property
@@ -164,8 +167,8 @@ class ThreadPool:
         self._instances[instance.id] = instance  # counts in ``size`` while its session loads
         # warn=False: the model manager's signature read logged any provider fallback once already.
         try:
-            session = await asyncio.wrap_future(
-                instance.executor.submit(functools.partial(build_session, self._spec, warn=False))
+            session, warmup_ns = await asyncio.wrap_future(
+                instance.executor.submit(functools.partial(_open_and_warm_up, self._spec))
             )
         except BaseException:
             self._instances.pop(instance.id, None)
@@ -174,6 +177,10 @@ class ThreadPool:
         instance.session, instance.options = session, _run_options()
         instance.all_outputs = tuple(output.name for output in session.get_outputs())
         instance.started_at = time.time()
+        if self.settings.warmup:
+            self.warmup.add(warmup_ns)
+            if self._metrics is not None:
+                self._metrics.record_warmup(warmup_ns / 1e9)
         if self._closing or instance.id not in self._instances:
             self._retire(instance)
             return
@@ -357,6 +364,12 @@ class ThreadPool:
             await asyncio.sleep(0.01)
         for instance in list(self._instances.values()):
             self._retire(instance)
+
+
+def _open_and_warm_up(spec: WorkerSpec) -> tuple[onnxruntime.InferenceSession, int]:
+    """An instance's session, warmed up (blocking: in the instance's thread), and the warm-up's ns."""
+    session = build_session(spec, warn=False)
+    return session, warm_up(session, spec.warmup)
 
 
 def _run_options() -> onnxruntime.RunOptions:

@@ -40,7 +40,7 @@ from .channel import (
     recv_message,
     send_message,
 )
-from .feeds import InvalidFeed, RunFailed, build_session, run_session
+from .feeds import InvalidFeed, RunFailed, build_session, run_session, warm_up
 from .shm import OutgoingRegion, Region, adopt_region, read_tensors, write_tensors
 
 __all__ = ["worker_main"]
@@ -108,11 +108,12 @@ def worker_main(sock: socket.socket, spec: WorkerSpec) -> None:
     started = time.monotonic_ns()
     try:
         session = build_session(spec)
+        warmup_ns = warm_up(session, spec.warmup)
     except Exception as error:  # any load failure is reported to the server, which names the model
         print(f"modelport worker {os.getpid()}: load failed: {error}", file=sys.stderr, flush=True)
         send_message(sock, LoadFailed(str(error)))
         sys.exit(1)
-    send_message(sock, Ready(os.getpid(), time.monotonic_ns() - started))
+    send_message(sock, Ready(os.getpid(), time.monotonic_ns() - started, warmup_ns))
     serving = _Serving(sock, session)
     while True:
         message, fds = recv_message(sock, buffer)

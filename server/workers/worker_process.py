@@ -124,6 +124,7 @@ class WorkerProcess:
         self.busy = False
         self.retiring = False
         self.ready = False
+        self.warmup_ns = 0  # how long its warm-up took (from its Ready)
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[tuple[Message, list[int]]] | None = None
@@ -170,6 +171,7 @@ class WorkerProcess:
             raise WorkerDied(f"did not load its model within {timeout:g} s") from None
         if not isinstance(message, Ready):
             raise WorkerFailed(message.message if isinstance(message, LoadFailed) else f"{message}")
+        self.warmup_ns = message.warmup_ns
         self.started_at = time.time()
         self.ready = True
 
