@@ -42,7 +42,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["dataplane"],
         ["protocols."],
         ["app"],
-        ["serve_cli", "doctor", "cli", "__main__", "__init__"],
+        ["serve_cli", "doctor", "cli", "__main__", "__init__", "bench."],
     ],
     "modelport.converters": [
         [

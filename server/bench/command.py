@@ -1,0 +1,306 @@
+"""``modelport bench MODEL``: a concurrency sweep against an Open Inference Protocol server, as perf_analyzer.
+
+Per concurrency the load generator (wrk for REST, h2load for gRPC, installed on demand; the in-process
+Python generator only when neither can be had, with a note) posts one prepared request for ``--duration``
+seconds; the server's statistics are read before and after each step for the queue/compute split. One
+request is checked with a real client first, so a request the server refuses is an error, not a fast run of
+failures. Progress goes to stderr (rich), the table to stdout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .endpoints import Endpoint, GrpcEndpoint, HttpEndpoint
+from .errors import BenchError
+from .generators import PACKAGES, LoadResult, ensure_tools, run_h2load, run_wrk, tool_version
+from .load_plan import LoadPlan, make_plan
+from .python_generator import BOTTLENECK_NOTE, run_python
+from .results import BenchRun, ServerSplit, Step, comparison_table, read_run, steps_table
+from .signature import batch_of, generated_tensors, load_tensors, signature_from_metadata
+
+__all__ = ["bench"]
+
+_NATIVE = {"http": "wrk", "grpc": "h2load"}
+_DEFAULT_PORT = {"http": 8000, "grpc": 8001}
+
+
+def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        levels = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of integers, e.g. 1,2,4,8"
+        ) from None
+    if not levels or any(level < 1 for level in levels):
+        raise click.BadParameter(f"{value!r}: every concurrency must be at least 1")
+    return levels
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model")
+@click.option("--url", default=None, help="Server address, host:port. [default: localhost:8000, gRPC :8001]")
+@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
+@click.option("--model-version", default="", help="Version to benchmark. [default: the server's choice]")
+@click.option(
+    "--concurrency",
+    default="1,2,4,8,16",
+    show_default=True,
+    callback=_concurrency_list,
+    help="Requests in flight, one step of the sweep per value.",
+)
+@click.option(
+    "--duration", type=click.IntRange(min=1), default=5, show_default=True, help="Seconds per step."
+)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An .npz with one array per input (as sent; its first dimension is the batch). [default: random "
+    "data shaped from the model's metadata]",
+)
+@click.option("--binary/--json", default=True, show_default=True, help="REST encoding of the tensors.")
+@click.option(
+    "--generator",
+    type=click.Choice(["auto", "wrk", "h2load", "python"]),
+    default="auto",
+    show_default=True,
+    help="Load generator; auto: wrk (HTTP) or h2load (gRPC), installed with apt-get when missing and "
+    "allowed, else the in-process Python one.",
+)
+@click.option(
+    "--install/--no-install",
+    default=True,
+    show_default=True,
+    help="Install a missing wrk/h2load with apt-get (needs root).",
+)
+@click.option("--label", default=None, help="Name of this run in tables and plots. [default: the server's]")
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write results JSON."
+)
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG.")
+@click.option(
+    "--compare",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="A results JSON of an earlier run (or another server) to compare with; may repeat.",
+)
+def bench(  # one parameter per option
+    *,
+    model: str,
+    url: str | None,
+    protocol: str,
+    model_version: str,
+    concurrency: list[int],
+    duration: int,
+    batch: int,
+    data: Path | None,
+    binary: bool,
+    generator: str,
+    install: bool,
+    label: str | None,
+    out: Path | None,
+    plot: Path | None,
+    compare: tuple[Path, ...],
+) -> None:
+    """Measure throughput and latency of MODEL on a running server at each concurrency of a sweep.
+
+    Speaks the Open Inference Protocol (KServe v2), so it benchmarks Triton too. Latency percentiles are
+    the load generator's own per-request numbers; the queue/compute split is the server's statistics.
+    """
+    others = [read_run(path) for path in compare]  # a bad file fails before the load, not after it
+    if plot is not None:
+        from .plot import plot_runs  # imports nothing heavy; matplotlib is imported when plotting
+
+        _require_matplotlib()
+    batch_given = (
+        click.get_current_context().get_parameter_source("batch") is click.core.ParameterSource.COMMANDLINE
+    )
+    address = url or f"localhost:{_DEFAULT_PORT[protocol]}"
+    endpoint: Endpoint = HttpEndpoint(address) if protocol == "http" else GrpcEndpoint(address)
+    try:
+        server = endpoint.server_metadata()
+        signature = signature_from_metadata(_model_metadata(endpoint, model, model_version))
+        if data is not None:
+            tensors = load_tensors(data, signature)
+            rows = batch_of(tensors, signature)
+            if batch_given and rows != batch:
+                raise BenchError(
+                    f"--batch {batch} but --data {data} holds batches of {rows}: give one of them"
+                )
+            batch = rows
+        else:
+            tensors = generated_tensors(signature, batch=batch)
+        plan = make_plan(endpoint, signature, tensors, model_version, binary=binary)
+        plan.check()
+        runner, generator_name, note = _generator(generator, protocol, plan, install=install)
+        if note:
+            Console(stderr=True).print(f"note: {note}", soft_wrap=True)
+        run = BenchRun(
+            label=label or f"{server.get('name', 'server')} {server.get('version', '')} {protocol}",
+            model=model,
+            version=model_version,
+            url=endpoint.url,
+            protocol=protocol,
+            encoding=plan.encoding,
+            batch=batch,
+            duration_s=float(duration),
+            generator=generator_name,
+            generator_note=note,
+            server={"name": server.get("name", ""), "version": server.get("version", "")},
+            data=str(data) if data else "random",
+            inputs=[
+                {"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in signature.inputs
+            ],
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        _sweep(
+            run=run,
+            endpoint=endpoint,
+            runner=runner,
+            levels=concurrency,
+            seconds=duration,
+            model=model,
+            version=model_version,
+        )
+    finally:
+        endpoint.close()
+    console = Console(width=None if Console().is_terminal else 150)
+    console.print(steps_table(run))
+    if run.generator_note:
+        console.print(f"note: {run.generator_note}", soft_wrap=True)
+    if others:
+        console.print(comparison_table(run, others))
+    if out is not None:
+        run.write(out)
+        console.print(f"results written to {out}")
+    if plot is not None:
+        plot_runs([run, *others], plot)
+        console.print(f"plot written to {plot}")
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise BenchError(
+            "--plot needs matplotlib, which is not installed: pip install 'modelport[bench]'"
+        ) from None
+
+
+def _model_metadata(endpoint: Endpoint, model: str, version: str) -> dict[str, Any]:
+    try:
+        return endpoint.model_metadata(model, version)
+    except BenchError as error:
+        if "cannot reach" in error.message:
+            raise
+        what = f"model '{model}'" + (f" version '{version}'" if version else "")
+        raise BenchError(f"{what} is not available: {error.message}") from None
+
+
+Runner = Callable[[int, float], LoadResult]
+
+
+def _generator(choice: str, protocol: str, plan: LoadPlan, *, install: bool) -> tuple[Runner, str, str]:
+    """The load to run per step, the generator's name and version, and a note to print (or "")."""
+    native = _NATIVE[protocol]
+    if choice not in ("auto", "python", native):
+        raise BenchError(f"--generator {choice} cannot drive {protocol}: use {native} or python")
+    if choice != "python":
+        missing = ensure_tools(native) if install else [native] if shutil.which(native) is None else []
+        if not missing:
+            return _native_runner(native, plan), tool_version(native), ""
+        if choice == native:
+            raise BenchError(
+                f"{native} is not installed (Debian package {PACKAGES[native]}); install it, or run as "
+                "root with --install"
+            )
+    note = (
+        BOTTLENECK_NOTE
+        if choice == "auto"
+        else "the in-process Python generator (asked for) may be the bottleneck"
+    )
+
+    def python(level: int, seconds: float) -> LoadResult:
+        return run_python(plan=plan, concurrency=level, seconds=seconds)
+
+    return python, "python (tritonclient asyncio)", note
+
+
+def _native_runner(tool: str, plan: LoadPlan) -> Runner:
+    if tool == "wrk":
+        rest = plan.rest_body()
+
+        def wrk(level: int, seconds: float) -> LoadResult:
+            return run_wrk(plan.infer_url, rest.body, rest.header_length, concurrency=level, seconds=seconds)
+
+        return wrk
+    message = plan.grpc_message()
+
+    def h2load(level: int, seconds: float) -> LoadResult:
+        return run_h2load(plan.infer_url, message, concurrency=level, seconds=seconds, warm_up_s=0)
+
+    return h2load
+
+
+def _sweep(
+    *,
+    run: BenchRun,
+    endpoint: Endpoint,
+    runner: Runner,
+    levels: list[int],
+    seconds: int,
+    model: str,
+    version: str,
+) -> None:
+    """Run every step, appending to ``run.steps``; the bar counts seconds of load."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with progress, ThreadPoolExecutor(1, thread_name_prefix="bench-load") as pool:
+        task = progress.add_task(f"{run.generator}", total=len(levels) * seconds)
+        for index, level in enumerate(levels):
+            progress.update(task, description=f"{run.generator}: concurrency {level}")
+            before = endpoint.statistics(model, version)
+            future: Future[LoadResult] = pool.submit(runner, level, float(seconds))
+            started = time.monotonic()
+            while not future.done():
+                elapsed = min(float(seconds), time.monotonic() - started)
+                progress.update(task, completed=index * seconds + elapsed)
+                time.sleep(0.1)
+            try:
+                result = future.result()
+            except RuntimeError as error:
+                raise BenchError(f"the load generator failed at concurrency {level}: {error}") from None
+            split = ServerSplit.from_delta(endpoint.statistics(model, version) - before)
+            run.steps.append(
+                Step(
+                    concurrency=level,
+                    requests=result.requests,
+                    failures=result.failures,
+                    duration_s=result.duration_s,
+                    requests_per_s=result.rate,
+                    inferences_per_s=result.rate * run.batch,
+                    p50_ms=result.p50_ms,
+                    p90_ms=result.p90_ms,
+                    p99_ms=result.p99_ms,
+                    server=split,
+                )
+            )
+            progress.update(task, completed=(index + 1) * seconds)
