@@ -9,29 +9,22 @@ failures. Progress goes to stderr (rich), the table to stdout.
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .endpoints import Endpoint, GrpcEndpoint, HttpEndpoint
 from .errors import BenchError
-from .generators import PACKAGES, LoadResult, ensure_tools, run_h2load, run_wrk, tool_version
-from .load_plan import LoadPlan, make_plan
-from .python_generator import BOTTLENECK_NOTE, run_python
-from .results import BenchRun, ServerSplit, Step, comparison_table, read_run, steps_table
+from .load_plan import make_plan
+from .results import BenchRun, comparison_table, read_run, steps_table
 from .signature import batch_of, generated_tensors, load_tensors, signature_from_metadata
+from .sweep import choose_generator, run_sweep
 
 __all__ = ["bench"]
 
-_NATIVE = {"http": "wrk", "grpc": "h2load"}
 _DEFAULT_PORT = {"http": 8000, "grpc": 8001}
 
 
@@ -144,7 +137,7 @@ def bench(  # one parameter per option
             tensors = generated_tensors(signature, batch=batch)
         plan = make_plan(endpoint, signature, tensors, model_version, binary=binary)
         plan.check()
-        runner, generator_name, note = _generator(generator, protocol, plan, install=install)
+        runner, generator_name, note = choose_generator(generator, protocol, plan, install=install)
         if note:
             Console(stderr=True).print(f"note: {note}", soft_wrap=True)
         run = BenchRun(
@@ -165,7 +158,7 @@ def bench(  # one parameter per option
             ],
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        _sweep(
+        run_sweep(
             run=run,
             endpoint=endpoint,
             runner=runner,
@@ -207,100 +200,3 @@ def _model_metadata(endpoint: Endpoint, model: str, version: str) -> dict[str, A
             raise
         what = f"model '{model}'" + (f" version '{version}'" if version else "")
         raise BenchError(f"{what} is not available: {error.message}") from None
-
-
-Runner = Callable[[int, float], LoadResult]
-
-
-def _generator(choice: str, protocol: str, plan: LoadPlan, *, install: bool) -> tuple[Runner, str, str]:
-    """The load to run per step, the generator's name and version, and a note to print (or "")."""
-    native = _NATIVE[protocol]
-    if choice not in ("auto", "python", native):
-        raise BenchError(f"--generator {choice} cannot drive {protocol}: use {native} or python")
-    if choice != "python":
-        missing = ensure_tools(native) if install else [native] if shutil.which(native) is None else []
-        if not missing:
-            return _native_runner(native, plan), tool_version(native), ""
-        if choice == native:
-            raise BenchError(
-                f"{native} is not installed (Debian package {PACKAGES[native]}); install it, or run as "
-                "root with --install"
-            )
-    note = (
-        BOTTLENECK_NOTE
-        if choice == "auto"
-        else "the in-process Python generator (asked for) may be the bottleneck"
-    )
-
-    def python(level: int, seconds: float) -> LoadResult:
-        return run_python(plan=plan, concurrency=level, seconds=seconds)
-
-    return python, "python (tritonclient asyncio)", note
-
-
-def _native_runner(tool: str, plan: LoadPlan) -> Runner:
-    if tool == "wrk":
-        rest = plan.rest_body()
-
-        def wrk(level: int, seconds: float) -> LoadResult:
-            return run_wrk(plan.infer_url, rest.body, rest.header_length, concurrency=level, seconds=seconds)
-
-        return wrk
-    message = plan.grpc_message()
-
-    def h2load(level: int, seconds: float) -> LoadResult:
-        return run_h2load(plan.infer_url, message, concurrency=level, seconds=seconds, warm_up_s=0)
-
-    return h2load
-
-
-def _sweep(
-    *,
-    run: BenchRun,
-    endpoint: Endpoint,
-    runner: Runner,
-    levels: list[int],
-    seconds: int,
-    model: str,
-    version: str,
-) -> None:
-    """Run every step, appending to ``run.steps``; the bar counts seconds of load."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    with progress, ThreadPoolExecutor(1, thread_name_prefix="bench-load") as pool:
-        task = progress.add_task(f"{run.generator}", total=len(levels) * seconds)
-        for index, level in enumerate(levels):
-            progress.update(task, description=f"{run.generator}: concurrency {level}")
-            before = endpoint.statistics(model, version)
-            future: Future[LoadResult] = pool.submit(runner, level, float(seconds))
-            started = time.monotonic()
-            while not future.done():
-                elapsed = min(float(seconds), time.monotonic() - started)
-                progress.update(task, completed=index * seconds + elapsed)
-                time.sleep(0.1)
-            try:
-                result = future.result()
-            except RuntimeError as error:
-                raise BenchError(f"the load generator failed at concurrency {level}: {error}") from None
-            split = ServerSplit.from_delta(endpoint.statistics(model, version) - before)
-            run.steps.append(
-                Step(
-                    concurrency=level,
-                    requests=result.requests,
-                    failures=result.failures,
-                    duration_s=result.duration_s,
-                    requests_per_s=result.rate,
-                    inferences_per_s=result.rate * run.batch,
-                    p50_ms=result.p50_ms,
-                    p90_ms=result.p90_ms,
-                    p99_ms=result.p99_ms,
-                    server=split,
-                )
-            )
-            progress.update(task, completed=(index + 1) * seconds)
