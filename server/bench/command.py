@@ -55,6 +55,13 @@ def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) ->
 @click.option(
     "--duration", type=click.IntRange(min=1), default=5, show_default=True, help="Seconds per step."
 )
+@click.option(
+    "--warm-up",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Seconds of load at the first concurrency before the sweep, not recorded (0: none).",
+)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request.")
 @click.option(
     "--data",
@@ -97,6 +104,7 @@ def bench(  # one parameter per option
     model_version: str,
     concurrency: list[int],
     duration: int,
+    warm_up: int,
     batch: int,
     data: Path | None,
     binary: bool,
@@ -149,6 +157,7 @@ def bench(  # one parameter per option
             encoding=plan.encoding,
             batch=batch,
             duration_s=float(duration),
+            warm_up_s=float(warm_up),
             generator=generator_name,
             generator_note=note,
             server={"name": server.get("name", ""), "version": server.get("version", "")},
@@ -164,6 +173,7 @@ def bench(  # one parameter per option
             runner=runner,
             levels=concurrency,
             seconds=duration,
+            warm_up=warm_up,
             model=model,
             version=model_version,
         )

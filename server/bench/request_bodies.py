@@ -64,8 +64,12 @@ def rest_body(tensors: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str], *
         else:
             entry["data"] = _json_values(array)
         inputs.append(entry)
-    requested = [{"name": name, "parameters": {"binary_data": binary}} for name in outputs]
-    header = json.dumps({"inputs": inputs, "outputs": requested}).encode()
+    request: dict[str, Any] = {"inputs": inputs}
+    if outputs:
+        request["outputs"] = [{"name": name, "parameters": {"binary_data": binary}} for name in outputs]
+    else:  # every output, in the request's encoding
+        request["parameters"] = {"binary_data_output": binary}
+    header = json.dumps(request).encode()
     if not binary:
         return RestBody(header, None)
     return RestBody(header + b"".join(blobs), len(header))

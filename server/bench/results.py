@@ -72,6 +72,7 @@ class BenchRun:
     encoding: str  # "binary" or "json" over REST; "raw" (raw_input_contents) over gRPC
     batch: int
     duration_s: float
+    warm_up_s: float
     generator: str
     generator_note: str
     server: dict[str, Any]

@@ -85,10 +85,12 @@ def run_sweep(
     runner: Runner,
     levels: list[int],
     seconds: int,
+    warm_up: int,
     model: str,
     version: str,
 ) -> None:
-    """Run every step, appending to ``run.steps``; the bar counts seconds of load."""
+    """Run ``warm_up`` seconds of load at the first level (not recorded: connections, sessions and caches
+    start cold), then every step, appending to ``run.steps``; the bar counts seconds of load."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,20 +100,28 @@ def run_sweep(
         transient=False,
     )
     with progress, ThreadPoolExecutor(1, thread_name_prefix="bench-load") as pool:
-        task = progress.add_task(f"{run.generator}", total=len(levels) * seconds)
+        task = progress.add_task(run.generator, total=warm_up + len(levels) * seconds)
+
+        def load(level: int, length: int, done: int) -> LoadResult:
+            """``runner`` at ``level`` for ``length`` s in the pool, the bar advancing from ``done`` s."""
+            future: Future[LoadResult] = pool.submit(runner, level, float(length))
+            started = time.monotonic()
+            while not future.done():
+                progress.update(task, completed=done + min(float(length), time.monotonic() - started))
+                time.sleep(0.1)
+            progress.update(task, completed=done + length)
+            try:
+                return future.result()
+            except RuntimeError as error:
+                raise BenchError(f"the load generator failed at concurrency {level}: {error}") from None
+
+        if warm_up > 0:
+            progress.update(task, description=f"{run.generator}: warm-up at concurrency {levels[0]}")
+            load(levels[0], warm_up, 0)
         for index, level in enumerate(levels):
             progress.update(task, description=f"{run.generator}: concurrency {level}")
             before = _statistics(endpoint, model, version)
-            future: Future[LoadResult] = pool.submit(runner, level, float(seconds))
-            started = time.monotonic()
-            while not future.done():
-                elapsed = min(float(seconds), time.monotonic() - started)
-                progress.update(task, completed=index * seconds + elapsed)
-                time.sleep(0.1)
-            try:
-                result = future.result()
-            except RuntimeError as error:
-                raise BenchError(f"the load generator failed at concurrency {level}: {error}") from None
+            result = load(level, seconds, warm_up + index * seconds)
             after = _statistics(endpoint, model, version) if before is not None else None
             split = (
                 ServerSplit.from_delta(after - before) if before is not None and after is not None else None
@@ -130,4 +140,3 @@ def run_sweep(
                     server=split,
                 )
             )
-            progress.update(task, completed=(index + 1) * seconds)

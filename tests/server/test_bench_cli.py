@@ -100,6 +100,7 @@ def test_http_and_grpc_sweeps_record_plot_and_compare(server: ServerProcess, tmp
         1,
     )
     assert record["generator"].startswith("wrk ") and record["generator_note"] == ""
+    assert (record["duration_s"], record["warm_up_s"]) == (1.0, 1.0)
     assert record["server"]["name"] == "modelport" and record["data"] == "random"
     assert record["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, FEATURES]}]
     _check_steps(record, [1, 2])
