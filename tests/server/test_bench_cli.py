@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers.onnx_models import add_sub_model, mlp_model, write_model
+from tests.helpers.onnx_models import add_sub_model, identity_model, mlp_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
 
 COMMAND = Path(sys.executable).parent / "modelport"  # the console script of the running environment
@@ -33,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     batching = {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 0}}
     write_model(root, "mlp", mlp_model(features=FEATURES), config=batching)
     write_model(root, "addsub", add_sub_model("INT32", (-1, 4)), config=batching)
+    write_model(root, "text", identity_model("BYTES", (-1, 3)), config=batching)
     with start_server(root) as process:
         yield process
 
@@ -154,6 +155,39 @@ def test_the_python_generator_runs_with_a_note(server: ServerProcess, tmp_path: 
     assert "may be the bottleneck" in record["generator_note"]
     assert "may be the bottleneck" in result.stdout
     _check_steps(record, [2])
+
+
+def test_auto_falls_back_to_python_with_a_note_where_wrk_is_missing(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    # A PATH with only this environment's bin: no wrk, and no apt-get to install it with.
+    out = tmp_path / "out.json"
+    result = bench(
+        "mlp", "--url", server.http_url, "--concurrency", "2", "--duration", "1", "--warm-up", "0",
+        "--out", str(out), env={"PATH": str(COMMAND.parent)},
+    )  # fmt: skip
+    _ok(result)
+    assert "note: no native load generator (wrk for HTTP, h2load for gRPC) is installed" in result.stderr
+    record = json.loads(out.read_text())
+    assert (
+        record["generator"] == "python (tritonclient asyncio)"
+        and "may be the bottleneck" in record["generator_note"]
+    )
+    _check_steps(record, [2])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bytes_inputs_are_generated_and_sent(server: ServerProcess, tmp_path: Path, protocol: str) -> None:
+    out = tmp_path / "out.json"
+    url = server.http_url if protocol == "http" else server.grpc_url
+    result = bench(
+        "text", "--url", url, "--protocol", protocol, "--batch", "2", "--concurrency", "1", "--duration", "1",
+        "--warm-up", "0", "--out", str(out),
+    )  # fmt: skip
+    _ok(result)
+    record = json.loads(out.read_text())
+    assert record["inputs"] == [{"name": "INPUT0", "datatype": "BYTES", "shape": [-1, 3]}]
+    _check_steps(record, [1])
 
 
 def _fails(result: subprocess.CompletedProcess[str], code: int, *messages: str) -> None:
