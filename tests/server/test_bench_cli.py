@@ -57,24 +57,23 @@ def _check_steps(record: dict[str, Any], levels: list[int]) -> None:
     assert [step["concurrency"] for step in record["steps"]] == levels
     for step in record["steps"]:
         assert step["requests"] > 0 and step["failures"] == 0, step
-        assert 0.5 <= step["duration_s"] <= 3.0, step
+        assert 0.5 <= step["duration_s"] <= 5.0, step
         assert step["requests_per_s"] == pytest.approx(step["requests"] / step["duration_s"], rel=0.01)
         assert step["inferences_per_s"] == pytest.approx(step["requests_per_s"] * record["batch"])
         assert 0 < step["p50_ms"] <= step["p90_ms"] <= step["p99_ms"], step
         server = step["server"]
-        # The server counted the same requests; a few more may have been in flight when the generator stopped.
-        assert (
-            step["requests"] - step["concurrency"]
-            <= server["requests"]
-            <= step["requests"] + step["concurrency"]
-        )
+        # The server counted the same requests, give or take those in flight when the warm-up or the step
+        # ended (the generator stops without waiting for them; the server still answers them).
+        slack = 2 * step["concurrency"]
+        assert step["requests"] - slack <= server["requests"] <= step["requests"] + slack, step
         assert server["failures"] == 0
         assert server["queue_ms"] >= 0 and server["compute_ms"] > 0
         assert server["compute_ms"] == pytest.approx(
             server["compute_input_ms"] + server["compute_infer_ms"] + server["compute_output_ms"]
         )
-        # Time in the server is part of what the client waited for.
-        assert server["queue_ms"] + server["compute_ms"] <= step["p99_ms"]
+        # Time in the server is part of what the clients waited for: ``concurrency`` waits at a time.
+        in_server_ms = (server["queue_ms"] + server["compute_ms"]) * server["requests"]
+        assert in_server_ms <= step["concurrency"] * (step["duration_s"] + 1) * 1000
 
 
 def _png(path: Path) -> None:
