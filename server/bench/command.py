@@ -17,8 +17,9 @@ import click
 from rich.console import Console
 
 from .endpoints import Endpoint, GrpcEndpoint, HttpEndpoint
-from .errors import BenchError
+from .errors import BenchError, ServerUnreachable
 from .load_plan import make_plan
+from .plot import plot_runs, pyplot
 from .results import BenchRun, comparison_table, read_run, steps_table
 from .signature import batch_of, generated_tensors, load_tensors, signature_from_metadata
 from .sweep import choose_generator, run_sweep
@@ -120,11 +121,12 @@ def bench(  # one parameter per option
     Speaks the Open Inference Protocol (KServe v2), so it benchmarks Triton too. Latency percentiles are
     the load generator's own per-request numbers; the queue/compute split is the server's statistics.
     """
-    others = [read_run(path) for path in compare]  # a bad file fails before the load, not after it
+    # What can be wrong with the arguments fails before the load, not after it.
+    others = [read_run(path) for path in compare]
+    _writable("--out", out)
+    _writable("--plot", plot)
     if plot is not None:
-        from .plot import plot_runs  # imports nothing heavy; matplotlib is imported when plotting
-
-        _require_matplotlib()
+        pyplot()
     batch_given = (
         click.get_current_context().get_parameter_source("batch") is click.core.ParameterSource.COMMANDLINE
     )
@@ -193,20 +195,16 @@ def bench(  # one parameter per option
         console.print(f"plot written to {plot}")
 
 
-def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise BenchError(
-            "--plot needs matplotlib, which is not installed: pip install 'modelport[bench]'"
-        ) from None
+def _writable(option: str, path: Path | None) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise BenchError(f"{option} {path}: folder {path.parent} does not exist")
 
 
 def _model_metadata(endpoint: Endpoint, model: str, version: str) -> dict[str, Any]:
     try:
         return endpoint.model_metadata(model, version)
+    except ServerUnreachable:
+        raise
     except BenchError as error:
-        if "cannot reach" in error.message:
-            raise
         what = f"model '{model}'" + (f" version '{version}'" if version else "")
         raise BenchError(f"{what} is not available: {error.message}") from None

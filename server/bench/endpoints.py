@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from ..protocols.generated import grpc_service_pb2 as pb
 from ..protocols.generated import grpc_service_pb2_grpc as pb_grpc
-from .errors import BenchError
+from .errors import BenchError, ServerUnreachable
 
 __all__ = ["Endpoint", "GrpcEndpoint", "HttpEndpoint", "StatsTotals", "http_base"]
 
@@ -92,7 +92,7 @@ class HttpEndpoint:
                 text = json.loads(text).get("error", text)
             raise BenchError(f"{call.get_method()} {self.url}{path}: HTTP {error.code}: {text}") from None
         except (urllib.error.URLError, OSError) as error:
-            raise BenchError(f"cannot reach the server at {self.url} over HTTP: {error}") from None
+            raise ServerUnreachable(f"cannot reach the server at {self.url} over HTTP: {error}") from None
 
     def server_metadata(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.request("/v2")
@@ -136,7 +136,9 @@ class GrpcEndpoint:
         except grpc.RpcError as error:
             code, details = error.code(), error.details()  # a grpc.Call too
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise BenchError(f"cannot reach the server at {self.url} over gRPC: {details}") from None
+                raise ServerUnreachable(
+                    f"cannot reach the server at {self.url} over gRPC: {details}"
+                ) from None
             name = type(request).__name__.removesuffix("Request")
             raise BenchError(f"{name} at {self.url}: {code.name}: {details}") from None
         return json_format.MessageToDict(answer, preserving_proto_field_name=True)

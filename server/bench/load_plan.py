@@ -14,7 +14,7 @@ from typing import Any
 import numpy.typing as npt
 
 from .endpoints import Endpoint, GrpcEndpoint, HttpEndpoint
-from .errors import BenchError
+from .errors import BenchError, ServerUnreachable
 from .request_bodies import RestBody, grpc_message, grpc_request, rest_body
 from .signature import Signature
 
@@ -61,9 +61,9 @@ class LoadPlan:
                 body = self.rest_body()
                 path = self.infer_url.removeprefix(self.endpoint.url)
                 self.endpoint.request(path, body.body, body.headers)
+        except ServerUnreachable:
+            raise
         except BenchError as error:
-            if "cannot reach" in error.message:
-                raise
             raise BenchError(
                 f"the server refused the benchmark request, so no load was run: {error.message}"
             ) from None

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import BenchError
 from .results import BenchRun
 
-__all__ = ["plot_runs"]
+__all__ = ["plot_runs", "pyplot"]
 
 
-def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
-    """Write the curve of every run in ``runs`` (this run first, then the ``--compare`` ones) to ``path``."""
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` drawing to files (Agg); :class:`BenchError` naming the extra when missing."""
     try:
         import matplotlib
 
@@ -26,6 +27,12 @@ def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
         raise BenchError(
             "--plot needs matplotlib, which is not installed: pip install 'modelport[bench]'"
         ) from None
+    return plt
+
+
+def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
+    """Write the curve of every run in ``runs`` (this run first, then the ``--compare`` ones) to ``path``."""
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     try:
         for run in runs:

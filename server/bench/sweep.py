@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .endpoints import Endpoint, StatsTotals
-from .errors import BenchError
+from .errors import BenchError, ServerUnreachable
 from .generators import PACKAGES, LoadResult, ensure_tools, run_h2load, run_wrk, tool_version
 from .load_plan import LoadPlan
 from .python_generator import BOTTLENECK_NOTE, run_python
@@ -71,9 +71,9 @@ def _statistics(endpoint: Endpoint, model: str, version: str) -> StatsTotals | N
     """The model's statistics, or None (with a note on stderr) from a server without the extension."""
     try:
         return endpoint.statistics(model, version)
+    except ServerUnreachable:
+        raise
     except BenchError as error:
-        if "cannot reach" in error.message:
-            raise
         Console(stderr=True).print(f"note: no server-side split, the statistics failed: {error.message}")
         return None
 

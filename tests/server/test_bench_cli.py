@@ -244,6 +244,12 @@ def test_bad_arguments_are_clear_errors(server: ServerProcess, tmp_path: Path) -
     )
     _fails(bench("mlp", "--url", "127.0.0.1:9", *url[2:]), 1, "cannot reach the server at http://127.0.0.1:9")
     _fails(bench("mlp", *url, "--generator", "h2load"), 1, "--generator h2load cannot drive http")
+    nowhere = tmp_path / "no-such-folder" / "out.json"
+    _fails(
+        bench("mlp", *url, "--out", str(nowhere)),
+        1,
+        f"--out {nowhere}: folder {nowhere.parent} does not exist",
+    )
 
 
 def test_plot_without_matplotlib_names_the_extra(server: ServerProcess, tmp_path: Path) -> None:
