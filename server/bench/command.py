@@ -81,6 +81,13 @@ def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) ->
     "allowed, else the in-process Python one.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Threads of wrk/h2load (one drives tens of thousands of requests/s; more for a faster server).",
+)
+@click.option(
     "--install/--no-install",
     default=True,
     show_default=True,
@@ -111,6 +118,7 @@ def bench(  # one parameter per option
     binary: bool,
     generator: str,
     install: bool,
+    threads: int,
     label: str | None,
     out: Path | None,
     plot: Path | None,
@@ -147,7 +155,9 @@ def bench(  # one parameter per option
             tensors = generated_tensors(signature, batch=batch)
         plan = make_plan(endpoint, signature, tensors, model_version, binary=binary)
         plan.check()
-        runner, generator_name, note = choose_generator(generator, protocol, plan, install=install)
+        runner, generator_name, note = choose_generator(
+            generator, protocol, plan, install=install, threads=threads
+        )
         if note:
             Console(stderr=True).print(f"note: {note}", soft_wrap=True)
         run = BenchRun(
@@ -162,6 +172,7 @@ def bench(  # one parameter per option
             warm_up_s=float(warm_up),
             generator=generator_name,
             generator_note=note,
+            threads=threads,
             server={"name": server.get("name", ""), "version": server.get("version", "")},
             data=str(data) if data else "random",
             inputs=[

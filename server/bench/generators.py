@@ -128,11 +128,19 @@ def run_wrk(
 
 
 def run_h2load(
-    url: str, body: bytes, *, concurrency: int, seconds: float, streams: int = 1, warm_up_s: float = 0.5
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    streams: int = 1,
+    warm_up_s: float = 0.5,
+    threads: int = 1,
 ) -> LoadResult:
     """h2load for ``seconds`` after ``warm_up_s`` of warm-up (not logged), ``concurrency`` requests in
     flight; percentiles from its per-request log.
 
+    ``threads`` native threads share the connections.
     ``streams`` = 1: ``concurrency`` connections of one stream each (one channel per client thread). Larger:
     ``concurrency // streams`` connections carrying ``streams`` concurrent streams each (clients sharing a
     channel, as ``tritonclient``'s cached channels do).
@@ -143,7 +151,8 @@ def run_h2load(
         body_path.write_bytes(body)
         out = subprocess.run(
             [
-                "h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{seconds:g}",
+                "h2load", f"-t{min(threads, connections)}", f"-c{connections}", f"-m{streams}",
+                f"-D{seconds:g}",
                 *([f"--warm-up-time={warm_up_s * 1000:.0f}ms"] if warm_up_s > 0 else []),
                 "-d", str(body_path), "-H", "content-type: application/grpc", "-H", "te: trailers",
                 f"--log-file={log}", url,

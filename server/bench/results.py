@@ -75,6 +75,7 @@ class BenchRun:
     warm_up_s: float
     generator: str
     generator_note: str
+    threads: int  # of wrk/h2load
     server: dict[str, Any]
     data: str
     inputs: list[dict[str, Any]]

@@ -25,7 +25,9 @@ _NATIVE = {"http": "wrk", "grpc": "h2load"}
 Runner = Callable[[int, float], LoadResult]
 
 
-def choose_generator(choice: str, protocol: str, plan: LoadPlan, *, install: bool) -> tuple[Runner, str, str]:
+def choose_generator(
+    choice: str, protocol: str, plan: LoadPlan, *, install: bool, threads: int = 1
+) -> tuple[Runner, str, str]:
     """The load to run per step, the generator's name and version, and a note to print (or "")."""
     native = _NATIVE[protocol]
     if choice not in ("auto", "python", native):
@@ -33,7 +35,7 @@ def choose_generator(choice: str, protocol: str, plan: LoadPlan, *, install: boo
     if choice != "python":
         missing = ensure_tools(native) if install else [native] if shutil.which(native) is None else []
         if not missing:
-            return _native_runner(native, plan), tool_version(native), ""
+            return _native_runner(native, plan, threads), tool_version(native), ""
         if choice == native:
             raise BenchError(
                 f"{native} is not installed (Debian package {PACKAGES[native]}); install it, or run as "
@@ -51,18 +53,27 @@ def choose_generator(choice: str, protocol: str, plan: LoadPlan, *, install: boo
     return python, "python (tritonclient asyncio)", note
 
 
-def _native_runner(tool: str, plan: LoadPlan) -> Runner:
+def _native_runner(tool: str, plan: LoadPlan, threads: int) -> Runner:
     if tool == "wrk":
         rest = plan.rest_body()
 
         def wrk(level: int, seconds: float) -> LoadResult:
-            return run_wrk(plan.infer_url, rest.body, rest.header_length, concurrency=level, seconds=seconds)
+            return run_wrk(
+                plan.infer_url,
+                rest.body,
+                rest.header_length,
+                concurrency=level,
+                seconds=seconds,
+                threads=threads,
+            )
 
         return wrk
     message = plan.grpc_message()
 
     def h2load(level: int, seconds: float) -> LoadResult:
-        return run_h2load(plan.infer_url, message, concurrency=level, seconds=seconds, warm_up_s=0)
+        return run_h2load(
+            plan.infer_url, message, concurrency=level, seconds=seconds, warm_up_s=0, threads=threads
+        )
 
     return h2load
 

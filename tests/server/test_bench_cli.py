@@ -108,14 +108,14 @@ def test_http_and_grpc_sweeps_record_plot_and_compare(server: ServerProcess, tmp
     plot = tmp_path / "curve.png"
     second = bench(
         "mlp", "--url", server.grpc_url, "--protocol", "grpc", "--concurrency", "1,2", "--duration", "1",
-        "--batch", "4", "--label", "over grpc", "--out", str(grpc_json), "--compare", str(http_json),
-        "--plot", str(plot),
+        "--batch", "4", "--threads", "2", "--label", "over grpc", "--out", str(grpc_json),
+        "--compare", str(http_json), "--plot", str(plot),
     )  # fmt: skip
     _ok(second)
     assert "load generator: h2load " in second.stdout
     grpc_record = json.loads(grpc_json.read_text())
     assert (grpc_record["protocol"], grpc_record["encoding"], grpc_record["batch"]) == ("grpc", "raw", 4)
-    assert grpc_record["label"] == "over grpc"
+    assert (grpc_record["label"], grpc_record["threads"]) == ("over grpc", 2)
     _check_steps(grpc_record, [1, 2])
     # The comparison table has both runs and the ratio of their throughputs at each concurrency.
     assert "comparison" in second.stdout and "modelport 0.1.0 http" in second.stdout
