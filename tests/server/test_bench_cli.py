@@ -133,12 +133,17 @@ def test_json_encoding_and_npz_data_set_the_request(server: ServerProcess, tmp_p
     np.savez(data, INPUT0=np.ones((3, 4), np.int32), INPUT1=np.arange(12, dtype=np.int32).reshape(3, 4))
     out = tmp_path / "out.json"
     result = bench(
-        "addsub", "--url", server.http_url, "--json", "--data", str(data), "--concurrency", "1",
-        "--duration", "1", "--out", str(out),
+        "addsub", "--url", server.http_url, "--json", "--data", str(data), "--model-version", "1",
+        "--concurrency", "1", "--duration", "1", "--out", str(out),
     )  # fmt: skip
     _ok(result)
     record = json.loads(out.read_text())
-    assert (record["encoding"], record["batch"], record["data"]) == ("json", 3, str(data))
+    assert (record["encoding"], record["batch"], record["data"], record["version"]) == (
+        "json",
+        3,
+        str(data),
+        "1",
+    )
     _check_steps(record, [1])
 
 
