@@ -257,16 +257,25 @@ def test_bad_arguments_are_clear_errors(server: ServerProcess, tmp_path: Path) -
     )
 
 
-def test_plot_without_matplotlib_names_the_extra(server: ServerProcess, tmp_path: Path) -> None:
-    # A matplotlib that cannot be imported, first on the path: a serving environment without the extra.
-    blocker = tmp_path / "blocker" / "matplotlib"
+def _without(package: str, tmp_path: Path) -> dict[str, str]:
+    """An environment where ``package`` cannot be imported (a stand-in that raises, first on the path): what
+    a serving environment without the ``bench`` extra sees."""
+    blocker = tmp_path / f"without-{package}" / package
     blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('no matplotlib here', name='matplotlib')\n")
-    path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])
+    (blocker / "__init__.py").write_text(f"raise ImportError('no {package} here', name='{package}')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_plot_without_matplotlib_names_the_extra(server: ServerProcess, tmp_path: Path) -> None:
     plot = tmp_path / "curve.png"
     result = bench(
         "mlp", "--url", server.http_url, "--duration", "1", "--concurrency", "1", "--plot", str(plot),
-        env={"PYTHONPATH": path},
+        env=_without("matplotlib", tmp_path),
     )  # fmt: skip
     _fails(result, 1, "--plot needs matplotlib", "pip install 'modelport[bench]'")
     assert not plot.exists()
+
+
+def test_bench_without_its_extra_names_it(server: ServerProcess, tmp_path: Path) -> None:
+    result = bench("mlp", "--url", server.http_url, env=_without("rich", tmp_path))
+    _fails(result, 1, "'modelport bench' needs packages that are not installed (rich)", "'modelport[bench]'")
