@@ -83,7 +83,11 @@ class BenchRun:
     steps: list[Step] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
+        """The run as JSON in ``path``; :class:`BenchError` when it cannot be written."""
+        try:
+            path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
+        except OSError as error:
+            raise BenchError(f"--out {path}: cannot write it ({error.strerror})") from None
 
 
 def read_run(path: Path) -> BenchRun:
