@@ -21,7 +21,7 @@ from .errors import BenchError, ServerUnreachable
 from .load_plan import make_plan
 from .plot import plot_runs, pyplot
 from .results import BenchRun, comparison_table, read_run, steps_table
-from .signature import batch_of, generated_tensors, load_tensors, signature_from_metadata
+from .signature import batch_of, generated_tensors, load_tensors, parse_shapes, signature_from_metadata
 from .sweep import choose_generator, run_sweep
 
 __all__ = ["bench"]
@@ -71,6 +71,13 @@ def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) ->
     help="An .npz with one array per input (as sent; its first dimension is the batch). [default: random "
     "data shaped from the model's metadata]",
 )
+@click.option(
+    "--shape",
+    multiple=True,
+    metavar="NAME:D1,D2",
+    help="An input's dimensions after the batch, for dynamic ones (random data only; may repeat). "
+    "[default: 1 for each dynamic dimension]",
+)
 @click.option("--binary/--json", default=True, show_default=True, help="REST encoding of the tensors.")
 @click.option(
     "--generator",
@@ -115,6 +122,7 @@ def bench(  # one parameter per option
     warm_up: int,
     batch: int,
     data: Path | None,
+    shape: tuple[str, ...],
     binary: bool,
     generator: str,
     install: bool,
@@ -143,7 +151,10 @@ def bench(  # one parameter per option
     try:
         server = endpoint.server_metadata()
         signature = signature_from_metadata(_model_metadata(endpoint, model, model_version))
+        shapes = parse_shapes(shape, signature)
         if data is not None:
+            if shapes:
+                raise BenchError("--shape sets the shapes of random data: --data gives its own, drop one")
             tensors = load_tensors(data, signature)
             rows = batch_of(tensors, signature)
             if batch_given and rows != batch:
@@ -152,7 +163,7 @@ def bench(  # one parameter per option
                 )
             batch = rows
         else:
-            tensors = generated_tensors(signature, batch=batch)
+            tensors = generated_tensors(signature, batch=batch, shapes=shapes)
         plan = make_plan(endpoint, signature, tensors, model_version, binary=binary)
         plan.check()
         runner, generator_name, note = choose_generator(
@@ -176,7 +187,13 @@ def bench(  # one parameter per option
             server={"name": server.get("name", ""), "version": server.get("version", "")},
             data=str(data) if data else "random",
             inputs=[
-                {"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in signature.inputs
+                {
+                    "name": s.name,
+                    "datatype": s.datatype,
+                    "shape": list(s.shape),
+                    "sent": list(tensors[s.name].shape),
+                }
+                for s in signature.inputs
             ],
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )

@@ -78,7 +78,7 @@ class BenchRun:
     threads: int  # of wrk/h2load
     server: dict[str, Any]
     data: str
-    inputs: list[dict[str, Any]]
+    inputs: list[dict[str, Any]]  # name, datatype, the metadata's shape and the shape sent
     started_at: str
     steps: list[Step] = field(default_factory=list)
 

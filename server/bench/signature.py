@@ -21,7 +21,15 @@ from ..datatypes import by_name
 from ..errors import InvalidInput
 from .errors import BenchError
 
-__all__ = ["InputSpec", "Signature", "generated_tensors", "load_tensors", "signature_from_metadata"]
+__all__ = [
+    "InputSpec",
+    "Signature",
+    "batch_of",
+    "generated_tensors",
+    "load_tensors",
+    "parse_shapes",
+    "signature_from_metadata",
+]
 
 
 @dataclass(frozen=True)
@@ -67,23 +75,58 @@ def _numpy_type(spec: InputSpec) -> np.dtype[Any]:
         raise BenchError(str(error)) from None
 
 
-def _request_shape(spec: InputSpec, batch: int) -> tuple[int, ...]:
+def parse_shapes(values: Sequence[str], signature: Signature) -> dict[str, tuple[int, ...]]:
+    """``--shape NAME:D1,D2`` (perf_analyzer's form): an input's dimensions after the batch dimension, for
+    the dynamic ones the metadata leaves open; checked against the signature."""
+    inputs = {spec.name: spec for spec in signature.inputs}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, text = value.rpartition(":")
+        spec = inputs.get(name)
+        if spec is None:
+            raise BenchError(f"--shape {value}: expected NAME:D1,D2 with NAME one of {sorted(inputs)}")
+        try:
+            dims = tuple(int(d) for d in text.split(","))
+        except ValueError:
+            raise BenchError(f"--shape {value}: the dimensions must be integers, e.g. {name}:3,224") from None
+        wanted = spec.shape[1:] if spec.batched else spec.shape
+        if len(dims) != len(wanted) or any(
+            d < 1 or w not in (-1, d) for d, w in zip(dims, wanted, strict=True)
+        ):
+            raise BenchError(
+                f"--shape {value}: '{name}' has shape {list(spec.shape)}; give its "
+                f"{len(wanted)} dimension(s) after the batch, matching the fixed ones (-1: any size >= 1)"
+            )
+        shapes[name] = dims
+    return shapes
+
+
+def _request_shape(spec: InputSpec, batch: int, dims: tuple[int, ...] | None) -> tuple[int, ...]:
     if batch != 1 and not spec.batched:
         raise BenchError(
             f"input '{spec.name}' has shape {list(spec.shape)} with no batch dimension (-1 first): "
             "this model does not batch, so --batch must be 1"
         )
-    shape = [batch if spec.batched else spec.shape[0], *spec.shape[1:]] if spec.shape else []
+    rest = spec.shape[1:] if spec.batched else spec.shape
+    shape = ([batch] if spec.batched else []) + list(dims if dims is not None else rest)
     return tuple(1 if d < 0 else d for d in shape)
 
 
-def generated_tensors(signature: Signature, *, batch: int, seed: int = 0) -> dict[str, npt.NDArray[Any]]:
-    """Random tensors of the signature's shapes: floats in [0, 1), integers in [0, 10), random booleans,
-    BYTES as short ASCII strings (small integers keep embedding lookups and vocabularies in range)."""
+def generated_tensors(
+    signature: Signature,
+    *,
+    batch: int,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seed: int = 0,
+) -> dict[str, npt.NDArray[Any]]:
+    """Random tensors of the signature's shapes (``shapes``: an input's dimensions after the batch, where
+    given; other dynamic dimensions are 1): floats in [0, 1), integers in [0, 10), random booleans, BYTES as
+    short ASCII strings (small integers keep embedding lookups and vocabularies in range)."""
     rng = np.random.default_rng(seed)
     tensors: dict[str, npt.NDArray[Any]] = {}
     for spec in signature.inputs:
-        dtype, shape = _numpy_type(spec), _request_shape(spec, batch)
+        dims = (shapes or {}).get(spec.name)
+        dtype, shape = _numpy_type(spec), _request_shape(spec, batch, dims)
         if spec.datatype == "BYTES":
             values = [str(v).encode() for v in rng.integers(0, 10, size=int(np.prod(shape)))]
             tensors[spec.name] = np.array(values, dtype=np.object_).reshape(shape)

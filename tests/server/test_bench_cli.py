@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     write_model(root, "mlp", mlp_model(features=FEATURES), config=batching)
     write_model(root, "addsub", add_sub_model("INT32", (-1, 4)), config=batching)
     write_model(root, "text", identity_model("BYTES", (-1, 3)), config=batching)
+    write_model(root, "ragged", identity_model("FP32", (-1, "length", 2)), config={"max_batch_size": 8})
     with start_server(root) as process:
         yield process
 
@@ -102,7 +103,9 @@ def test_http_and_grpc_sweeps_record_plot_and_compare(server: ServerProcess, tmp
     assert record["generator"].startswith("wrk ") and record["generator_note"] == ""
     assert (record["duration_s"], record["warm_up_s"]) == (1.0, 1.0)
     assert record["server"]["name"] == "modelport" and record["data"] == "random"
-    assert record["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, FEATURES]}]
+    assert record["inputs"] == [
+        {"name": "features", "datatype": "FP32", "shape": [-1, FEATURES], "sent": [1, FEATURES]}
+    ]
     _check_steps(record, [1, 2])
 
     plot = tmp_path / "curve.png"
@@ -190,8 +193,26 @@ def test_bytes_inputs_are_generated_and_sent(server: ServerProcess, tmp_path: Pa
     )  # fmt: skip
     _ok(result)
     record = json.loads(out.read_text())
-    assert record["inputs"] == [{"name": "INPUT0", "datatype": "BYTES", "shape": [-1, 3]}]
+    assert record["inputs"] == [{"name": "INPUT0", "datatype": "BYTES", "shape": [-1, 3], "sent": [2, 3]}]
     _check_steps(record, [1])
+
+
+def test_shape_sets_the_dynamic_dimensions(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = bench(
+        "ragged", "--url", server.grpc_url, "--protocol", "grpc", "--shape", "INPUT0:5,2", "--batch", "3",
+        "--concurrency", "1", "--duration", "1", "--warm-up", "0", "--out", str(out),
+    )  # fmt: skip
+    _ok(result)
+    record = json.loads(out.read_text())
+    assert record["inputs"] == [
+        {"name": "INPUT0", "datatype": "FP32", "shape": [-1, -1, 2], "sent": [3, 5, 2]}
+    ]
+    _check_steps(record, [1])
+    url = ("--url", server.http_url, "--duration", "1", "--concurrency", "1")
+    _fails(bench("ragged", *url, "--shape", "INPUT0:5,3"), 1, "'INPUT0' has shape [-1, -1, 2]; give its 2")
+    _fails(bench("ragged", *url, "--shape", "OTHER:5,2"), 1, "NAME one of ['INPUT0']")
+    _fails(bench("ragged", *url, "--shape", "INPUT0:five,2"), 1, "the dimensions must be integers")
 
 
 def _fails(result: subprocess.CompletedProcess[str], code: int, *messages: str) -> None:
