@@ -38,9 +38,7 @@ def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
         for run in runs:
             xs = [step.p99_ms for step in run.steps]
             ys = [step.inferences_per_s for step in run.steps]
-            (line,) = axes.plot(
-                xs, ys, marker="o", label=f"{run.label}: {run.protocol}, batch {run.batch}, {run.generator}"
-            )
+            (line,) = axes.plot(xs, ys, marker="o", label=_legend(run))
             for step in run.steps:
                 axes.annotate(
                     f"c={step.concurrency}",
@@ -56,7 +54,7 @@ def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
         axes.set_xlim(left=0)
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, loc="lower right")
+        axes.legend(fontsize=7, loc="best")
         figure.tight_layout()
         try:
             figure.savefig(path, format="png")
@@ -64,3 +62,8 @@ def plot_runs(runs: Sequence[BenchRun], path: Path) -> None:
             raise BenchError(f"--plot {path}: cannot write it ({error.strerror})") from None
     finally:
         plt.close(figure)
+
+
+def _legend(run: BenchRun) -> str:
+    how = ([] if run.protocol in run.label else [run.protocol]) + [f"batch {run.batch}", run.generator]
+    return f"{run.label} ({', '.join(how)})"
