@@ -16,6 +16,10 @@ __all__ = ["main"]
 # command name -> ("module:attribute" of a click command, imported on first use; one-line help).
 _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("modelport.server.serve_cli:serve", "Serve a model repository over REST and gRPC."),
+    "bench": (
+        "modelport.server.bench.command:bench",
+        "Benchmark a model on a running server (ours or Triton): a concurrency sweep.",
+    ),
     "doctor": (
         "modelport.server.doctor:doctor",
         "Check this machine and a model repository before serving; exit 1 on a problem.",
@@ -36,6 +40,7 @@ _EXTRAS = {
         "models)"
     ),
     "quantize": "pip install 'modelport[convert]'",
+    "bench": "pip install 'modelport[bench]'",
     "export-mobile": "pip install 'modelport[convert]'",
 }
 

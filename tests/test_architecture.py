@@ -47,7 +47,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["protocols."],
         ["console."],
         ["app"],
-        ["serve_cli", "doctor", "cli", "__main__", "__init__"],
+        ["serve_cli", "doctor", "cli", "__main__", "__init__", "bench."],
     ],
     "modelport.converters": [
         [

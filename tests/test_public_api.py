@@ -75,6 +75,7 @@ PUBLIC: dict[str, set[str]] = {
         "limited_protocol",
     },
     "modelport.server.batching": {"PooledExecutor"},
+    "modelport.server.bench": set(),  # a command, not a library: its modules are imported by name
     "modelport.server.workers": {
         "Decision",
         "DelayWindow",
