@@ -23,7 +23,7 @@ from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
 from .grpc_infer_message import InferMessage
 from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary, unsupported
-from .large_requests import after_large_request, decode_off_loop
+from .large_requests import after_large_call, after_large_request, decode_off_loop
 from .management_access import ManagementAccess, grpc_peer_host
 
 if TYPE_CHECKING:
@@ -140,6 +140,8 @@ class InferenceServicer:
 
     @guarded
     async def model_infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
+        if not isinstance(request, Undecodable):  # the message and the answer are freed when the call ends
+            after_large_call(request.size, context.add_done_callback)
         return await self._infer(request)
 
     async def _infer(self, request: InferMessage | Undecodable) -> pb.ModelInferResponse:

@@ -13,6 +13,8 @@ the event loop), then asks glibc to return freed heap pages (``malloc_trim(0)``,
 the GIL and takes milliseconds on a large heap). Without it glibc keeps the pages of the request's freed
 objects (its mmap threshold grows with every large free), and the server's RSS stays at its peak. A large
 response is still held by the transport then: :func:`after_large_response` trims once more when it is sent.
+A gRPC call holds its request message (the received bytes, which its raw tensors are views of) and its
+response until the call ends: :func:`after_large_call` trims once more then.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,7 +32,14 @@ import numpy.typing as npt
 
 from ..inference import Tensors
 
-__all__ = ["INLINE_BYTES", "TRIM_BYTES", "after_large_request", "after_large_response", "decode_off_loop"]
+__all__ = [
+    "INLINE_BYTES",
+    "TRIM_BYTES",
+    "after_large_call",
+    "after_large_request",
+    "after_large_response",
+    "decode_off_loop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +81,8 @@ def after_large_request(size: int, tensors: Tensors | None = None) -> None:
     memory to the OS in the background. Trims do not pile up: one runs at a time."""
     if size < TRIM_BYTES:
         return
-    task = asyncio.get_running_loop().create_task(_release(tensors or {}))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    held = tensors or {}
+    _start_background(lambda: _release(held))
 
 
 async def _release(tensors: Tensors) -> None:
@@ -101,7 +109,26 @@ def after_large_response(size: int, written: Callable[[], Awaitable[object]]) ->
         await written()
         await _trim_once()
 
-    task = asyncio.get_running_loop().create_task(trim_when_written())
+    _start_background(trim_when_written)
+
+
+def after_large_call(size: int, add_done_callback: Callable[[Callable[[Any], None]], None]) -> None:
+    """For a gRPC call whose request is ``size`` bytes: once the call has ended (``add_done_callback`` of its
+    servicer context) and grpc has dropped the request and the answer, the freed memory goes back
+    to the OS."""
+    if size < TRIM_BYTES:
+        return
+    loop = asyncio.get_running_loop()
+
+    def trim_when_done(_: Any) -> None:
+        # grpc drops its references to the message after the callbacks: trim on a later turn of the loop.
+        loop.call_soon_threadsafe(_start_background, _trim_once)
+
+    add_done_callback(trim_when_done)
+
+
+def _start_background(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    task = asyncio.get_running_loop().create_task(work())
     _background.add(task)
     task.add_done_callback(_background.discard)
 
