@@ -39,6 +39,7 @@ __all__ = [
     "after_large_request",
     "after_large_response",
     "decode_off_loop",
+    "map_large_allocations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,23 +50,35 @@ TRIM_BYTES = 8 << 20
 _T = TypeVar("_T")
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
+def _libc(name: str, *argtypes: type[ctypes.c_int] | type[ctypes.c_size_t]) -> Callable[..., int] | None:
+    """glibc's function ``name``, or None where the C library has none (musl, macOS)."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    result: Callable[[int], int] = trim
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    result: Callable[..., int] = function
     return result
 
 
-_malloc_trim = _load_malloc_trim()
+_malloc_trim = _libc("malloc_trim", ctypes.c_size_t)
+_mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
 _background: set[asyncio.Task[None]] = set()  # held so a task is not collected mid-run
 _trimming: list[bool] = []  # non-empty while a trim runs; a second entry: run one more when it ends
 SLICE = 1 << 16  # elements freed per step: a few ms of GIL
+
+
+def map_large_allocations() -> None:
+    """Have glibc give every allocation of :data:`INLINE_BYTES` or more a mapping of its own, unmapped when
+    it is freed. Call once, at start. By default glibc raises its mmap threshold to the size of each mapped
+    block freed (up to 32 MiB): after one large request, the next one's buffers come from the heap, where
+    the small objects allocated meanwhile pin them, and malloc_trim cannot return them (measured: RSS +40 %
+    for good after a few 16 MiB gRPC requests, back within 6 % with the threshold fixed). A fixed threshold
+    also turns that adjustment off. No-op without glibc."""
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, INLINE_BYTES)
 
 
 async def decode_off_loop(size: int, decode: Callable[[], _T]) -> _T:

@@ -3,7 +3,8 @@
 One server of its own with ``--grpc-max-message-bytes`` at 16 MiB (a maximum-size request stays cheap on a
 shared 2-core machine): a request for an unknown model or version is refused before its tensors are parsed
 or decoded, in ``raw_input_contents`` and in typed ``contents`` alike; while a maximum-size BYTES or FP32
-request is decoded, REST ``/v2/health/ready`` and gRPC ``ServerReady`` keep answering within 100 ms.
+request is decoded, REST ``/v2/health/ready`` and gRPC ``ServerReady`` keep answering within 100 ms; after
+a burst of maximum-size requests the server's RSS is back within 10 % of its level before.
 Hand-built ``ModelInferRequest`` messages through grpcio (tritonclient cannot send typed contents).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import psutil
 import pytest
 from modelport.server.protocols.generated import grpc_service_pb2 as pb
 from modelport.server.protocols.generated import grpc_service_pb2_grpc as pb_grpc
@@ -158,3 +160,44 @@ def test_the_server_still_serves(stub: Any) -> None:
     message.raw_input_contents.append(np.arange(4, dtype=np.float32).tobytes())
     answer = stub.ModelInfer(message, timeout=30)
     assert np.frombuffer(answer.raw_output_contents[0], np.float32).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+# ----- memory returns after large requests --------------------------------------------------------------
+
+
+def _settled_rss(process: psutil.Process, *, at_most: int, timeout: float = 10.0) -> int:
+    """The server's RSS once it is at most ``at_most`` bytes (the trims run in the background), or after
+    ``timeout`` seconds, whichever is first."""
+    deadline = time.monotonic() + timeout
+    while (rss := process.memory_info().rss) > at_most and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return rss
+
+
+def _refused_unknown(stub: Any) -> None:
+    _, error = _refused(stub, _raw_bytes("nosuch"))
+    assert "unknown model" in error.details()
+
+
+def test_rss_returns_after_a_burst_of_max_size_requests(server: ServerProcess, stub: Any) -> None:
+    """Within 10 % of the level before, after 2 of each kind of maximum-size request (decoded and refused,
+    served, refused before decoding). One served maximum-size FP32 request goes first: ONNX Runtime's arena
+    keeps the buffers of the largest batch a session has run (+1x its size, reused by the next ones)."""
+    process = psutil.Process(server.process.pid)
+    served_raw, served_typed = _served_fp32(typed=False), _served_fp32(typed=True)
+    served_raw(stub)
+    burst: list[Callable[[Any], None]] = [
+        _refused_as_bytes(_raw_bytes),
+        _refused_as_bytes(_mixed_raw),
+        _refused_as_bytes(_typed_bytes),
+        served_raw,
+        served_typed,
+        _refused_unknown,
+    ]
+    time.sleep(1.0)  # the served request's trims have run
+    before = process.memory_info().rss
+    for send in burst * 2:
+        send(stub)
+    after = _settled_rss(process, at_most=int(before * 1.1))
+    mib = f"{after / 2**20:.0f} MiB after the burst, {before / 2**20:.0f} MiB before"
+    assert after <= before * 1.1, f"RSS {mib}"
