@@ -9,9 +9,10 @@ refused in microseconds. Binary data is little-endian and row-major with no padd
 ``raw_input_contents``).
 
 Cost: a fixed-size binary tensor is a view of the body (no copy); a binary BYTES tensor costs its elements
-(see :func:`datatypes.decode_bytes_tensor`: at most ~12x its wire size, measured by
-``benchmarks/decode_memory.py``). Only :class:`InvalidInput` / :class:`PayloadTooLarge` leave these
-functions, whatever the bytes.
+(see :func:`datatypes.decode_bytes_tensor`: at most ~12x its wire size). Values (JSON ``data``, gRPC typed
+contents) are converted a slice at a time, so a decoding thread hands the GIL back between slices. The
+measured cost of each path is in ``docs/operations.md`` (``benchmarks/decode_memory.py``). Only
+:class:`InvalidInput` / :class:`PayloadTooLarge` leave these functions, whatever the bytes.
 """
 
 from __future__ import annotations
