@@ -20,6 +20,7 @@ response until the call ends: :func:`after_large_call` trims once more then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -135,7 +136,8 @@ def after_large_call(size: int, add_done_callback: Callable[[Callable[[Any], Non
 
     def trim_when_done(_: Any) -> None:
         # grpc drops its references to the message after the callbacks: trim on a later turn of the loop.
-        loop.call_soon_threadsafe(_start_background, _trim_once)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the process is ending anyway
+            loop.call_soon_threadsafe(_start_background, _trim_once)
 
     add_done_callback(trim_when_done)
 
