@@ -42,6 +42,7 @@ from .observability.metrics_listener import MetricsApp
 from .protocols.grpc_api import GrpcServer, build_grpc_server
 from .protocols.http_limits import ConnectionBudget, HttpLimits, descriptor_budget
 from .protocols.http_protocol import limited_protocol
+from .protocols.large_requests import map_large_allocations
 from .protocols.management_api import create_management_app
 from .protocols.rest_api import create_rest_app
 from .protocols.rest_fast_infer import FastInfer
@@ -405,6 +406,7 @@ async def serve(settings: ServerSettings) -> int:
     started = time.monotonic()
     # The budgets below (threads per instance, worker caps) come from these, not from the host's core count.
     logger.info("resources: %s", describe_limits())
+    map_large_allocations()  # before the first large request: see large_requests
     stopping = _stop_requested()
     server = _Server.compose(settings)
     async with contextlib.AsyncExitStack() as stack:

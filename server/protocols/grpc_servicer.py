@@ -24,7 +24,7 @@ from .generated import model_config_pb2
 from .grpc_codec import decode_infer_request, encode_infer_response
 from .grpc_infer_message import InferMessage
 from .grpc_status import GRPC_STATUS, Undecodable, guarded, unary
-from .large_requests import after_large_request, decode_off_loop
+from .large_requests import after_large_call, after_large_request, decode_off_loop
 from .management_access import ManagementAccess, grpc_peer_host
 from .settings_codec import (
     log_settings_message,
@@ -147,6 +147,8 @@ class InferenceServicer:
 
     @guarded
     async def model_infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:
+        if not isinstance(request, Undecodable):  # the message and the answer are freed when the call ends
+            after_large_call(request.size, context.add_done_callback)
         return await self._infer(request, context)
 
     async def _infer(self, request: InferMessage | Undecodable, context: Any) -> pb.ModelInferResponse:

@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -77,9 +77,12 @@ def lenient_deserializer(message_class: type[Message]) -> Callable[[bytes], Mess
     return deserialize
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: ModelportError) -> NoReturn:
-    await context.abort(GRPC_STATUS[error.code], error.message)
-    raise AssertionError("context.abort returned")  # it always raises
+def _fail(context: grpc.aio.ServicerContext, error: ModelportError) -> None:
+    """Set the call's status from ``error``. Not ``context.abort()``: the AbortError it raises is kept in
+    the call's state, a reference cycle through the handler's frames that holds the request message (a
+    maximum-size message's tensors) until the garbage collector's next full pass."""
+    context.set_code(GRPC_STATUS[error.code])
+    context.set_details(error.message)
 
 
 def unary(handler: Unary[_Req, _Resp]) -> Unary[_Req | Undecodable, _Resp]:
@@ -105,9 +108,10 @@ def guarded(handler: Unary[_Req, _Resp]) -> Unary[_Req, _Resp]:
         except grpc.aio.AbortError:
             raise
         except ModelportError as error:
-            await _abort(context, error)
+            _fail(context, error)
         except Exception as error:
-            await _abort(context, internal_error(logger, f"gRPC {handler.__name__}", error))
+            _fail(context, internal_error(logger, f"gRPC {handler.__name__}", error))
+        return cast(_Resp, None)  # no message: grpc sends the status that _fail set
 
     return rpc
 

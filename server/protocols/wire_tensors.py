@@ -9,9 +9,10 @@ refused in microseconds. Binary data is little-endian and row-major with no padd
 ``raw_input_contents``).
 
 Cost: a fixed-size binary tensor is a view of the body (no copy); a binary BYTES tensor costs its elements
-(see :func:`datatypes.decode_bytes_tensor`: at most ~12x its wire size, measured by
-``benchmarks/decode_memory.py``). Only :class:`InvalidInput` / :class:`PayloadTooLarge` leave these
-functions, whatever the bytes.
+(see :func:`datatypes.decode_bytes_tensor`: at most ~12x its wire size). Values (JSON ``data``, gRPC typed
+contents) are converted a slice at a time, so a decoding thread hands the GIL back between slices. The
+measured cost of each path is in ``docs/operations.md`` (``benchmarks/decode_memory.py``). Only
+:class:`InvalidInput` / :class:`PayloadTooLarge` leave these functions, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..datatypes import Datatype, by_name, decode_bytes_tensor, encode_bytes_ten
 from ..errors import InvalidInput
 from ..inference import Parameter, SharedMemoryInput
 from ..shared_memory import SHARED_MEMORY_PARAMETERS, placement
+from .large_requests import SLICE
 
 __all__ = [
     "MAX_RANK",
@@ -138,7 +140,7 @@ def tensor_from_values(
         # errstate: a value out of the datatype's range (1e308 as FP32) is refused, as an integer's is,
         # rather than stored as infinity with a warning.
         with np.errstate(over="raise", invalid="raise"):
-            array = _bytes_array(values) if dt.itemsize == 0 else np.asarray(values, dtype=dt.numpy)
+            array = _bytes_array(values) if dt.itemsize == 0 else _number_array(values, dt.numpy)
     except FloatingPointError:
         raise InvalidInput(f"tensor '{name}': a value is outside the range of {datatype}") from None
     except (ValueError, TypeError, OverflowError) as error:
@@ -152,19 +154,38 @@ def tensor_from_values(
     return array.reshape(tuple(shape))
 
 
+def _flat(values: Sequence[Any]) -> bool:
+    return bool(values) and not isinstance(values[0], list | tuple)
+
+
+def _number_array(values: Sequence[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Numbers as an array of ``dtype``. A long flat sequence (a JSON list, a protobuf repeated field) is
+    converted :data:`SLICE` values per numpy call, each the call a short one would make: one call for
+    millions of values holds the GIL for a quarter of a second (the decoding thread's event loop stalls)."""
+    if len(values) <= SLICE or not _flat(values):
+        return np.asarray(values, dtype=dtype)
+    result = np.empty(len(values), dtype=dtype)
+    for start in range(0, len(values), SLICE):
+        result[start : start + SLICE] = np.asarray(values[start : start + SLICE], dtype=dtype)
+    return result
+
+
 def _bytes_array(values: Sequence[Any]) -> npt.NDArray[np.object_]:
-    """BYTES values as an object array of ``bytes``. A flat JSON list is converted in place (each ``str`` is
-    freed as its ``bytes`` replaces it), so the peak is the larger of the two, not their sum."""
-    if isinstance(values, list) and values and not isinstance(values[0], list | tuple):
-        for index, item in enumerate(values):
-            values[index] = _as_bytes(item, index)
-        result = np.empty(len(values), dtype=np.object_)
-        result[:] = values
-        return result
-    flat = np.array(values, dtype=np.object_).reshape(-1)
-    result = np.empty(flat.size, dtype=np.object_)
-    for index, item in enumerate(flat):
-        result[index] = _as_bytes(item, index)
+    """BYTES values as an object array of ``bytes``, :data:`SLICE` elements per step: a slice of a protobuf
+    repeated field is one C call, and elements that are ``bytes`` already (gRPC ``bytes_contents``) are
+    taken as they are. A flat JSON list is converted in place (each ``str`` is freed as its ``bytes``
+    replaces it), so the peak is the larger of the two, not their sum."""
+    if not _flat(values):  # nested lists: flattened first (a ragged one leaves lists, refused as elements)
+        values = np.array(values, dtype=np.object_).reshape(-1).tolist()
+    result = np.empty(len(values), dtype=np.object_)
+    for start in range(0, len(values), SLICE):
+        items = values[start : start + SLICE]
+        kinds = set(map(type, items))
+        if kinds != {bytes}:
+            items = [_as_bytes(item, start + index) for index, item in enumerate(items)]
+            if isinstance(values, list):
+                values[start : start + SLICE] = items
+        result[start : start + len(items)] = items
     return result
 
 

@@ -4,6 +4,7 @@ requests the logging and metrics tests send."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,16 @@ import yaml
 
 from tests.helpers.onnx_models import ALL_DATATYPES
 
-__all__ = ["TYPED_FIELD", "grpc_ones", "grpc_zero_row", "http_ones", "sample", "typed_field"]
+__all__ = [
+    "TYPED_FIELD",
+    "empty_elements",
+    "grpc_ones",
+    "grpc_zero_row",
+    "http_ones",
+    "mixed_elements",
+    "sample",
+    "typed_field",
+]
 
 _NUMPY: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -91,3 +101,18 @@ def grpc_zero_row(model_folder: Path) -> list[grpcclient.InferInput]:
         tensor.set_data_from_numpy(np.zeros(shape, dtype=_NUMPY[spec["datatype"]]))
         inputs.append(tensor)
     return inputs
+
+
+def empty_elements(size: int) -> tuple[int, bytes]:
+    """The most BYTES elements ``size`` bytes of binary data can hold: every one empty (its 4-byte length
+    only); the element count and the data."""
+    count = size // 4
+    return count, b"\x00\x00\x00\x00" * count
+
+
+def mixed_elements(size: int) -> tuple[int, bytes]:
+    """BYTES elements of 2 and 1 bytes, alternating, in at most ``size`` bytes (the decoder's walk of varying
+    lengths, not its fast path for uniform ones); the element count and the data."""
+    pair = struct.pack("<I", 2) + b"ab" + struct.pack("<I", 1) + b"c"
+    pairs = size // len(pair)
+    return 2 * pairs, pair * pairs

@@ -10,7 +10,6 @@ hand-built bodies, tritonclient, grpcio with hand-built ``ModelInferRequest`` me
 from __future__ import annotations
 
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,8 +23,10 @@ import tritonclient.http as httpclient
 from modelport.server.protocols.generated import grpc_service_pb2 as pb
 from modelport.server.protocols.generated import grpc_service_pb2_grpc as pb_grpc
 
+from tests.helpers.health_probes import assert_answered_quickly, probe_while
 from tests.helpers.onnx_models import identity_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
+from tests.helpers.tensors import empty_elements, mixed_elements
 
 LIMIT = 16 * 2**20
 _GRPC_OPTIONS = [("grpc.max_send_message_length", 2 * LIMIT), ("grpc.max_receive_message_length", 2 * LIMIT)]
@@ -53,19 +54,6 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 def stub(server: ServerProcess) -> Iterator[Any]:
     with grpc.insecure_channel(server.grpc_url, options=_GRPC_OPTIONS) as channel:
         yield pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]  # protoc's stubs are untyped
-
-
-def _empty_elements(size: int) -> tuple[int, bytes]:
-    """The most elements a ``size``-byte BYTES tensor can hold: every one empty (its 4-byte length only)."""
-    count = size // 4
-    return count, b"\x00\x00\x00\x00" * count
-
-
-def _mixed_elements(size: int) -> tuple[int, bytes]:
-    """Elements of 2 and 1 bytes, alternating (the walk of varying lengths, not the uniform fast path)."""
-    pair = struct.pack("<I", 2) + b"ab" + struct.pack("<I", 1) + b"c"
-    pairs = size // len(pair)
-    return 2 * pairs, pair * pairs
 
 
 def _binary_request(name: str, datatype: str, shape: list[int], blob: bytes) -> tuple[bytes, dict[str, str]]:
@@ -106,20 +94,24 @@ def _timed_post(http: httpx.Client, path: str, body: bytes, headers: dict[str, s
     return time.perf_counter() - started, _error(response)
 
 
-def test_rest_unknown_model_is_refused_before_its_tensors_are_decoded(http: httpx.Client) -> None:
-    count, blob = _empty_elements(LIMIT - 4096)
+def test_rest_unknown_model_or_version_is_refused_before_its_tensors_are_decoded(http: httpx.Client) -> None:
+    count, blob = empty_elements(LIMIT - 4096)
     body, headers = _binary_request("INPUT0", "BYTES", [count], blob)
     # Decoded (4 million elements), then refused by the data plane: FP32 is expected.
     decoded, message = _timed_post(http, "/v2/models/fp32/infer", body, headers)
     assert "datatype BYTES, expected FP32" in message
-    unknown, message = _timed_post(http, "/v2/models/nosuch/infer", body, headers)
-    assert "unknown model" in message
-    # Reading the body is all an unknown model costs; decoding 4 million elements costs several times more.
-    assert unknown < decoded / 3, f"unknown model answered in {unknown:.2f} s, decoding took {decoded:.2f} s"
+    for path, expected in (
+        ("/v2/models/nosuch/infer", "unknown model: 'nosuch' is not found"),
+        ("/v2/models/fp32/versions/9/infer", "'fp32' version 9 is not found"),
+    ):
+        unknown, message = _timed_post(http, path, body, headers)
+        assert expected in message
+        # Reading the body is all an unknown model costs; decoding 4 million elements costs more.
+        assert unknown < decoded / 3, f"{path} answered in {unknown:.2f} s, decoding took {decoded:.2f} s"
 
 
 def test_grpc_unknown_model_is_refused_before_its_tensors_are_decoded(stub: Any) -> None:
-    count, blob = _empty_elements(LIMIT - 4096)
+    count, blob = empty_elements(LIMIT - 4096)
     timings = {}
     for model, expected in (("fp32", "datatype BYTES, expected FP32"), ("nosuch", "unknown model")):
         started = time.perf_counter()
@@ -134,44 +126,7 @@ def test_grpc_unknown_model_is_refused_before_its_tensors_are_decoded(stub: Any)
 # ----- the server keeps answering while a maximum-size request is decoded -------------------------------
 
 
-def _probe_while(http_url: str, send: Any) -> tuple[list[float], float]:
-    """Run ``send()`` in a thread while probing ``/v2/health/ready``: each probe's latency (s), and how long
-    ``send`` took."""
-    latencies: list[float] = []
-    done = threading.Event()
-    took: list[float] = []
-
-    def run() -> None:
-        started = time.perf_counter()
-        try:
-            send()
-        finally:
-            took.append(time.perf_counter() - started)
-            done.set()
-
-    with httpx.Client(base_url=f"http://{http_url}", timeout=10.0) as probe:
-        probe.get("/v2/health/ready")  # the connection is open before the big request starts
-        sender = threading.Thread(target=run)
-        sender.start()
-        time.sleep(0.05)  # the body is on its way
-        while not done.is_set():
-            started = time.perf_counter()
-            assert probe.get("/v2/health/ready").status_code == 200
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.01)
-        sender.join()
-    return latencies, took[0]
-
-
-def _assert_answered_quickly(latencies: list[float], took: float) -> None:
-    assert len(latencies) >= 5, f"only {len(latencies)} probes while the request took {took:.2f} s"
-    # The median is the bound; the single worst probe may meet a descheduled process on a shared machine.
-    ordered = sorted(latencies)
-    assert ordered[len(ordered) // 2] < 0.1, f"health probe latencies {ordered}"
-    assert ordered[-1] < 0.5, f"health probe latencies {ordered}"
-
-
-@pytest.mark.parametrize("elements", [_empty_elements, _mixed_elements], ids=["empty", "mixed"])
+@pytest.mark.parametrize("elements", [empty_elements, mixed_elements], ids=["empty", "mixed"])
 def test_health_answers_while_a_max_size_rest_bytes_request_is_decoded(
     server: ServerProcess, http: httpx.Client, elements: Any
 ) -> None:
@@ -182,7 +137,7 @@ def test_health_answers_while_a_max_size_rest_bytes_request_is_decoded(
         response = http.post("/v2/models/fp32/infer", content=body, headers=headers)
         assert response.status_code == 400 and "expected FP32" in _error(response), response.text
 
-    _assert_answered_quickly(*_probe_while(server.http_url, send))
+    assert_answered_quickly(probe_while(send, http_url=server.http_url))
 
 
 @pytest.mark.parametrize("kind", ["numbers", "strings"])
@@ -203,7 +158,7 @@ def test_health_answers_while_a_max_size_rest_json_request_is_decoded(
         response = http.post(f"/v2/models/{model}/infer", content=body)
         assert response.status_code == 400 and expected in _error(response), response.text
 
-    _assert_answered_quickly(*_probe_while(server.http_url, send))
+    assert_answered_quickly(probe_while(send, http_url=server.http_url))
 
 
 def test_health_answers_while_a_max_size_json_response_is_written(
@@ -219,23 +174,10 @@ def test_health_answers_while_a_max_size_json_response_is_written(
     def send() -> None:
         answers.append(http.post("/v2/models/fp32_whole/infer", content=body, headers=headers))
 
-    _assert_answered_quickly(*_probe_while(server.http_url, send))
+    assert_answered_quickly(probe_while(send, http_url=server.http_url))
     assert answers[0].status_code == 200, answers[0].text
     data = answers[0].json()["outputs"][0]["data"]
     assert np.array_equal(np.asarray(data, np.float32).reshape(rows, 4), values)
-
-
-def test_health_answers_while_a_max_size_grpc_bytes_request_is_decoded(
-    server: ServerProcess, stub: Any
-) -> None:
-    count, blob = _mixed_elements(LIMIT - 4096)
-
-    def send() -> None:
-        with pytest.raises(grpc.RpcError) as failure:
-            stub.ModelInfer(_grpc_bytes_request("fp32", count, blob), timeout=120)
-        assert "expected FP32" in failure.value.details()
-
-    _assert_answered_quickly(*_probe_while(server.http_url, send))
 
 
 def test_bytes_of_every_length_round_trip(server: ServerProcess) -> None:
