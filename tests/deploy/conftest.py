@@ -24,10 +24,12 @@ class BuiltImage:
 @pytest.fixture(scope="session")
 def podman() -> Engine:
     try:
-        return engine()
+        podman = engine()
+        podman.ensure_base()
     except EngineMissing as error:
         # .ci/run installs them; a developer's machine without podman runs the rest of the suite.
         pytest.skip(str(error))
+    return podman
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ __all__ = [
     "BASE_IMAGE",
     "Container",
     "Engine",
+    "EngineFailed",
     "EngineMissing",
     "ca_bundle",
     "engine",
@@ -53,6 +54,13 @@ _STEP_TIMEOUT_S = 900.0
 
 class EngineMissing(RuntimeError):
     """podman (or, for a base image not made yet, mmdebstrap) is not installed."""
+
+
+class EngineFailed(subprocess.CalledProcessError):
+    """A podman command exited non-zero; its message holds the command's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}"
 
 
 def ca_bundle() -> Path | None:
@@ -83,14 +91,12 @@ class Engine:
     def run(
         self, *args: str, timeout: float = 120.0, check: bool = True, capture: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """``podman ARGS``; raises ``CalledProcessError`` (output included) when *check* and it fails."""
+        """``podman ARGS``; raises :class:`EngineFailed` (stderr included) when *check* and it fails."""
         result = subprocess.run(
             [*self.command, *args], capture_output=capture, text=True, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, result.args, output=result.stdout, stderr=result.stderr
-            )
+            raise EngineFailed(result.returncode, result.args, output=result.stdout, stderr=result.stderr)
         return result
 
     def image_exists(self, tag: str) -> bool:

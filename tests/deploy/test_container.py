@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from tritonclient.utils import triton_to_np_dtype
 
 from tests.deploy.conftest import BuiltImage
 from tests.deploy.container_engine import Container
+from tests.docs.markdown_blocks import code_blocks
 from tests.helpers.onnx_models import (
     slow_iterations,
     slow_model,
@@ -55,6 +57,8 @@ MAX_IMAGE_BYTES = 700 * 2**20
 READY = "modelport ready in"
 READ_ONLY = ("--read-only", "--tmpfs", "/tmp")
 IMAGE_UID = 10001
+DOCS = ROOT / "docs" / "deployment.md"
+DOCUMENTED_IMAGE = "modelport:0.1.0"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -333,3 +337,43 @@ def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_imag
     refused = podman.run_image(serving_image.tag, command, "model.onnx", entrypoint="modelport", check=False)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr and extra in refused.stderr, refused.stderr
+
+
+# --- the documented commands --------------------------------------------------------------------------------
+
+
+def _documented_runs() -> list[tuple[str, list[str]]]:
+    """The CPU image's ``docker run`` / ``podman run`` lines of docs/deployment.md: (where, their words)."""
+    runs = []
+    for block in code_blocks(DOCS, "docs/deployment.md"):
+        for number, line in enumerate(block.code.replace("\\\n", " ").splitlines()):
+            words = shlex.split(line, comments=True)
+            if words[:2] in (["docker", "run"], ["podman", "run"]) and DOCUMENTED_IMAGE in words:
+                runs.append((f"{block.where}+{number}", words[2:]))
+    return runs
+
+
+@pytest.mark.parametrize(
+    "words", [words for _, words in _documented_runs()], ids=[w for w, _ in _documented_runs()]
+)
+def test_a_documented_run_command_starts_a_ready_healthy_server(
+    serving_image: BuiltImage, words: list[str]
+) -> None:
+    """Run as documented; only what cannot be the same here changes: the host ports (ephemeral, on
+    loopback), the name and ``-d``/``--rm`` (the test owns the container), ``$PWD`` (the checkout) and the
+    image (this session's build)."""
+    at = words.index(DOCUMENTED_IMAGE)
+    options, args = words[:at], words[at + 1 :]
+    kept: list[str] = []
+    skip_value = False
+    for word in options:
+        if skip_value:
+            skip_value = False
+        elif word in ("-p", "--publish", "--name"):
+            skip_value = True
+        elif word not in ("-d", "--detach", "--rm"):
+            kept.append(word.replace("$PWD", str(ROOT)))
+    with _serving(serving_image, *kept, args=tuple(args)) as container:
+        assert container.healthcheck() == 0, container.logs()
+        ready = httpx.get(f"http://{container.address(8000)}/v2/health/ready", timeout=10)
+        assert ready.status_code == 200
