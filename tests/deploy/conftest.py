@@ -36,9 +36,9 @@ def podman() -> Engine:
 def serving_image(podman: Engine) -> Iterator[BuiltImage]:
     """The CPU image, built from the Dockerfile as ``make image`` builds it; removed after the session.
 
-    ``MODELPORT_TEST_IMAGE=TAG`` tests an image built already (``make image``) instead, and keeps it.
+    ``CONTAINER_TEST_IMAGE=TAG`` tests an image built already (``make image``) instead, and keeps it.
     """
-    given = os.environ.get("MODELPORT_TEST_IMAGE")
+    given = os.environ.get("CONTAINER_TEST_IMAGE")
     if given:
         yield BuiltImage(podman, given, 0.0)
         return

@@ -57,7 +57,7 @@ MAX_IMAGE_BYTES = 700 * 2**20
 READY = "modelport ready in"
 READ_ONLY = ("--read-only", "--tmpfs", "/tmp")
 IMAGE_UID = 10001
-DOCS = ROOT / "docs" / "deployment.md"
+DOCUMENTED = ("README.md", "docs/deployment.md")
 DOCUMENTED_IMAGE = "modelport:0.1.0"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -343,12 +343,15 @@ def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_imag
 
 
 def _documented_runs() -> list[tuple[str, list[str]]]:
-    """The CPU image's ``docker run`` / ``podman run`` lines of docs/deployment.md: (where, their words)."""
+    """The CPU image's ``docker run`` / ``podman run`` lines of the README and docs/deployment.md: (where,
+    their words)."""
     runs = []
-    for block in code_blocks(DOCS, "docs/deployment.md"):
+    for block in (block for page in DOCUMENTED for block in code_blocks(ROOT / page, page)):
         for number, line in enumerate(block.code.replace("\\\n", " ").splitlines()):
+            if not line.startswith(("docker run ", "podman run ")):
+                continue
             words = shlex.split(line, comments=True)
-            if words[:2] in (["docker", "run"], ["podman", "run"]) and DOCUMENTED_IMAGE in words:
+            if DOCUMENTED_IMAGE in words:
                 runs.append((f"{block.where}+{number}", words[2:]))
     return runs
 
