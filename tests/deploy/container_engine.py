@@ -1,10 +1,10 @@
 """Build and run the serving image with podman, as ``make image`` and the container tests both do.
 
-On the project's machines (Debian 12, root, no Docker daemon, no reachable image registry; see
-``shared/reference/container-engine.md``) podman runs real OCI containers with runc and the cgroupfs
-manager, and only with explicit rlimits at or below the current ones (crun refuses the hybrid cgroups). The
-base image is made from Debian's packages with ``mmdebstrap`` and imported once. The build is the
-Dockerfile's as Docker users run it; the differences, all here:
+On the project's machines (Debian 12, root, no Docker daemon, no reachable image registry) podman runs
+real OCI containers with runc and the cgroupfs manager, and only with explicit rlimits at or below the
+current ones (crun refuses the hybrid cgroups). The base image is made from Debian's packages with
+``mmdebstrap`` and imported once. The build is the Dockerfile's as Docker users run it; the differences,
+all here:
 
 - ``--build-arg PYTHON_IMAGE=localhost/modelport-base:bookworm``: the locally made base;
 - ``--build-arg VARIANT=cpu`` spelled out: buildah 1.28 resolves ``FROM base-${VARIANT}`` to the stage
@@ -200,6 +200,18 @@ class Engine:
         found: dict[str, str] = json.loads(listing)
         return found
 
+    def site_packages(self, tag: str) -> list[str]:
+        """What the folders of the image's ``site.getsitepackages()`` hold (packages, ``*.dist-info``)."""
+        listing = self.run_image(
+            tag,
+            "-c",
+            "import json, os, site; folders = [d for d in site.getsitepackages() if os.path.isdir(d)]; "
+            "print(json.dumps(sorted(n for d in folders for n in os.listdir(d))))",
+            entrypoint="python",
+        ).stdout
+        found: list[str] = json.loads(listing)
+        return found
+
     def remove_image(self, tag: str) -> None:
         self.run("rmi", "--force", tag, check=False)
 
@@ -275,7 +287,10 @@ def _build_command(options: argparse.Namespace) -> int:
     podman = engine()
     seconds = podman.build(options.tag, variant=options.variant, echo=True)
     distributions = {name.lower() for name in podman.distributions(options.tag)}
-    frameworks = sorted(distributions & {"torch", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx"})
+    listed = {entry.split("-")[0].lower() for entry in podman.site_packages(options.tag)}
+    frameworks = sorted(
+        (distributions | listed) & {"torch", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx"}
+    )
     print(
         f"{options.tag}: {podman.size_bytes(options.tag) / 2**20:.0f} MiB, built in {seconds:.0f} s; "
         f"{len(distributions)} distributions in its site-packages, frameworks: {frameworks or 'none'}"

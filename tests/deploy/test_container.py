@@ -30,7 +30,7 @@ from modelport.server.settings import ServerSettings
 from tritonclient.utils import triton_to_np_dtype
 
 from tests.deploy.conftest import BuiltImage
-from tests.deploy.container_engine import Container
+from tests.deploy.container_engine import Container, ca_bundle
 from tests.docs.markdown_blocks import code_blocks
 from tests.helpers.onnx_models import (
     slow_iterations,
@@ -146,6 +146,10 @@ def test_the_image_holds_the_serving_environment_and_no_framework(
         )
     got_in = FRAMEWORKS & set(distributions)
     assert not got_in, f"the serving image contains {sorted(got_in)}"
+    # The folders too: a package copied in without its metadata is no distribution but still importable.
+    listed = podman.site_packages(serving_image.tag)
+    assert "onnxruntime" in listed
+    assert not {"torch", "tensorflow", "keras", "tf2onnx"} & set(listed), listed
     assert "modelport" in distributions
     assert "onnxruntime" in distributions
     assert "onnxruntime-gpu" not in distributions, "onnxruntime and onnxruntime-gpu together"
@@ -163,6 +167,10 @@ def test_the_image_keeps_no_trace_of_the_build_secret(serving_image: BuiltImage)
     assert "pip-ca" not in listing.stdout
     pip_config = podman.run_image(serving_image.tag, "-m", "pip", "config", "list", entrypoint="python")
     assert "cert" not in pip_config.stdout, pip_config.stdout
+    bundle = ca_bundle()
+    if bundle is not None:
+        history = podman.run("history", "--no-trunc", "--format", "{{.CreatedBy}}", serving_image.tag).stdout
+        assert str(bundle) not in history, history
 
 
 # --- the run --------------------------------------------------------------------------------------------
