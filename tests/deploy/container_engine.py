@@ -108,6 +108,7 @@ class Engine:
             return
         if shutil.which("mmdebstrap") is None:
             raise EngineMissing(f"mmdebstrap is needed to make {tag}: apt-get install mmdebstrap")
+        print(f"making {tag} with mmdebstrap (Debian bookworm: {BASE_PACKAGES})", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="modelport-base-") as scratch:
             tarball = Path(scratch) / "base.tar"
             subprocess.run(
