@@ -64,7 +64,8 @@ class EngineFailed(subprocess.CalledProcessError):
 
 
 def ca_bundle() -> Path | None:
-    """The CA bundle pip trusts on this machine (``PIP_CERT``, else pip's configured ``cert``), if any."""
+    """The CA bundle pip trusts on this machine (``PIP_CERT``, else pip's configured ``cert``, else
+    ``SSL_CERT_FILE``), if any."""
     named = os.environ.get("PIP_CERT")
     if not named:
         try:
@@ -78,7 +79,7 @@ def ca_bundle() -> Path | None:
         except (OSError, subprocess.TimeoutExpired):
             listed = ""
         certs = [line.split("=", 1)[1].strip("'\" ") for line in listed.splitlines() if ".cert=" in line]
-        named = certs[-1] if certs else ""
+        named = certs[-1] if certs else os.environ.get("SSL_CERT_FILE", "")
     return Path(named) if named and Path(named).is_file() else None
 
 
