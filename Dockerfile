@@ -7,8 +7,8 @@
 #   other folder:   docker run ... -e MODELPORT_REPOSITORY=/srv/models -v "$PWD/repo:/srv/models:ro" modelport:0.1.0
 #
 # The image holds the serving dependencies only (no torch, no TensorFlow: converting happens elsewhere).
-# No Docker engine runs on the project's machines: tests/deploy/test_container.py replays this file's python
-# RUN steps into a scratch filesystem and runs its ENTRYPOINT, ENV and HEALTHCHECK as its USER.
+# `make image` builds it with podman (tests/deploy/container_engine.py: the base made with mmdebstrap, the
+# build arguments and the CA secret it passes); tests/deploy/test_container.py builds and runs it the same way.
 
 # Base images, pinned to exact tags; override with --build-arg to move them.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -25,14 +25,20 @@ COPY pyproject.toml README.md ./
 COPY server/ server/
 COPY converters/ converters/
 COPY deploy/docker/serving_requirements.py /usr/local/bin/serving_requirements.py
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
-    && python /usr/local/bin/serving_requirements.py /dist/modelport-*.whl > /dist/requirements-cpu.txt \
-    && python /usr/local/bin/serving_requirements.py /dist/modelport-*.whl \
+# A venv of its own: a base whose python3 has no pip (Debian's) builds the same as the official image.
+# The optional secret pip-ca is a CA bundle for a TLS-inspecting proxy (`--secret id=pip-ca,src=BUNDLE`):
+# mounted for this step only, so no layer keeps it; without it pip trusts its own certificates.
+RUN --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; fi \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/python -m pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
+    && python3 /usr/local/bin/serving_requirements.py /dist/modelport-*.whl > /dist/requirements-cpu.txt \
+    && python3 /usr/local/bin/serving_requirements.py /dist/modelport-*.whl \
         --onnxruntime "${ONNXRUNTIME_GPU}" > /dist/requirements-cuda.txt
 
 # ---- base-cpu: Debian slim with CPython ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS base-cpu
-RUN python -m venv /opt/modelport
+RUN python3 -m venv /opt/modelport
 
 # ---- base-cuda: NVIDIA's CUDA + cuDNN runtime with Ubuntu's python3 ----------------------------------------------
 FROM ${CUDA_IMAGE} AS base-cuda
@@ -67,8 +73,10 @@ ENV PATH=/opt/modelport/bin:$PATH \
 
 # The wheel comes in through a bind mount, so it leaves no layer behind. onnxruntime or onnxruntime-gpu comes
 # from the variant's requirements file (never both); the last command fails the build if a framework got in.
-RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
-    python -m pip install --no-cache-dir -r "/dist/requirements-${VARIANT}.txt" \
+# The pip-ca secret as in the builder stage.
+RUN --mount=type=bind,from=builder,source=/dist,target=/dist --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; fi \
+    && python -m pip install --no-cache-dir -r "/dist/requirements-${VARIANT}.txt" \
     && python -m pip install --no-cache-dir --no-deps /dist/modelport-*.whl \
     && python -c "import importlib.util as u, sys; found = [m for m in ('torch', 'tensorflow') if u.find_spec(m)]; sys.exit(f'frameworks in a serving image: {found}' if found else 0)"
 

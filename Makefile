@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint lint-docker typecheck proto proto-check models bench clean help
+.PHONY: serve test lint lint-docker typecheck proto proto-check models bench image image-cuda-check clean help
 
 help:
 	@echo "make serve   serve the example models in models/ (REST :8000, gRPC :8001, metrics :8002)"
 	@echo "make test    install everything and run lint, type checks and the test suite"
 	@echo "make models  retrain the examples and convert them into models/"
 	@echo "make proto   regenerate the gRPC code from proto/"
+	@echo "make image   build the CPU image with podman (docker build works on the Dockerfile as it is)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +64,16 @@ test: $(VENV)/.all.stamp lint lint-docker typecheck proto-check
 
 models: $(VENV)/.all.stamp
 	$(BIN)/python examples/build_models.py
+
+# podman, as the tests build it (tests/deploy/container_engine.py says what differs from a plain docker build
+# and why); standard library only, so it needs no .venv. Prints the size and the frameworks found (none).
+IMAGE ?= localhost/modelport:0.1.0
+image:
+	$(PYTHON) -m tests.deploy.container_engine build --tag $(IMAGE)
+
+# The CUDA variant's base cannot be pulled here: build its builder stage and resolve its wheels (pip --dry-run).
+image-cuda-check:
+	$(PYTHON) -m tests.deploy.cuda_wheels
 
 clean:
 	rm -rf $(VENV) .mypy-src .pytest_cache .mypy_cache .ruff_cache build *.egg-info

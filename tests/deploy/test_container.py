@@ -1,28 +1,20 @@
-"""The serving image's behaviour, without a Docker engine (none runs on the project's machines).
+"""The serving image, built and run by a real container engine (podman with runc; see ``container_engine``).
 
-``image_build`` replays the Dockerfile's own build of the CPU image into a scratch folder standing for the
-image's filesystem: the builder stage's COPYs and ``pip wheel``, the requirements script, the fresh venv at
-``/opt/modelport``, the image's ``pip install`` lines and its framework guard (only the user creation is not
-replayed: it changes the machine). Then the Dockerfile's own ENTRYPOINT + CMD run with its ENV against the
-image's ``/models`` (the copy of ``models/``), all read from the Dockerfile so they cannot drift. Only what a
-container cannot have here is changed, through the variables the image itself sets: the listeners move to
-127.0.0.1 ephemeral ports.
+The image is built once per session from the Dockerfile (``conftest.serving_image``), as ``make image`` builds
+it. Each test starts its own container with the ports 8000-8002 published on 127.0.0.1 ephemeral ports and
+talks to it with the real clients; containers are removed whatever the outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shlex
 import shutil
-import signal
-import stat
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +25,23 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import yaml
 from modelport.server.settings import ServerSettings
 from tritonclient.utils import triton_to_np_dtype
 
-from tests.deploy.image_build import ReplayedBuild, map_path, replay_build
-from tests.deploy.image_config import ImageConfig, read_stages, stage_config
-from tests.helpers.server_process import wait_ready
+from tests.deploy.conftest import BuiltImage
+from tests.deploy.container_engine import Container, ca_bundle
+from tests.docs.markdown_blocks import code_blocks
+from tests.helpers.onnx_models import (
+    slow_iterations,
+    slow_model,
+    write_config,
+    write_corrupt_model,
+    write_model,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "Dockerfile"
-# Distributions a serving environment must never contain (the frameworks and what only converting needs).
+# Distributions a serving image must never contain (the frameworks and what only converting needs).
 FRAMEWORKS = {
     "torch",
     "tensorflow",
@@ -53,317 +52,44 @@ FRAMEWORKS = {
     "tf2onnx",
     "jax",
 }
-# ~250 MB expected (shared/reference/dependencies.md); a framework alone would be 0.75-1.3 GB.
-MAX_ENVIRONMENT_BYTES = 400 * 2**20
-BUILD_TIMEOUT_S = 600
-READY_TIMEOUT_S = 120
+# The Debian base is ~225 MB and the serving environment ~250 MB; a framework alone would add 0.75-1.3 GB.
+MAX_IMAGE_BYTES = 700 * 2**20
+READY = "modelport ready in"
+READ_ONLY = ("--read-only", "--tmpfs", "/tmp")
+IMAGE_UID = 10001
+DOCUMENTED = ("README.md", "docs/deployment.md")
+DOCUMENTED_IMAGE = "modelport:0.1.0"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 300)]
-
-
-@dataclass(frozen=True)
-class ServingImage:
-    """The replayed CPU image: its filesystem, environment, venv, and what its venv holds."""
-
-    build: ReplayedBuild
-    venv: Path
-    distributions: dict[str, str]  # normalized name -> version
-    size_bytes: int
-    seconds: float
-
-    @property
-    def dist(self) -> Path:
-        return self.build.root / "dist"
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _normalized(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _clean_env() -> dict[str, str]:
-    """This machine's environment minus what would tie a process to the test's own virtual environment."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
-    }
-
-
-def _base_python() -> Path:
-    """What stands in for the base image's Python: the system's ``/usr/bin/python3`` where it exists with
-    ``venv`` (Debian's, like the image's base, and reachable by every user as an image's is), else the
-    interpreter running the tests (which may live under a root-only home)."""
-    system = Path("/usr/bin/python3")
-    if system.exists():
-        probe = subprocess.run(
-            [str(system), "-c", "import venv, ensurepip"], capture_output=True, check=False
-        )
-        if probe.returncode == 0:
-            return system
-    return Path(sys.executable)
-
-
-def _world_reachable(path: Path) -> bool:
-    """Every folder above the real file lets others through, and the file lets others execute it."""
-    real = path.resolve()
-    return all(folder.stat().st_mode & stat.S_IXOTH for folder in [real, *real.parents])
+@contextlib.contextmanager
+def _repository() -> Iterator[Path]:
+    """A model repository folder the image's user can read once mounted (pytest's tmp_path is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="modelport-repository-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _readable_by_all(root: Path) -> None:
-    """Image layers are readable by every user whatever the umask they were built under; so is this tree."""
     for folder, _, files in os.walk(root):
-        Path(folder).chmod(Path(folder).stat().st_mode | 0o755)
+        Path(folder).chmod(0o755)
         for name in files:
-            path = Path(folder) / name
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.stat().st_mode & 0o100 else 0))
-
-
-def _tree_size(path: Path) -> int:
-    return sum(
-        entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink()
-    )
-
-
-@pytest.fixture(scope="session")
-def serving_image() -> Iterator[ServingImage]:
-    """Replay the Dockerfile's build of the CPU image; once per test session.
-
-    The image filesystem lives outside pytest's private (0700) temp folder, world-readable like an image's,
-    so that the server can run as the image's unprivileged user.
-    """
-    started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="modelport-image-"))
-    root.chmod(0o755)
-    try:
-        yield _replay(root, started)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _replay(root: Path, started: float) -> ServingImage:
-    build = replay_build(
-        DOCKERFILE,
-        context=ROOT,
-        root=root,
-        python=_base_python(),
-        host_env=_clean_env(),
-        timeout=BUILD_TIMEOUT_S,
-    )
-    _readable_by_all(root)
-    image = stage_config(DOCKERFILE)
-    venv_bin = Path(map_path(image.env["PATH"].split(":")[0], root))
-    assert venv_bin.name == "bin" and (venv_bin.parent / "pyvenv.cfg").is_file(), (
-        f"the image's PATH should start with its virtual environment's bin folder: {image.env['PATH']}"
-    )
-    listing = subprocess.run(
-        [
-            str(venv_bin / "python"),
-            "-c",
-            "import importlib.metadata as m, json; "
-            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=build.env,
-    )
-    return ServingImage(
-        build=build,
-        venv=venv_bin.parent,
-        distributions={_normalized(name): version for name, version in json.loads(listing.stdout).items()},
-        size_bytes=_tree_size(venv_bin.parent),
-        seconds=time.monotonic() - started,
-    )
-
-
-def _onnxruntime_gpu_spec() -> str:
-    """The default of the ``ONNXRUNTIME_GPU`` build argument (the GPU wheel the CUDA variant installs)."""
-    for stage in read_stages(DOCKERFILE):
-        for instruction, value in stage.instructions:
-            if instruction == "ARG" and value.startswith("ONNXRUNTIME_GPU="):
-                return value.split("=", 1)[1]
-    raise AssertionError("the Dockerfile declares no ARG ONNXRUNTIME_GPU")
-
-
-def _requirements(path: Path) -> dict[str, str]:
-    """normalized name -> the requirement line."""
-    found = {}
-    for line in path.read_text().splitlines():
-        name = line.split(";")[0]
-        for separator in "[<>=!~ ":
-            name = name.split(separator)[0]
-        found[_normalized(name)] = line
-    return found
-
-
-# --- the build -------------------------------------------------------------------------------------------
-
-
-def test_the_build_replays_everything_but_the_user_creation(serving_image: ServingImage) -> None:
-    """A RUN that is not replayed here is not tested here: only the system account may be left out."""
-    for stage, command in serving_image.build.skipped:
-        assert {"groupadd", "useradd"} & set(command.split()), f"stage {stage}: RUN {command} is not replayed"
-    replayed = " ".join(command for _, command in serving_image.build.replayed)
-    assert "pip wheel" in replayed
-    assert "pip install" in replayed
-
-
-def test_the_serving_environment_holds_no_framework(
-    serving_image: ServingImage, capsys: pytest.CaptureFixture[str]
-) -> None:
-    size_mb = serving_image.size_bytes / 2**20
-    (wheel,) = serving_image.dist.glob("modelport-*.whl")
-    with capsys.disabled():
-        print(
-            f"\n[container] serving venv: {size_mb:.0f} MiB, "
-            f"{len(serving_image.distributions)} distributions, "
-            f"built by the Dockerfile's steps in {serving_image.seconds:.1f} s; {wheel.name} "
-            f"({wheel.stat().st_size / 1024:.0f} KiB)"
-        )
-    got_in = FRAMEWORKS & set(serving_image.distributions)
-    assert not got_in, f"the serving environment contains {sorted(got_in)}"
-    assert "onnxruntime" in serving_image.distributions
-    assert "onnxruntime-gpu" not in serving_image.distributions, "onnxruntime and onnxruntime-gpu together"
-    assert serving_image.size_bytes < MAX_ENVIRONMENT_BYTES, f"serving environment grew to {size_mb:.0f} MiB"
-
-
-def test_the_serving_environment_can_export_traces(serving_image: ServingImage) -> None:
-    """--trace-endpoint works in the image: the OpenTelemetry SDK and its OTLP/HTTP exporter are serving
-    dependencies (imported only when an endpoint is set)."""
-    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= set(serving_image.distributions)
-
-
-def test_the_cuda_variant_swaps_onnxruntime_for_onnxruntime_gpu(serving_image: ServingImage) -> None:
-    cpu = _requirements(serving_image.dist / "requirements-cpu.txt")
-    cuda = _requirements(serving_image.dist / "requirements-cuda.txt")
-    assert "onnxruntime" in cpu
-    assert "onnxruntime-gpu" not in cpu
-    assert cuda.pop("onnxruntime-gpu") == _onnxruntime_gpu_spec()
-    assert "onnxruntime" not in cuda
-    del cpu["onnxruntime"]
-    assert cuda == cpu, "the variants differ in more than onnxruntime"
-    assert not FRAMEWORKS & set(cpu)
-
-
-def test_the_framework_guard_of_the_image_fails_where_a_framework_is_installed() -> None:
-    """The build's last check exits non-zero in an environment with torch/TensorFlow (the test's own)."""
-    guard = next(
-        command.split("&&")[-1].strip()
-        for stage in read_stages(DOCKERFILE)
-        for command in stage.runs
-        if "find_spec" in command
-    )
-    env = {**_clean_env(), "PATH": str(Path(sys.executable).parent)}
-    result = subprocess.run(
-        ["/bin/sh", "-c", guard], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode != 0
-    assert "torch" in result.stderr
-
-
-# --- the image's command ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Container:
-    """The image's command running on this machine, with what it reported in its ready file."""
-
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    ports: dict[str, Any]
-    log: Path
-    ready_s: float = 0.0
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _image_user(image: ImageConfig, venv: Path) -> dict[str, Any]:
-    """``subprocess`` arguments that run as the image's USER where this test can switch to it (it runs as
-    root, and the venv's interpreter is reachable by others); otherwise the test's own user."""
-    if os.geteuid() != 0 or not _world_reachable(venv / "bin" / "python"):
-        return {}
-    assert image.user is not None, "the image sets no USER"
-    uid, _, gid = image.user.partition(":")
-    return {"user": int(uid), "group": int(gid or uid), "extra_groups": []}
-
-
-def _healthcheck(image: ImageConfig, env: dict[str, str], venv: Path) -> int:
-    """Run the image's HEALTHCHECK command as its user; its exit code (Docker: 0 healthy, 1 unhealthy)."""
-    timeout = float(image.healthcheck_options.get("timeout", "30s").removesuffix("s"))
-    result = subprocess.run(
-        image.healthcheck,
-        env=env,
-        capture_output=True,
-        timeout=timeout + 5,
-        check=False,
-        **_image_user(image, venv),
-    )
-    return result.returncode
-
-
-@pytest.fixture
-def container(serving_image: ServingImage, tmp_path: Path) -> Iterator[Container]:
-    """The image's ENTRYPOINT + CMD with its environment, the image's paths mapped into its filesystem."""
-    with _run_image(serving_image, tmp_path / "container.log") as running:
-        yield running
+            (Path(folder) / name).chmod(0o644)
 
 
 @contextlib.contextmanager
-def _run_image(
-    serving_image: ServingImage, log: Path, extra_env: dict[str, str] | None = None
-) -> Iterator[Container]:
-    """Run the image's command as :func:`container` does, with ``extra_env`` as ``docker run -e`` would add
-    (the user's variables beat the image's ENV); killed on exit."""
-    image = stage_config(DOCKERFILE)
-    # Writable by the image's user, as a mounted volume or /tmp would be.
-    exchange = Path(tempfile.mkdtemp(prefix="modelport-ready-"))
-    exchange.chmod(0o777)
-    ready_file = exchange / "ready.json"
-    # Loopback and ephemeral ports instead of 0.0.0.0:8000-8002, through the variables the image itself sets.
-    listeners = {
-        "MODELPORT_HOST": "127.0.0.1",
-        "MODELPORT_HTTP_PORT": "0",
-        "MODELPORT_GRPC_PORT": "0",
-        "MODELPORT_METRICS_PORT": "0",
-    }
-    missing = set(listeners) - set(image.env)
-    assert not missing, f"the image does not set {sorted(missing)}: its listeners would not be configurable"
-    env = {
-        **serving_image.build.env,
-        **listeners,
-        "MODELPORT_MANAGEMENT_PORT": "0",
-        "MODELPORT_READY_FILE": str(ready_file),
-        "HOME": "/nonexistent",  # the image user's home: it does not exist there either
-        **(extra_env or {}),
-    }
-    command = [map_path(argument, serving_image.build.root) for argument in image.command]
-    assert shutil.which(command[0], path=env["PATH"]) == str(serving_image.venv / "bin" / command[0]), (
-        f"the image's entrypoint {command[0]} does not resolve to the installed wheel's script"
-    )
-    with log.open("wb") as sink:
-        # As the image's non-root user, in its working directory (/, not writable), like the container.
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=serving_image.build.root / image.workdir.lstrip("/"),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            **_image_user(image, serving_image.venv),
-        )
-    running = Container(process=process, env=env, ports={}, log=log)
-    started = time.monotonic()
-    try:
-        running.ports = wait_ready(process, ready_file, log, READY_TIMEOUT_S)
-        running.ready_s = time.monotonic() - started
-        yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        shutil.rmtree(exchange, ignore_errors=True)
+def _serving(image: BuiltImage, *options: str, args: tuple[str, ...] = ()) -> Iterator[Container]:
+    """A container of the image, once it has logged that it is ready."""
+    with image.engine.container(image.tag, *options, args=args) as container:
+        container.wait_for_log(READY, timeout=90)
+        yield container
 
 
 def _served_model(client: httpclient.InferenceServerClient) -> tuple[str, str, dict[str, Any]]:
@@ -402,91 +128,205 @@ def _triton_inputs(module: Any, metadata: dict[str, Any], feeds: dict[str, npt.N
     return inputs
 
 
-def test_the_images_command_serves_the_default_repository_and_stops_on_sigterm(
-    container: Container, serving_image: ServingImage, capsys: pytest.CaptureFixture[str]
+# --- the build -------------------------------------------------------------------------------------------
+
+
+def test_the_image_holds_the_serving_environment_and_no_framework(
+    serving_image: BuiltImage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    image = stage_config(DOCKERFILE)
-    for port in ("http_port", "grpc_port", "metrics_port"):
-        assert container.ports.get(port), (
-            f"the ready file names no {port} (listener not running): {container.ports}"
-        )
-    uid = Path(f"/proc/{container.process.pid}").stat().st_uid
-    expected_uid = _image_user(image, serving_image.venv).get("user", os.geteuid())
-    assert uid == expected_uid, f"the server runs as uid {uid}, not the image's user {expected_uid}"
-    http_url = f"127.0.0.1:{container.ports['http_port']}"
-    with httpx.Client(base_url=f"http://{http_url}", timeout=10) as rest:
-        assert rest.get("/v2/health/live").status_code == 200
-        assert rest.get("/v2/health/ready").status_code == 200
-    # The image's HEALTHCHECK, with the port the server really bound.
-    probe_env = {**container.env, "MODELPORT_HTTP_PORT": str(container.ports["http_port"])}
-    assert _healthcheck(image, probe_env, serving_image.venv) == 0
-
-    client = httpclient.InferenceServerClient(http_url)
-    name, version, metadata = _served_model(client)
-    feeds = _inputs(metadata)
-    model_file = (
-        serving_image.build.root
-        / "models"
-        / name
-        / (version or max(metadata["versions"], key=int))
-        / "model.onnx"
-    )
-    reference = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds), strict=True))
-    rest_result = client.infer(name, _triton_inputs(httpclient, metadata, feeds), model_version=version)
-    grpc_client = grpcclient.InferenceServerClient(f"127.0.0.1:{container.ports['grpc_port']}")
-    assert grpc_client.is_server_ready()
-    grpc_result = grpc_client.infer(name, _triton_inputs(grpcclient, metadata, feeds), model_version=version)
-    for output in metadata["outputs"]:
-        for result in (rest_result, grpc_result):
-            np.testing.assert_allclose(
-                result.as_numpy(output["name"]), expected[output["name"]], rtol=1e-5, atol=1e-6
-            )
-    grpc_client.close()
-    client.close()
-
-    metrics = httpx.get(f"http://127.0.0.1:{container.ports['metrics_port']}/metrics", timeout=10)
-    assert metrics.status_code == 200
-    assert f'model="{name}"' in metrics.text
-
-    container.process.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    drain = float(container.env.get("MODELPORT_DRAIN_TIMEOUT", ServerSettings().drain_timeout))
-    try:
-        code = container.process.wait(timeout=drain + 30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {drain + 30:.0f} s after SIGTERM:\n{container.output()}")
-    assert code == 0, f"exit code {code} after SIGTERM:\n{container.output()}"
+    podman = serving_image.engine
+    distributions = {
+        _normalized(name): version for name, version in podman.distributions(serving_image.tag).items()
+    }
+    size = podman.size_bytes(serving_image.tag)
     with capsys.disabled():
-        stopped_s = time.monotonic() - signalled
         print(
-            f"\n[container] {' '.join(image.command)} as uid {uid}: ready in {container.ready_s:.1f} s, "
-            f"model {name} answered over REST and gRPC, exit 0 {stopped_s:.1f} s after SIGTERM"
+            f"\n[container] {serving_image.tag}: {size / 2**20:.0f} MiB, {len(distributions)} distributions, "
+            f"built by podman in {serving_image.seconds:.0f} s"
         )
-    # Once it is gone the health check fails, as Docker needs it to.
-    assert _healthcheck(image, probe_env, serving_image.venv) != 0
+    got_in = FRAMEWORKS & set(distributions)
+    assert not got_in, f"the serving image contains {sorted(got_in)}"
+    # The folders too: a package copied in without its metadata is no distribution but still importable.
+    listed = podman.site_packages(serving_image.tag)
+    assert "onnxruntime" in listed
+    assert not {"torch", "tensorflow", "keras", "tf2onnx"} & set(listed), listed
+    assert "modelport" in distributions
+    assert "onnxruntime" in distributions
+    assert "onnxruntime-gpu" not in distributions, "onnxruntime and onnxruntime-gpu together"
+    # --trace-endpoint works in the image: the OpenTelemetry SDK and its OTLP/HTTP exporter are serving
+    # dependencies (imported only when an endpoint is set).
+    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= set(distributions)
+    assert size < MAX_IMAGE_BYTES, f"the image grew to {size / 2**20:.0f} MiB"
 
 
-def test_the_repository_variable_picks_what_the_image_serves(
-    serving_image: ServingImage, tmp_path: Path
+def test_the_image_keeps_no_trace_of_the_build_secret(serving_image: BuiltImage) -> None:
+    """The CA bundle came in as a secret for the pip steps only: no file, variable or pip setting names it."""
+    podman = serving_image.engine
+    config = podman.inspect(serving_image.tag)
+    env = config["Env"]
+    assert isinstance(env, list)
+    assert not [item for item in env if item.split("=")[0] in ("PIP_CERT", "SSL_CERT_FILE")], env
+    listing = podman.run_image(serving_image.tag, "-A", "/run/secrets", entrypoint="ls", check=False)
+    assert "pip-ca" not in listing.stdout
+    pip_config = podman.run_image(serving_image.tag, "-m", "pip", "config", "list", entrypoint="python")
+    assert "cert" not in pip_config.stdout, pip_config.stdout
+    bundle = ca_bundle()
+    if bundle is not None:
+        history = podman.run("history", "--no-trunc", "--format", "{{.CreatedBy}}", serving_image.tag).stdout
+        assert str(bundle) not in history, history
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+def test_the_container_serves_as_its_user_from_a_read_only_repository_and_root(
+    serving_image: BuiltImage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``docker run -e MODELPORT_REPOSITORY=...``: the image passes no option that would beat it."""
-    # World-readable, like a mounted volume the image's user reads.
-    repository = Path(tempfile.mkdtemp(prefix="modelport-repository-"))
-    try:
-        shutil.copytree(ROOT / "models" / "mlp", repository / "mlp")
+    started = time.monotonic()
+    mount = ("-v", f"{ROOT / 'models'}:/models:ro")
+    with _serving(serving_image, *READ_ONLY, *mount) as container:
+        ready_s = time.monotonic() - started
+        status = container.exec("cat", "/proc/1/status").stdout
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        assert set(uids) == {str(IMAGE_UID)}, f"PID 1 runs as {uids}, not the image's user {IMAGE_UID}"
+        assert container.exec("touch", "/models/written").returncode != 0, "the repository mount is writable"
+        assert container.exec("touch", "/opt/written").returncode != 0, "the root filesystem is writable"
+        assert container.healthcheck() == 0, container.logs()
+
+        http_url, grpc_url = container.address(8000), container.address(8001)
+        client = httpclient.InferenceServerClient(http_url)
+        grpc_client = grpcclient.InferenceServerClient(grpc_url)
+        try:
+            name, version, metadata = _served_model(client)
+            feeds = _inputs(metadata)
+            model_file = (
+                ROOT / "models" / name / (version or max(metadata["versions"], key=int)) / "model.onnx"
+            )
+            reference = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+            names = [output.name for output in reference.get_outputs()]
+            expected = dict(zip(names, reference.run(None, feeds), strict=True))
+            rest = client.infer(name, _triton_inputs(httpclient, metadata, feeds), model_version=version)
+            assert grpc_client.is_server_ready()
+            grpc = grpc_client.infer(name, _triton_inputs(grpcclient, metadata, feeds), model_version=version)
+        finally:
+            grpc_client.close()
+            client.close()
+        for output in metadata["outputs"]:
+            for result in (rest, grpc):
+                np.testing.assert_allclose(
+                    result.as_numpy(output["name"]), expected[output["name"]], rtol=1e-5, atol=1e-6
+                )
+        metrics = httpx.get(f"http://{container.address(8002)}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        assert f'model="{name}"' in metrics.text
+    with capsys.disabled():
+        print(f"\n[container] read-only root and repository, uid {IMAGE_UID}: ready in {ready_s:.1f} s")
+
+
+def test_podman_stop_drains_the_request_in_flight_and_exits_0(
+    serving_image: BuiltImage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drain = ServerSettings().drain_timeout
+    with _repository() as repository:
+        write_model(repository, "slow", slow_model())
         _readable_by_all(repository)
-        with _run_image(
-            serving_image, tmp_path / "container.log", {"MODELPORT_REPOSITORY": str(repository)}
-        ) as running:
-            client = httpclient.InferenceServerClient(f"127.0.0.1:{running.ports['http_port']}")
+        with _serving(serving_image, *READ_ONLY, "-v", f"{repository}:/models:ro") as container:
+            url = container.address(8000)
+
+            def infer(iterations: int) -> Any:
+                client = httpclient.InferenceServerClient(url, network_timeout=60.0)
+                tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
+                tensor.set_data_from_numpy(np.array([iterations], dtype=np.int64))
+                try:
+                    return client.infer("slow", [tensor]).as_numpy("OUTPUT0")
+                finally:
+                    client.close()
+
+            iterations = slow_iterations(infer, 2.0)
+            outcome: dict[str, Any] = {}
+
+            def in_flight() -> None:
+                try:
+                    outcome["result"] = infer(iterations)
+                except Exception as error:
+                    outcome["error"] = error
+
+            thread = threading.Thread(target=in_flight, daemon=True)
+            thread.start()
+            time.sleep(0.5)  # the request is running in the model now
+            signalled = time.monotonic()
+            code = container.stop(timeout=drain + 15)
+            stopped_s = time.monotonic() - signalled
+            thread.join(30)
+            logs = container.logs()
+    assert "error" not in outcome, f"{outcome.get('error')}\n{logs}"
+    assert outcome["result"].shape == (128, 128)
+    assert code == 0, f"exit code {code} after podman stop:\n{logs}"
+    assert stopped_s < drain, f"stopped {stopped_s:.1f} s after SIGTERM, beyond the {drain} s drain timeout"
+    assert "shutting down" in logs
+    with capsys.disabled():
+        print(f"\n[container] podman stop: request in flight answered, exit 0 after {stopped_s:.1f} s")
+
+
+def test_a_repository_with_a_bad_model_still_starts_and_reports_it(serving_image: BuiltImage) -> None:
+    """Also ``-e MODELPORT_REPOSITORY``: the image passes no option that would beat the variable."""
+    with _repository() as repository:
+        shutil.copytree(ROOT / "models" / "mlp", repository / "mlp")
+        write_corrupt_model(repository, "broken")
+        _readable_by_all(repository)
+        options = ("-v", f"{repository}:/srv/models:ro", "-e", "MODELPORT_REPOSITORY=/srv/models")
+        with _serving(serving_image, *READ_ONLY, *options) as container:
+            assert container.healthcheck() == 0, container.logs()
+            client = httpclient.InferenceServerClient(container.address(8000))
             try:
-                served = {entry["name"] for entry in client.get_model_repository_index()}
+                index = {entry["name"]: entry for entry in client.get_model_repository_index()}
             finally:
                 client.close()
-    finally:
-        shutil.rmtree(repository, ignore_errors=True)
-    assert served == {"mlp"}, f"MODELPORT_REPOSITORY={repository} served {served}"
+            logs = container.logs()
+    assert set(index) == {"mlp", "broken"}, index
+    assert index["mlp"]["state"] == "READY"
+    assert index["broken"]["state"] == "UNAVAILABLE"
+    assert "model.onnx" in index["broken"]["reason"], index["broken"]
+    assert "model broken version 1 failed to load" in logs, logs
+
+
+def test_a_cpu_limit_sets_the_usable_cpus_and_the_thread_budget(serving_image: BuiltImage) -> None:
+    """``--cpus 1`` (a cgroup CPU quota): the start-up line says 1 CPU, and the budgets the server computes
+    in that cgroup follow it, where the affinity mask alone would give every core of the host."""
+    with _serving(serving_image, *READ_ONLY, "--cpus", "1") as container:
+        logs = container.logs()
+        budget = container.exec(
+            "python",
+            "-c",
+            "import os; from modelport.server.workers.pool_settings import thread_budget; "
+            "print(len(os.sched_getaffinity(0)), thread_budget(0, 1))",
+        )
+    line = next((line for line in logs.splitlines() if "resources:" in line), "")
+    assert "resources: 1 usable CPUs" in line and "CPU quota 1.00" in line, logs
+    affinity, threads = budget.stdout.split()
+    assert int(threads) == 1, f"{threads} intra-op threads for one worker under a 1-CPU quota"
+    assert f"({affinity} in the affinity mask" in line
+
+
+def test_the_cuda_provider_requested_in_the_cpu_image_falls_back_to_cpu_with_one_log_line(
+    serving_image: BuiltImage,
+) -> None:
+    with _repository() as repository:
+        shutil.copytree(ROOT / "models" / "mlp", repository / "mlp")
+        asked = {
+            **yaml.safe_load((repository / "mlp" / "config.yaml").read_text()),
+            "execution_providers": ["cuda", "cpu"],
+        }
+        write_config(repository, "mlp", asked)
+        _readable_by_all(repository)
+        with _serving(serving_image, *READ_ONLY, "-v", f"{repository}:/models:ro") as container:
+            config = httpx.get(f"http://{container.address(8000)}/v2/models/mlp/config", timeout=10).json()
+            logs = container.logs()
+    fallbacks = [line for line in logs.splitlines() if "not available in this onnxruntime build" in line]
+    assert len(fallbacks) == 1, logs
+    assert "model mlp: execution provider(s) cuda not available" in fallbacks[0]
+    assert fallbacks[0].rstrip().endswith("using cpu")
+    assert config["parameters"]["execution_provider"]["string_value"] == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -499,18 +339,56 @@ def test_the_repository_variable_picks_what_the_image_serves(
     ],
 )
 def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_image(
-    serving_image: ServingImage, command: str, extra: str
+    serving_image: BuiltImage, command: str, extra: str
 ) -> None:
     """The image is the serving-only environment: none of the converters' packages are installed."""
-    script = str(serving_image.venv / "bin" / "modelport")
-    env = serving_image.build.env
-    shown = subprocess.run(
-        [script, command, "--help"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    podman = serving_image.engine
+    shown = podman.run_image(serving_image.tag, command, "--help", entrypoint="modelport", check=False)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert extra in " ".join(shown.stdout.split()), shown.stdout
-    refused = subprocess.run(
-        [script, command, "model.onnx"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    refused = podman.run_image(serving_image.tag, command, "model.onnx", entrypoint="modelport", check=False)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr and extra in refused.stderr, refused.stderr
+
+
+# --- the documented commands --------------------------------------------------------------------------------
+
+
+def _documented_runs() -> list[tuple[str, list[str]]]:
+    """The CPU image's ``docker run`` / ``podman run`` lines of the README and docs/deployment.md: (where,
+    their words)."""
+    runs = []
+    for block in (block for page in DOCUMENTED for block in code_blocks(ROOT / page, page)):
+        for number, line in enumerate(block.code.replace("\\\n", " ").splitlines()):
+            if not line.startswith(("docker run ", "podman run ")):
+                continue
+            words = shlex.split(line, comments=True)
+            if DOCUMENTED_IMAGE in words:
+                runs.append((f"{block.where}+{number}", words[2:]))
+    return runs
+
+
+@pytest.mark.parametrize(
+    "words", [words for _, words in _documented_runs()], ids=[w for w, _ in _documented_runs()]
+)
+def test_a_documented_run_command_starts_a_ready_healthy_server(
+    serving_image: BuiltImage, words: list[str]
+) -> None:
+    """Run as documented; only what cannot be the same here changes: the host ports (ephemeral, on
+    loopback), the name and ``-d``/``--rm`` (the test owns the container), ``$PWD`` (the checkout) and the
+    image (this session's build)."""
+    at = words.index(DOCUMENTED_IMAGE)
+    options, args = words[:at], words[at + 1 :]
+    kept: list[str] = []
+    skip_value = False
+    for word in options:
+        if skip_value:
+            skip_value = False
+        elif word in ("-p", "--publish", "--name"):
+            skip_value = True
+        elif word not in ("-d", "--detach", "--rm"):
+            kept.append(word.replace("$PWD", str(ROOT)))
+    with _serving(serving_image, *kept, args=tuple(args)) as container:
+        assert container.healthcheck() == 0, container.logs()
+        ready = httpx.get(f"http://{container.address(8000)}/v2/health/ready", timeout=10)
+        assert ready.status_code == 200
