@@ -75,12 +75,15 @@ def test_traffic_cycling_through_more_models_than_fit(tmp_path: Path, kind: str)
             held = metrics.value("modelport_model_memory_bytes")
             assert 0 < held <= budget, f"step {step}: {held} bytes held, budget {budget}"
         evictions = metrics.value("modelport_model_evictions_total")
-        assert evictions >= 6  # at most two stay loaded, so each later step evicted one
         index = client.get_model_repository_index()
         reasons = {row["name"]: row.get("reason", "") for row in index if row.get("state") != "READY"}
         assert EVICTED_REASON in reasons.values(), index
-        assert sum(row.get("state") == "READY" for row in index) <= 2
         ready = [row["name"] for row in index if row.get("state") == "READY"]
+        # Two versions fit, or three where a worker's PSS is smaller than WORKER_BYTES (PSS splits the shared
+        # library pages among every process mapping them, so a machine running other servers lowers it). LRU
+        # over 0 1 2 3 0 2 1 3 then evicts 6 or 4 times; the budget assertion above holds either way.
+        assert len(ready) in ({2, 3} if kind == "process" else {2}), index
+        assert evictions >= {2: 6, 3: 4}[len(ready)]
         described = httpx.get(f"http://{server.management_url}/models/{ready[0]}", timeout=10).json()
         assert [v["memoryBytes"] for v in described] == [
             metrics.value("modelport_model_memory_bytes", model=ready[0])
