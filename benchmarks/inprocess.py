@@ -49,27 +49,48 @@ from .serving_bench import CONFIGS, process_cpu_seconds, tree_cpu_seconds
 Call = Callable[[], Awaitable[None]]
 
 
-def grpc_call(dataplane: DataPlane, model: BenchModel) -> Call:
+class CallContext:
+    """What the servicer reads of a grpc.aio context on this path: the metadata, and where it leaves the
+    end-of-call hook (run by nobody: the benchmark has no call to end)."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        pass
+
+
+def grpc_call(dataplane: DataPlane, model: BenchModel, metadata: tuple[tuple[str, str], ...] = ()) -> Call:
     """One ModelInfer: parse the request bytes, run the RPC's handler, serialize the answer."""
     servicer = InferenceServicer(dataplane, max_tensor_bytes=2**31 - 1)
     body = grpc_body(model)[5:]  # without the gRPC length prefix
+    context = CallContext(metadata)
 
     async def call() -> None:
         request = lenient_infer_deserializer(body)  # the server's deserializer of ModelInfer
         assert isinstance(request, InferMessage), request
-        answer = await servicer.model_infer(request, None)
+        answer = await servicer.model_infer(request, context)
         answer.SerializeToString()
 
     return call
 
 
-def rest_call(dataplane: DataPlane, settings: ServerSettings, model: BenchModel) -> Call:
+def rest_call(
+    dataplane: DataPlane,
+    settings: ServerSettings,
+    model: BenchModel,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> Call:
     """One POST .../infer with the binary tensor extension, straight into the ASGI app."""
     app = create_rest_app(dataplane, settings)
     body, header_length = rest_body(model)
     headers = [
         (b"inference-header-content-length", str(header_length).encode()),
         (b"content-length", str(len(body)).encode()),
+        *extra_headers,
     ]
     path = f"/v2/models/{model.name}/infer"
 

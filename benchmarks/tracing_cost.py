@@ -27,17 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
 
 import uvloop
 from modelport.server.app import make_executor
 from modelport.server.dataplane import DataPlane
 from modelport.server.observability.metrics import ServerMetrics
-from modelport.server.protocols.grpc_infer_message import InferMessage, lenient_infer_deserializer
-from modelport.server.protocols.grpc_servicer import InferenceServicer
-from modelport.server.protocols.rest_api import create_rest_app
 from modelport.server.repository.folders import Repository
 from modelport.server.repository.model_manager import ModelManager
 from modelport.server.settings import ServerSettings
@@ -45,11 +40,11 @@ from modelport.server.settings import ServerSettings
 from tests.helpers.onnx_models import write_model
 from tests.helpers.otlp_receiver import otlp_receiver
 
+from . import inprocess
 from .bench_models import BenchModel, cnn, mlp
-from .loadgen import grpc_body, rest_body
 from .serving_bench import CONFIGS
 
-Call = Callable[[], Awaitable[None]]
+Call = inprocess.Call
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 # Each condition: the data plane it calls (its settings) and whether the client sends a traceparent.
 CONDITIONS = {
@@ -61,66 +56,15 @@ CONDITIONS = {
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class _Context:
-    """What the servicer reads of a grpc.aio context on this path: the metadata."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
-
-
 def grpc_call(dataplane: DataPlane, model: BenchModel, traceparent: str | None) -> Call:
-    servicer = InferenceServicer(dataplane, max_tensor_bytes=2**31 - 1)
-    body = grpc_body(model)[5:]  # without the gRPC length prefix
-    context = _Context((("traceparent", traceparent),) if traceparent else ())
-
-    async def call() -> None:
-        request = lenient_infer_deserializer(body)
-        assert isinstance(request, InferMessage), request
-        answer = await servicer.model_infer(request, context)
-        answer.SerializeToString()
-
-    return call
+    return inprocess.grpc_call(dataplane, model, (("traceparent", traceparent),) if traceparent else ())
 
 
 def rest_call(
     dataplane: DataPlane, settings: ServerSettings, model: BenchModel, traceparent: str | None
 ) -> Call:
-    app = create_rest_app(dataplane, settings)
-    body, header_length = rest_body(model)
-    headers = [
-        (b"inference-header-content-length", str(header_length).encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if traceparent:
-        headers.append((b"traceparent", traceparent.encode()))
-    path = f"/v2/models/{model.name}/infer"
-
-    async def call() -> None:
-        scope: dict[str, Any] = {
-            "type": "http",
-            "method": "POST",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "headers": headers,
-        }
-        status: list[int] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-
-        await app(scope, receive, send)
-        if status != [200]:
-            raise RuntimeError(f"the infer call answered {status}")
-
-    return call
+    extra = ((b"traceparent", traceparent.encode()),) if traceparent else ()
+    return inprocess.rest_call(dataplane, settings, model, extra)
 
 
 @dataclasses.dataclass
