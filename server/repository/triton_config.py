@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..datatypes import by_name
 from ..model_config import VersionPolicy
-from .folders import MODEL_FILE
+from .layout import MODEL_FILE
 
 if TYPE_CHECKING:
     from ..executor import VersionSpec

@@ -1,0 +1,234 @@
+"""A Triton model repository served unchanged: ``REPO/M/config.pbtxt`` (protobuf text format) read instead of
+``config.yaml``, laid out and worded as Triton's docs/examples/model_repository (the config text of its
+``simple``, ``simple_sequence``, ``simple_identity`` and ``densenet_onnx`` models), with tiny ONNX models
+built here. What the server does not do refuses that model naming the field; the rest of the repository
+serves. Checked through tritonclient.http, as a Triton user would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from tests.helpers.onnx_models import add_sub_model, identity_model, write_model
+from tests.helpers.server_process import ServerProcess, start_server
+
+# docs/examples/model_repository/simple/config.pbtxt, verbatim.
+SIMPLE = """
+name: "simple"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {
+    name: "INPUT0"
+    data_type: TYPE_INT32
+    dims: [ 16 ]
+  },
+  {
+    name: "INPUT1"
+    data_type: TYPE_INT32
+    dims: [ 16 ]
+  }
+]
+output [
+  {
+    name: "OUTPUT0"
+    data_type: TYPE_INT32
+    dims: [ 16 ]
+  },
+  {
+    name: "OUTPUT1"
+    data_type: TYPE_INT32
+    dims: [ 16 ]
+  }
+]
+"""
+
+# The fields of docs/user_guide/model_configuration.md this server honours, in one model.
+TUNED = """
+name: "tuned"
+backend: "onnxruntime"
+max_batch_size: 8
+input [
+  {
+    name: "INPUT0"
+    data_type: TYPE_FP32
+    format: FORMAT_NONE
+    dims: [ 4 ]
+  }
+]
+output [
+  {
+    name: "OUTPUT0"
+    data_type: TYPE_FP32
+    dims: [ 4 ]
+    label_filename: "tuned_labels.txt"
+  }
+]
+version_policy: { specific: { versions: [1, 3] } }
+dynamic_batching {
+  preferred_batch_size: [ 4, 8 ]
+  max_queue_delay_microseconds: 100
+  default_queue_policy { max_queue_size: 33 }
+}
+instance_group [
+  {
+    count: 2
+    kind: KIND_CPU
+  }
+]
+optimization { graph : { level : 1 } }
+parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
+"""
+
+# docs/examples/model_repository/simple_sequence/config.pbtxt (the sequence batcher is not done here).
+SEQUENCE = """
+name: "simple_sequence"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+sequence_batching {
+  control_input [
+    {
+      name: "START"
+      control [
+        {
+          kind: CONTROL_SEQUENCE_START
+          int32_false_true: [ 0, 1 ]
+        }
+      ]
+    }
+  ]
+}
+input [ { name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+instance_group [ { kind: KIND_CPU } ]
+"""
+
+# docs/examples/model_repository/simple_identity/config.pbtxt (a Python backend model).
+PYTHON_BACKEND = """
+name: "simple_identity"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+"""
+
+ENSEMBLE = """
+name: "pipeline"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_INT32, dims: [ 16 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_INT32, dims: [ 16 ] } ]
+ensemble_scheduling {
+  step [
+    {
+      model_name: "simple"
+      model_version: -1
+      input_map { key: "INPUT0" value: "INPUT0" }
+      output_map { key: "OUTPUT0" value: "OUTPUT0" }
+    }
+  ]
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("triton-repo")
+    write_model(repo, "simple", add_sub_model("INT32", (-1, 16)))
+    for version in (1, 2, 3):
+        write_model(repo, "tuned", identity_model("FP32", (-1, 4)), version=version)
+    (repo / "tuned" / "tuned_labels.txt").write_text("a\nb\nc\nd\n")
+    write_model(repo, "simple_sequence", identity_model("INT32", (-1, 1)))
+    (repo / "simple_identity" / "1").mkdir(parents=True)
+    (repo / "simple_identity" / "1" / "model.py").write_text("# a Python backend model\n")
+    write_model(repo, "pipeline", identity_model("INT32", (-1, 16)))
+    write_model(repo, "broken", identity_model("FP32", (-1, 4)))
+    write_model(repo, "both", identity_model("FP32", (-1, 4)), config={"max_batch_size": 4})
+    texts = {
+        "simple": SIMPLE,
+        "tuned": TUNED,
+        "simple_sequence": SEQUENCE,
+        "simple_identity": PYTHON_BACKEND,
+        "pipeline": ENSEMBLE,
+        "broken": 'name: "broken"\ninput [ { name: "INPUT0" dims: [ 4 }\n',
+        "both": 'name: "both"\nmax_batch_size: 4\n',
+    }
+    for name, text in texts.items():
+        (repo / name / "config.pbtxt").write_text(text)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path) -> Iterator[ServerProcess]:
+    with start_server(repository) as handle:
+        yield handle
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpclient.InferenceServerClient]:
+    triton = httpclient.InferenceServerClient(server.http_url)
+    yield triton
+    triton.close()
+
+
+def _reasons(client: httpclient.InferenceServerClient) -> dict[str, str]:
+    return {row["name"]: row.get("reason", "") for row in client.get_model_repository_index()}
+
+
+def test_tritons_simple_example_serves(client: httpclient.InferenceServerClient) -> None:
+    assert client.is_model_ready("simple")
+    config = client.get_model_config("simple")
+    assert config["max_batch_size"] == 8
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [
+        ("INPUT0", "TYPE_INT32", [16]),
+        ("INPUT1", "TYPE_INT32", [16]),
+    ]
+    first = np.arange(32, dtype=np.int32).reshape(2, 16)
+    second = np.full((2, 16), 3, dtype=np.int32)
+    inputs = []
+    for name, data in (("INPUT0", first), ("INPUT1", second)):
+        tensor = httpclient.InferInput(name, list(data.shape), "INT32")
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    result = client.infer("simple", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), first + second)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), first - second)
+
+
+def test_config_fields_are_honoured(client: httpclient.InferenceServerClient) -> None:
+    served = {row["version"] for row in client.get_model_repository_index() if row["name"] == "tuned"}
+    assert {v for v in served if client.is_model_ready("tuned", v)} == {"1", "3"}
+    config: dict[str, Any] = client.get_model_config("tuned", "3")
+    batching = config["dynamic_batching"]
+    assert [int(size) for size in batching["preferred_batch_size"]] == [4, 8]
+    assert int(batching["max_queue_delay_microseconds"]) == 100
+    assert int(batching["default_queue_policy"]["max_queue_size"]) == 33
+    assert sum(int(group["count"]) for group in config["instance_group"]) == 2
+    assert config["optimization"]["graph"]["level"] == 1
+    assert config["output"][0]["label_filename"]  # the labels file was read
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("simple_sequence", "sequence_batching"),
+        ("simple_identity", "backend: 'python'"),
+        ("pipeline", "platform: 'ensemble'"),
+        ("broken", "2:"),  # the line of the syntax error
+        ("both", "has both config.yaml and config.pbtxt"),
+    ],
+)
+def test_what_is_not_done_refuses_that_model_naming_the_field(
+    client: httpclient.InferenceServerClient, model: str, field: str
+) -> None:
+    assert not client.is_model_ready(model)
+    reason = _reasons(client)[model]
+    assert field in reason, reason
+    if model not in ("both",):
+        assert "config.pbtxt" in reason, reason
+    assert client.is_model_ready("simple")  # the rest of the repository serves
