@@ -45,6 +45,7 @@ from .rest_infer import (
 )
 from .rest_infer import JSON as _JSON
 from .rest_openapi import ROUTE_DOCS, without_validation_errors
+from .tfserving_rest import add_tfserving_routes
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
@@ -406,5 +407,6 @@ def create_rest_app(
             response_class=Response,
             **ROUTE_DOCS[path],
         )
+    add_tfserving_routes(app, dataplane, read_json=functools.partial(_json_body, limit=e.limit))
     app.endpoints = e
     return app

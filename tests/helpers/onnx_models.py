@@ -20,6 +20,7 @@ __all__ = [
     "ALL_DATATYPES",
     "NUMERIC_DATATYPES",
     "add_sub_model",
+    "half_plus_three_model",
     "identity_all_model",
     "identity_model",
     "matmul_chain_model",
@@ -27,6 +28,7 @@ __all__ = [
     "mlp_model",
     "mlp_reference",
     "slow_model",
+    "tag_signal_sensor_model",
     "write_config",
     "write_corrupt_model",
     "write_model",
@@ -115,6 +117,50 @@ def add_sub_model(datatype: str = "FP32", dims: Dims = (-1, 16)) -> onnx.ModelPr
             helper.make_tensor_value_info("OUTPUT0", elem, shape),
             helper.make_tensor_value_info("OUTPUT1", elem, shape),
         ],
+    )
+    return _model(graph)
+
+
+def half_plus_three_model() -> onnx.ModelProto:
+    """TF Serving's ``saved_model_half_plus_three`` test model: ``y = 0.5 * x + 3``, x and y FP32 [-1]."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "half"], ["half_x"]),
+            helper.make_node("Add", ["half_x", "three"], ["y"]),
+        ],
+        "half_plus_three",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+        initializer=[
+            numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+            numpy_helper.from_array(np.array(3.0, np.float32), "three"),
+        ],
+    )
+    return _model(graph)
+
+
+def tag_signal_sensor_model() -> onnx.ModelProto:
+    """The three named inputs of TF Serving's REST docs (``tag`` string, ``signal`` INT32 [5], ``sensor``
+    FP32 [2, 2], each with a batch dimension), answered back as ``tag_bytes`` (a ``_bytes`` name: base64 in
+    TF Serving's JSON), ``signal_sum`` (INT32, the sum of each row) and ``sensor_twice`` (2 x sensor)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["tag"], ["tag_bytes"]),
+            helper.make_node("ReduceSum", ["signal", "axes"], ["signal_sum"], keepdims=0),
+            helper.make_node("Add", ["sensor", "sensor"], ["sensor_twice"]),
+        ],
+        "tag_signal_sensor",
+        [
+            helper.make_tensor_value_info("tag", TensorProto.STRING, ["batch"]),
+            helper.make_tensor_value_info("signal", TensorProto.INT32, ["batch", 5]),
+            helper.make_tensor_value_info("sensor", TensorProto.FLOAT, ["batch", 2, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("tag_bytes", TensorProto.STRING, ["batch"]),
+            helper.make_tensor_value_info("signal_sum", TensorProto.INT32, ["batch"]),
+            helper.make_tensor_value_info("sensor_twice", TensorProto.FLOAT, ["batch", 2, 2]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([1], np.int64), "axes")],
     )
     return _model(graph)
 
