@@ -51,6 +51,7 @@ from .grpc_infer_message import lenient_infer_deserializer
 from .grpc_reflection import enable_reflection
 from .grpc_servicer import InferenceServicer
 from .grpc_status import lenient_deserializer
+from .tfserving_grpc import tfserving_handlers
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
@@ -265,6 +266,9 @@ def build_grpc_server(
         management_token=settings.management_token,
     )
     server.add_generic_rpc_handlers((_service_handler(servicer, in_flight),))
+    server.add_generic_rpc_handlers(
+        tfserving_handlers(dataplane, max_tensor_bytes=limit, track=in_flight.track)
+    )
     health = _ReadinessHealth(dataplane)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _register_for_reflection(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)

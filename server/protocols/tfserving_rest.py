@@ -27,6 +27,7 @@ from ..names import check_path_names
 from .large_requests import decode_off_loop
 from .rest_infer import JSON, error_answer, error_body
 from .tfserving_json import decode_predict, encode_predict
+from .tfserving_status import model_status
 from .tfserving_types import signature_def_map
 
 __all__ = ["TFS_HTTP_STATUS", "add_tfserving_routes"]
@@ -45,8 +46,6 @@ TFS_HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.INTERNAL: 500,
 }
-# Triton's states -> TF Serving's ModelVersionStatus.State.
-_STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "UNLOADING": "UNLOADING", "UNAVAILABLE": "END"}
 _PATH = re.compile(
     r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<tail>/metadata|:predict|:classify|:regress)?"
@@ -119,27 +118,21 @@ class _TfServing:
         return match["name"], match["version"] or "", match["tail"]
 
     def _status(self, name: str, version: str) -> Response:
-        rows = [row for row in self.dataplane.repository_index() if row.name == name]
-        if not rows:
-            raise ModelNotFound(f"Could not find any versions of model {name}")
-        versions = [row for row in rows if row.version and (not version or row.version == version)]
-        if not versions:
-            which = f"version {version}" if version else "any versions"
-            reasons = "; ".join(row.reason for row in rows if row.reason)
-            because = f": {reasons}" if reasons else ""
-            raise ModelNotFound(f"Could not find {which} of model {name}{because}")
-        statuses = [
+        statuses = model_status(self.dataplane, name, version)
+        return _answer(
             {
-                "version": row.version,
-                "state": _STATES.get(row.state, "UNKNOWN"),
-                "status": {"error_code": "UNKNOWN", "error_message": row.reason}
-                if row.state == "UNAVAILABLE"
-                else {"error_code": "OK", "error_message": ""},
+                "model_version_status": [
+                    {
+                        "version": str(status.version),
+                        "state": status.state,
+                        "status": {"error_code": status.error_code, "error_message": status.error_message},
+                    }
+                    for status in statuses
+                ],
+                "name": name,
+                "ready": any(status.state == "AVAILABLE" for status in statuses),
             }
-            for row in sorted(versions, key=lambda row: int(row.version), reverse=True)
-        ]
-        ready = any(row.state == "READY" for row in versions)
-        return _answer({"model_version_status": statuses, "name": name, "ready": ready})
+        )
 
     def _metadata(self, name: str, version: str) -> Response:
         metadata = self.dataplane.model_metadata(name, version)
