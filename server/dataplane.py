@@ -182,7 +182,9 @@ class DataPlane:
             try:
                 with self._recorder.in_flight(statistics.name, statistics.version):
                     result = await loaded.executor.infer(
-                        request.inputs, output_names=output_names, deadline=deadline
+                        loaded.spec.config.to_graph_shapes(request.inputs),
+                        output_names=output_names,
+                        deadline=deadline,
                     )
             finally:
                 loaded.exit()
@@ -208,7 +210,9 @@ class DataPlane:
         return InferResponse(
             model_name=request.model_name,
             model_version=str(loaded.spec.version),
-            outputs={name: result.outputs[name] for name in output_names},
+            outputs=loaded.spec.config.to_client_shapes(
+                {name: result.outputs[name] for name in output_names}
+            ),
             id=request.id,
         )
 

@@ -8,6 +8,8 @@ first dimension of every input and output is the batch and ``dims`` leave it out
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,9 @@ class TensorConfig(_Strict):
     name: str = pydantic.Field(min_length=1)
     datatype: str | None = None
     dims: tuple[int, ...] | None = None
+    # Triton's reshape: the graph's shape (without the batch dimension when batching) where clients send and
+    # get ``dims``; the element counts must agree.
+    reshape: tuple[int, ...] | None = None
     labels: str | None = None  # outputs only: a file in the model's folder, one label per line
 
     @pydantic.field_validator("datatype")
@@ -94,7 +99,7 @@ class TensorConfig(_Strict):
             raise ValueError(f"'{value}' is not one of {', '.join(_DATATYPE_NAMES)}")
         return value
 
-    @pydantic.field_validator("dims")
+    @pydantic.field_validator("dims", "reshape")
     @classmethod
     def _valid_dims(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value is None:
@@ -303,6 +308,29 @@ class ResolvedConfig:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     labels: dict[str, tuple[str, ...]]  # output name -> labels
+    # tensor name -> the graph's shape for it (per row when batching), where config.yaml reshapes it
+    reshapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    def to_graph_shapes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``inputs`` (named arrays, as clients sent them) with every reshaped one in the graph's shape."""
+        if not self.reshapes:
+            return dict(inputs)
+        return {name: self._reshaped(name, array, self.reshapes.get(name)) for name, array in inputs.items()}
+
+    def to_client_shapes(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``outputs`` (named arrays from the graph) with every reshaped one in the shape clients get."""
+        if not self.reshapes:
+            return dict(outputs)
+        dims = {spec.name: spec.shape[1:] if self.max_batch_size > 0 else spec.shape for spec in self.outputs}
+        return {
+            name: self._reshaped(name, array, dims[name] if name in self.reshapes else None)
+            for name, array in outputs.items()
+        }
+
+    def _reshaped(self, name: str, array: Any, shape: tuple[int, ...] | None) -> Any:
+        if shape is None:
+            return array
+        return array.reshape((array.shape[0], *shape) if self.max_batch_size > 0 else shape)
 
     @property
     def dynamic_batching(self) -> DynamicBatchingConfig | None:
@@ -354,8 +382,9 @@ def resolve_config(
             f"{source}: dynamic_batching.preferred_batch_sizes: {too_large} exceed max_batch_size "
             f"({max_batch_size}); {allowed}"
         )
-    inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source)
-    outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source)
+    reshapes: dict[str, tuple[int, ...]] = {}
+    inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source, reshapes=reshapes)
+    outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source, reshapes=reshapes)
     for index, tensor in enumerate(config.inputs):
         if tensor.labels is not None:
             raise ModelConfigError(f"{source}: inputs[{index}].labels: labels belong to outputs only")
@@ -364,7 +393,7 @@ def resolve_config(
         for index, tensor in enumerate(config.outputs)
         if tensor.labels is not None
     }
-    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels)
+    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels, reshapes)
 
 
 def _merge(
@@ -373,6 +402,8 @@ def _merge(
     graph: Sequence[TensorSpec],
     max_batch_size: int,
     source: str,
+    *,
+    reshapes: dict[str, tuple[int, ...]],
 ) -> tuple[TensorSpec, ...]:
     by_name = {t.name: (i, t) for i, t in enumerate(declared)}
     graph_names = {t.name for t in graph}
@@ -394,8 +425,36 @@ def _merge(
                 f"{where}.datatype: {tensor.datatype} does not match the graph's {spec.datatype} for "
                 f"'{spec.name}'"
             )
-        merged.append(TensorSpec(spec.name, spec.datatype, _merge_dims(tensor, spec, max_batch_size, where)))
+        if tensor.reshape is not None:
+            shape = _reshape(tensor, spec, max_batch_size, where)
+            reshapes[spec.name] = tensor.reshape
+        else:
+            shape = _merge_dims(tensor, spec, max_batch_size, where)
+        merged.append(TensorSpec(spec.name, spec.datatype, shape))
     return tuple(merged)
+
+
+def _reshape(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, where: str) -> tuple[int, ...]:
+    """The shape clients use for a tensor the graph takes as ``tensor.reshape``: ``tensor.dims`` (with the
+    batch dimension when batching), once reshape fits the graph and holds as many elements as dims."""
+    if tensor.dims is None or tensor.reshape is None:
+        raise ModelConfigError(f"{where}.reshape: give dims too (the shape clients send and get)")
+    _merge_dims(tensor.model_copy(update={"dims": tensor.reshape}), spec, max_batch_size, f"{where} reshape")
+    for key, dims in (("dims", tensor.dims), ("reshape", tensor.reshape)):
+        if list(dims).count(-1) > 1:
+            raise ModelConfigError(
+                f"{where}.{key}: {list(dims)} has more than one -1; reshaping needs at most one"
+            )
+    if (
+        -1 not in tensor.dims
+        and -1 not in tensor.reshape
+        and math.prod(tensor.dims) != math.prod(tensor.reshape)
+    ):
+        raise ModelConfigError(
+            f"{where}.reshape: {list(tensor.reshape)} holds {math.prod(tensor.reshape)} elements but dims "
+            f"{list(tensor.dims)} hold {math.prod(tensor.dims)}; they must hold the same number"
+        )
+    return (-1, *tensor.dims) if max_batch_size > 0 else tensor.dims
 
 
 def _merge_dims(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, where: str) -> tuple[int, ...]:

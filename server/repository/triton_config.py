@@ -57,6 +57,9 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
         {**_tensor(t, batching), "label_filename": "labels.txt" if t.name in resolved.labels else ""}
         for t in resolved.outputs
     ]
+    for tensor in (*inputs, *outputs):
+        if tensor["name"] in resolved.reshapes:
+            tensor["reshape"] = {"shape": list(resolved.reshapes[tensor["name"]])}
     result: dict[str, Any] = {
         "name": spec.name,
         "platform": PLATFORM,

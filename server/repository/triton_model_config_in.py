@@ -172,7 +172,17 @@ def _tensor(raw: Any, at: str, *, output: bool) -> dict[str, Any]:
         if v:
             tensor["labels"] = v
 
-    handlers: dict[str, Callable[[Any, str], None]] = {"name": name, "data_type": datatype, "dims": dims}
+    def reshape(v: Any, a: str) -> None:
+        # reshape { shape: [ ] } (a scalar per row) is written without its empty list
+        _keys(v, a, {"shape": _ignore})
+        tensor["reshape"] = [_int(d, f"{a}.shape") for d in _list(v.get("shape", []), f"{a}.shape")]
+
+    handlers: dict[str, Callable[[Any, str], None]] = {
+        "name": name,
+        "data_type": datatype,
+        "dims": dims,
+        "reshape": reshape,
+    }
     # An image layout, for Triton only a check of the dims: the graph's shape is the check here.
     handlers["format"] = lambda v, a: _allowed(v, ("FORMAT_NONE", "FORMAT_NCHW", "FORMAT_NHWC"), a)
     handlers.update({key: _only(want) for key, want in _NEUTRAL_TENSOR.items()})

@@ -20,6 +20,7 @@ __all__ = [
     "ALL_DATATYPES",
     "NUMERIC_DATATYPES",
     "add_sub_model",
+    "densenet_like_model",
     "half_plus_three_model",
     "identity_all_model",
     "identity_model",
@@ -117,6 +118,22 @@ def add_sub_model(datatype: str = "FP32", dims: Dims = (-1, 16)) -> onnx.ModelPr
             helper.make_tensor_value_info("OUTPUT0", elem, shape),
             helper.make_tensor_value_info("OUTPUT1", elem, shape),
         ],
+    )
+    return _model(graph)
+
+
+def densenet_like_model(weights: np.ndarray[Any, Any]) -> onnx.ModelProto:
+    """The signature of Triton's ``densenet_onnx`` example: ``data_0`` FP32 [1, 3, 224, 224] ->
+    ``fc6_1`` FP32 [1, 1000, 1, 1], here the channel means times ``weights`` [1000, 3] (a 1x1 Conv)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["data_0"], ["pooled"]),
+            helper.make_node("Conv", ["pooled", "weights"], ["fc6_1"]),
+        ],
+        "densenet_like",
+        [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("fc6_1", TensorProto.FLOAT, [1, 1000, 1, 1])],
+        initializer=[numpy_helper.from_array(weights.astype(np.float32).reshape(1000, 3, 1, 1), "weights")],
     )
     return _model(graph)
 

@@ -107,10 +107,15 @@ def test_get_config_output_loads_back(client: Client) -> None:
         (
             {
                 "input": [
-                    {"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [16], "reshape": {"shape": [4, 4]}}
+                    {
+                        "name": "INPUT0",
+                        "data_type": "TYPE_FP32",
+                        "dims": [16],
+                        "is_non_linear_format_io": True,
+                    }
                 ]
             },
-            "input[0]: key 'reshape' is not supported",
+            "input[0]: key 'is_non_linear_format_io' is not supported",
         ),
         (
             {"input": [{"name": "INPUT0", "data_type": "TYPE_FLOAT", "dims": [16]}]},

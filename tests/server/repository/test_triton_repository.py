@@ -1,8 +1,8 @@
 """A Triton model repository served unchanged: ``REPO/M/config.pbtxt`` (protobuf text format) read instead of
 ``config.yaml``, laid out and worded as Triton's docs/examples/model_repository (the config text of its
-``simple``, ``simple_sequence``, ``simple_identity`` and ``densenet_onnx`` models), with tiny ONNX models
-built here. What the server does not do refuses that model naming the field; the rest of the repository
-serves. Checked through tritonclient.http, as a Triton user would."""
+``simple``, ``densenet_onnx`` (with its ``reshape``), ``simple_sequence`` and ``simple_identity`` models),
+with tiny ONNX models built here. What the server does not do refuses that model naming the field; the rest
+of the repository serves. Checked through tritonclient.http, as a Triton user would."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from tests.helpers.onnx_models import add_sub_model, identity_model, write_model
+from tests.helpers.onnx_models import add_sub_model, densenet_like_model, identity_model, write_model
 from tests.helpers.server_process import ServerProcess, start_server
 
 # docs/examples/model_repository/simple/config.pbtxt, verbatim.
@@ -46,6 +46,40 @@ output [
     dims: [ 16 ]
   }
 ]
+"""
+
+# docs/examples/model_repository/densenet_onnx/config.pbtxt, verbatim: clients send [3, 224, 224] and get
+# [1000]; the graph takes [1, 3, 224, 224] and gives [1, 1000, 1, 1].
+DENSENET = """
+name: "densenet_onnx"
+platform: "onnxruntime_onnx"
+max_batch_size : 0
+input [
+  {
+    name: "data_0"
+    data_type: TYPE_FP32
+    format: FORMAT_NCHW
+    dims: [ 3, 224, 224 ]
+    reshape { shape: [ 1, 3, 224, 224 ] }
+  }
+]
+output [
+  {
+    name: "fc6_1"
+    data_type: TYPE_FP32
+    dims: [ 1000 ]
+    reshape { shape: [ 1, 1000, 1, 1 ] }
+    label_filename: "densenet_labels.txt"
+  }
+]
+"""
+WEIGHTS = np.random.default_rng(0).normal(size=(1000, 3))
+# reshape with batching: per row, clients send and get [4], the graph takes and gives [2, 2].
+ROWS = """
+max_batch_size: 4
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ], reshape { shape: [ 2, 2 ] } } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ], reshape { shape: [ 2, 2 ] } } ]
+dynamic_batching { }
 """
 
 # The fields of docs/user_guide/model_configuration.md this server honours, in one model.
@@ -140,6 +174,8 @@ ensemble_scheduling {
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("triton-repo")
     write_model(repo, "simple", add_sub_model("INT32", (-1, 16)))
+    write_model(repo, "densenet_onnx", densenet_like_model(WEIGHTS))
+    (repo / "densenet_onnx" / "densenet_labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
     for version in (1, 2, 3):
         write_model(repo, "tuned", identity_model("FP32", (-1, 4)), version=version)
     (repo / "tuned" / "tuned_labels.txt").write_text("a\nb\nc\nd\n")
@@ -148,15 +184,20 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (repo / "simple_identity" / "1" / "model.py").write_text("# a Python backend model\n")
     write_model(repo, "pipeline", identity_model("INT32", (-1, 16)))
     write_model(repo, "broken", identity_model("FP32", (-1, 4)))
+    write_model(repo, "misreshaped", identity_model("FP32", (-1, -1)))
+    write_model(repo, "rows", identity_model("FP32", (-1, 2, 2)))
     write_model(repo, "both", identity_model("FP32", (-1, 4)), config={"max_batch_size": 4})
     texts = {
         "simple": SIMPLE,
+        "densenet_onnx": DENSENET,
         "tuned": TUNED,
         "simple_sequence": SEQUENCE,
         "simple_identity": PYTHON_BACKEND,
         "pipeline": ENSEMBLE,
         "broken": 'name: "broken"\ninput [ { name: "INPUT0" dims: [ 4 }\n',
+        "misreshaped": 'max_batch_size: 8 input [ { name: "INPUT0" dims: [ 4 ] reshape { shape: [ 3 ] } } ]',
         "both": 'name: "both"\nmax_batch_size: 4\n',
+        "rows": ROWS,
     }
     for name, text in texts.items():
         (repo / name / "config.pbtxt").write_text(text)
@@ -200,6 +241,27 @@ def test_tritons_simple_example_serves(client: httpclient.InferenceServerClient)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), first - second)
 
 
+def test_tritons_densenet_example_reshapes(client: httpclient.InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("densenet_onnx")
+    assert [t["shape"] for t in metadata["inputs"]] == [[3, 224, 224]]
+    assert [t["shape"] for t in metadata["outputs"]] == [[1000]]
+    config = client.get_model_config("densenet_onnx")
+    assert [int(d) for d in config["input"][0]["reshape"]["shape"]] == [1, 3, 224, 224]
+    image = np.random.default_rng(1).random((3, 224, 224), dtype=np.float32)
+    tensor = httpclient.InferInput("data_0", [3, 224, 224], "FP32")
+    tensor.set_data_from_numpy(image)
+    scores = client.infer("densenet_onnx", [tensor]).as_numpy("fc6_1")
+    assert scores is not None and scores.shape == (1000,)
+    np.testing.assert_allclose(scores, WEIGHTS @ image.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_reshape_keeps_the_batch_dimension(client: httpclient.InferenceServerClient) -> None:
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = httpclient.InferInput("INPUT0", [3, 4], "FP32")
+    tensor.set_data_from_numpy(rows)
+    np.testing.assert_array_equal(client.infer("rows", [tensor]).as_numpy("OUTPUT0"), rows)
+
+
 def test_config_fields_are_honoured(client: httpclient.InferenceServerClient) -> None:
     served = {row["version"] for row in client.get_model_repository_index() if row["name"] == "tuned"}
     assert {v for v in served if client.is_model_ready("tuned", v)} == {"1", "3"}
@@ -220,6 +282,7 @@ def test_config_fields_are_honoured(client: httpclient.InferenceServerClient) ->
         ("simple_identity", "backend: 'python'"),
         ("pipeline", "platform: 'ensemble'"),
         ("broken", "2:"),  # the line of the syntax error
+        ("misreshaped", "reshape: [3] holds 3 elements but dims [4] hold 4"),
         ("both", "has both config.yaml and config.pbtxt"),
     ],
 )
