@@ -489,6 +489,7 @@ def test_the_repository_variable_picks_what_the_image_serves(
         ("convert", "modelport[torch]"),
         ("quantize", "modelport[convert]"),
         ("export-mobile", "modelport[convert]"),
+        ("convert-repository", "modelport[tensorflow]"),
     ],
 )
 def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_image(
