@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy.typing as npt
 import pydantic
 import yaml
 
@@ -29,7 +30,7 @@ from .config_files import (
     resolve_inside,
 )
 from .datatypes import DATATYPES
-from .inference import TensorSpec
+from .inference import Tensors, TensorSpec
 from .settings import InstanceKind
 
 __all__ = [
@@ -311,23 +312,24 @@ class ResolvedConfig:
     # tensor name -> the graph's shape for it (per row when batching), where config.yaml reshapes it
     reshapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
-    def to_graph_shapes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """``inputs`` (named arrays, as clients sent them) with every reshaped one in the graph's shape."""
+    def to_graph_shapes(self, inputs: Tensors) -> Tensors:
+        """``inputs`` (named arrays, as clients sent them) with every reshaped one in the graph's shape
+        (``inputs`` itself when nothing is reshaped: the common case costs nothing)."""
         if not self.reshapes:
-            return dict(inputs)
-        return {name: self._reshaped(name, array, self.reshapes.get(name)) for name, array in inputs.items()}
+            return inputs
+        return {name: self._reshaped(array, self.reshapes.get(name)) for name, array in inputs.items()}
 
-    def to_client_shapes(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    def to_client_shapes(self, outputs: Tensors) -> Tensors:
         """``outputs`` (named arrays from the graph) with every reshaped one in the shape clients get."""
         if not self.reshapes:
-            return dict(outputs)
+            return outputs
         dims = {spec.name: spec.shape[1:] if self.max_batch_size > 0 else spec.shape for spec in self.outputs}
         return {
-            name: self._reshaped(name, array, dims[name] if name in self.reshapes else None)
+            name: self._reshaped(array, dims[name] if name in self.reshapes else None)
             for name, array in outputs.items()
         }
 
-    def _reshaped(self, name: str, array: Any, shape: tuple[int, ...] | None) -> Any:
+    def _reshaped(self, array: npt.NDArray[Any], shape: tuple[int, ...] | None) -> npt.NDArray[Any]:
         if shape is None:
             return array
         return array.reshape((array.shape[0], *shape) if self.max_batch_size > 0 else shape)

@@ -28,9 +28,12 @@ from .tfserving_status import model_status
 from .tfserving_tensor import decode_tensor, encode_tensor
 from .tfserving_types import DEFAULT_SIGNATURE, check_signature, signature_def_map
 
-__all__ = ["tfserving_handlers"]
+__all__ = ["TFSERVING_SERVICES", "tfserving_handlers"]
 
 logger = logging.getLogger(__name__)
+
+# The services' full names (for reflection: grpcurl lists and describes them).
+TFSERVING_SERVICES = tuple(service.full_name for service in tfs.DESCRIPTOR.services_by_name.values())
 
 Track = Callable[[Callable[..., Any]], Callable[..., Any]]
 

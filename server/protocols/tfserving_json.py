@@ -46,7 +46,8 @@ def decode_predict(body: dict[str, Any], inputs: Sequence[TensorSpec], *, model:
     unknown = sorted(body.keys() - {"signature_name", "instances", "inputs"})
     if unknown:
         raise InvalidInput(
-            f"predict request: unknown key(s) {', '.join(map(repr, unknown))}; give 'instances' (row format) "
+            f"predict request: unknown key(s) {', '.join(repr(key[:64]) for key in unknown[:5])}; give "
+            "'instances' (row format) "
             "or 'inputs' (columnar format), and optionally 'signature_name'"
         )
     signature = body.get("signature_name", "")
@@ -92,7 +93,8 @@ def _rows(instances: Any, specs: dict[str, TensorSpec], model: str) -> Tensors:
     if not all(isinstance(row, dict) and not _is_b64(row) for row in instances):
         if any(isinstance(row, dict) and not _is_b64(row) for row in instances):
             raise InvalidInput("predict request: 'instances' mixes objects and values; give one kind")
-        return {(name := _sole(specs, model, "each instance is one value")): _tensor(instances, specs[name])}
+        name = _sole(specs, model, "each instance is one value")
+        return {name: _tensor(instances, specs[name])}
     names = instances[0].keys()
     for index, row in enumerate(instances):
         if row.keys() != names:

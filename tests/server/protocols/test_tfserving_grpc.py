@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tritonclient.grpc as grpcclient
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -124,12 +125,14 @@ def test_model_status(channel: grpc.Channel) -> None:
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_the_open_inference_protocol_serves_beside_it(server: ServerProcess) -> None:
+def test_the_open_inference_protocol_serves_beside_it(server: ServerProcess, channel: grpc.Channel) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         assert client.is_model_ready(HALF)
     finally:
         client.close()
+    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())  # what grpcurl lists
+    assert {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"} <= services
 
 
 def _code(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
