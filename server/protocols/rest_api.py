@@ -45,6 +45,7 @@ from .rest_infer import (
 )
 from .rest_infer import JSON as _JSON
 from .rest_openapi import ROUTE_DOCS, without_validation_errors
+from .tfserving_json import loads_with_non_finite
 from .tfserving_rest import add_tfserving_routes
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
@@ -121,7 +122,9 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+async def _json_body(
+    request: Request, limit: int, loads: Callable[[bytes], Any] = orjson.loads
+) -> dict[str, Any]:
     headers = request.headers
     body = decompress_body(
         await _read_body(request.receive, headers.get("content-length"), limit),
@@ -131,8 +134,8 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        data = loads(body)
+    except (ValueError, RecursionError) as error:  # orjson's JSONDecodeError is a ValueError
         raise InvalidInput(f"request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise InvalidInput("request body: expected a JSON object")
@@ -407,6 +410,7 @@ def create_rest_app(
             response_class=Response,
             **ROUTE_DOCS[path],
         )
-    add_tfserving_routes(app, dataplane, read_json=functools.partial(_json_body, limit=e.limit))
+    tfserving_json = functools.partial(_json_body, limit=e.limit, loads=loads_with_non_finite)
+    add_tfserving_routes(app, dataplane, read_json=tfserving_json)
     app.endpoints = e
     return app

@@ -6,19 +6,23 @@ value}}`` (columnar). A string input's values are text (sent as UTF-8) or ``{"b6
 Answer: ``{"predictions": ...}`` for the row format (one output: its rows; several: one object per row),
 ``{"outputs": ...}`` for the columnar one (one output: its value; several: an object by name). A string
 output whose name ends in ``_bytes`` is answered ``{"b64": ...}``, as TF Serving does; other strings as
-text (``{"b64": ...}`` where they are not UTF-8).
+text (``{"b64": ...}`` where they are not UTF-8). As TF Serving's, the JSON may hold ``NaN``, ``Infinity``
+and ``-Infinity`` tokens, in requests and answers (:func:`loads_with_non_finite`,
+:func:`dumps_with_non_finite`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from ..config_limits import MAX_RANK
 from ..datatypes import by_name
@@ -26,7 +30,13 @@ from ..errors import InvalidInput
 from ..inference import Tensors, TensorSpec
 from .tfserving_types import check_signature
 
-__all__ = ["PredictBody", "decode_predict", "encode_predict"]
+__all__ = [
+    "PredictBody",
+    "decode_predict",
+    "dumps_with_non_finite",
+    "encode_predict",
+    "loads_with_non_finite",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +45,31 @@ class PredictBody:
 
     inputs: Tensors
     rows: bool
+
+
+def loads_with_non_finite(body: bytes) -> Any:
+    """``body`` parsed as JSON, also with TF Serving's ``NaN``/``Infinity``/``-Infinity`` tokens (orjson
+    first; Python's parser, which takes them, only for a body orjson refuses). ``ValueError`` or
+    ``RecursionError`` for anything else that is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if b"NaN" not in body and b"Infinity" not in body:
+            raise
+        original = error
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise original from None
+
+
+def dumps_with_non_finite(answer: dict[str, Any], outputs: Tensors) -> bytes:
+    """``answer`` as JSON: orjson's, or Python's (which writes ``NaN``/``Infinity`` where orjson writes
+    null) when a floating-point output holds a non-finite value."""
+    floating = (array for array in outputs.values() if array.dtype.kind == "f")
+    if any(not np.isfinite(array).all() for array in floating):
+        return json.dumps(answer, allow_nan=True, separators=(",", ":")).encode()
+    return orjson.dumps(answer)
 
 
 def _is_b64(value: Any) -> bool:

@@ -26,7 +26,7 @@ from ..inference import InferRequest
 from ..names import check_path_names
 from .large_requests import decode_off_loop
 from .rest_infer import JSON, error_answer, error_body
-from .tfserving_json import decode_predict, encode_predict
+from .tfserving_json import decode_predict, dumps_with_non_finite, encode_predict
 from .tfserving_status import model_status
 from .tfserving_types import signature_def_map
 
@@ -152,7 +152,9 @@ class _TfServing:
         response = await self.dataplane.infer(InferRequest(name, version, decoded.inputs, protocol="http"))
         size = _ENCODE_FACTOR * sum(array.nbytes for array in response.outputs.values())
         outputs, rows = response.outputs, decoded.rows
-        content = await decode_off_loop(size, lambda: orjson.dumps(encode_predict(outputs, rows=rows)))
+        content = await decode_off_loop(
+            size, lambda: dumps_with_non_finite(encode_predict(outputs, rows=rows), outputs)
+        )
         return Response(content, media_type=JSON)
 
 

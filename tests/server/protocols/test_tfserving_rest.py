@@ -5,6 +5,8 @@ columnar formats with the docs' three named inputs, binary values, and TF Servin
 from __future__ import annotations
 
 import base64
+import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,15 @@ def test_binary_values_in_b64(client: httpx.Client) -> None:
     answer = client.post(f"{DOCS}:predict", json=body)
     assert answer.status_code == 200, answer.text
     assert base64.b64decode(answer.json()["predictions"][0]["tag_bytes"]["b64"]) == raw
+
+
+def test_non_finite_numbers_as_tf_serving_writes_them(client: httpx.Client) -> None:
+    body = b'{"instances": [NaN, Infinity, -Infinity, 1.0]}'  # not JSON, but TF Serving's JSON
+    answer = client.post(f"{HALF}:predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.text.count("NaN") == 1 and "-Infinity" in answer.text
+    predictions = json.loads(answer.text)["predictions"]
+    assert math.isnan(predictions[0]) and predictions[1:] == [math.inf, -math.inf, 3.5]
 
 
 def test_kserve_v1_model_list(client: httpx.Client) -> None:
