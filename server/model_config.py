@@ -34,6 +34,7 @@ from .inference import Tensors, TensorSpec
 from .settings import InstanceKind
 
 __all__ = [
+    "DEFAULT_MODEL_FILE",
     "DynamicBatchingConfig",
     "InstancesConfig",
     "ModelConfig",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 _DATATYPE_NAMES = tuple(d.name for d in DATATYPES)
+DEFAULT_MODEL_FILE = "model.onnx"  # in each version folder, unless model_filename names another
 ExecutionProviderName = Literal["tensorrt", "cuda", "rocm", "migraphx", "openvino", "dml", "coreml", "cpu"]
 
 
@@ -202,9 +204,18 @@ class InstancesConfig(_Strict):
     kind: InstanceKind | None = None
 
 
+def _file_name(value: str) -> str:
+    check_relative_path(value)
+    if "/" in value:
+        raise ValueError(f"'{value}': give a file name in the version folder, not a path")
+    return value
+
+
 class ModelConfig(_Strict):
     """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
 
+    # The graph's file in each version folder (Triton's default_model_filename).
+    model_filename: Annotated[str, pydantic.AfterValidator(_file_name)] = DEFAULT_MODEL_FILE
     max_batch_size: Annotated[int, _within(0, limits.MAX_BATCH_SIZE)] | None = None
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()

@@ -13,6 +13,7 @@ unavailable, with a reason that says which (links that stay inside the repositor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -67,6 +68,16 @@ class ModelSource:
     def config_file(self) -> Path:
         return self.directory / self.config_name
 
+    def with_config(self, config: ModelConfig) -> ModelSource:
+        """This model with ``config`` in place of its folder's (a load request's), its versions' files the
+        ones ``config`` names."""
+        versions = self.versions
+        if any(v.path.name != config.model_filename for v in versions.values()):
+            versions = _versions([v.path.parent for v in versions.values()], config.model_filename)
+        return dataclasses.replace(
+            self, config=config, config_error=None, config_stamp=(0, 0), versions=versions
+        )
+
     def served_versions(self) -> list[int]:
         """The versions the version policy selects (none when the config is broken)."""
         if self.config is None:
@@ -80,6 +91,22 @@ def _stamp(path: Path) -> Stamp:
     except OSError:
         return _MISSING
     return (stat.st_mtime_ns, stat.st_size)
+
+
+def _versions(entries: list[Path], filename: str) -> dict[int, VersionSource]:
+    return {int(e.name): VersionSource(int(e.name), e / filename, _stamp(e / filename)) for e in entries}
+
+
+def _escaped(  # noqa: PLR0917  (a ModelSource's fields)
+    name: str,
+    directory: Path,
+    escaping: str,
+    stamp: Stamp,
+    versions: dict[int, VersionSource],
+    config_name: str,
+) -> ModelSource:
+    refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
+    return ModelSource(name, directory, None, refused, stamp, versions, refused, config_name)
 
 
 class Repository:
@@ -140,17 +167,11 @@ class Repository:
         has_yaml, has_triton = os.path.lexists(yaml_file), os.path.lexists(triton_file)
         config_file = triton_file if has_triton and not has_yaml else yaml_file
         entries = [e for e in directory.iterdir() if _VERSION_DIR.fullmatch(e.name) and e.is_dir()]
-        versions = {
-            int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
-            for entry in entries
-        }
-        # Checked before config.yaml is read: a link to a file outside is never opened.
-        escaping = self._escaping([directory, config_file, *entries, *(e / MODEL_FILE for e in entries)])
+        versions = _versions(entries, MODEL_FILE)
+        # Checked before the config is read: a link to a file outside is never opened.
+        escaping = self._escaping([directory, config_file, *entries])
         if escaping is not None:
-            refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
-            return ModelSource(
-                name, directory, None, refused, _stamp(config_file), versions, refused, config_file.name
-            )
+            return _escaped(name, directory, escaping, _stamp(config_file), versions, config_file.name)
         if has_yaml and has_triton:
             both = (
                 f"model directory '{name}' has both {CONFIG_FILE} and {TRITON_CONFIG_FILE}; keep one "
@@ -158,6 +179,11 @@ class Repository:
             )
             return ModelSource(name, directory, None, both, _BOTH, versions)
         config, error, config_stamp = self._read_config(config_file)
+        if config is not None and config.model_filename != MODEL_FILE:
+            versions = _versions(entries, config.model_filename)
+        escaping = self._escaping([version.path for version in versions.values()])
+        if escaping is not None:
+            return _escaped(name, directory, escaping, config_stamp, versions, config_file.name)
         return ModelSource(name, directory, config, error, config_stamp, versions, None, config_file.name)
 
     def _escaping(self, paths: list[Path]) -> str | None:

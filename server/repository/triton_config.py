@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..datatypes import by_name
 from ..model_config import VersionPolicy
-from .layout import MODEL_FILE
 
 if TYPE_CHECKING:
     from ..executor import VersionSpec
@@ -76,7 +75,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
                 "gpus": [],
             }
         ],
-        "default_model_filename": MODEL_FILE,
+        "default_model_filename": config.model_filename,
         "optimization": {
             "graph": {"level": _GRAPH_LEVELS[config.session.graph_optimization_level]},
             "execution_accelerators": {

@@ -65,6 +65,7 @@ TRITON_KEY_NAMES: Mapping[str, str] = {
     "session": "parameters",
     "intra_op_threads": "intra_op_thread_count",
     "custom_op_libraries": "model_operations.op_library_filename",
+    "model_filename": "default_model_filename",
     "inter_op_threads": "inter_op_thread_count",
 }
 
@@ -92,7 +93,7 @@ def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> di
         "name": lambda v, at: _same_name(v, model, at),
         "platform": lambda v, at: _allowed(v, (PLATFORM, ""), at),
         "backend": lambda v, at: _allowed(v, ("onnxruntime", ""), at),
-        "default_model_filename": lambda v, at: _allowed(v, ("model.onnx", ""), at),
+        "default_model_filename": lambda v, at: result.__setitem__("model_filename", v) if v else None,
         "max_batch_size": lambda v, at: result.__setitem__("max_batch_size", _int(v, at)),
         "input": lambda v, at: result.__setitem__("inputs", _tensors(v, at, output=False)),
         "output": lambda v, at: result.__setitem__("outputs", _tensors(v, at, output=True)),

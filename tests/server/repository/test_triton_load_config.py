@@ -133,3 +133,12 @@ def test_unsupported_triton_keys_are_refused_naming_them(
         client.load_model("addsub", config=json.dumps({**TRITON_CONFIG, **change}))
     assert message in caught.value.message(), caught.value.message()
     assert "parameters.config" in caught.value.message()
+
+
+def test_default_model_filename_on_load_names_the_file_read(client: Client) -> None:
+    renamed = {**TRITON_CONFIG, "default_model_filename": "elsewhere.onnx"}
+    with pytest.raises(InferenceServerException, match=r"elsewhere\.onnx"):
+        client.load_model("addsub", config=json.dumps(renamed))
+    assert client.is_model_ready("addsub")  # the version loaded before still serves
+    client.load_model("addsub", config=json.dumps({**TRITON_CONFIG, "default_model_filename": "model.onnx"}))
+    assert config_of(client)["default_model_filename"] == "model.onnx"

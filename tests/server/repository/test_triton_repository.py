@@ -186,6 +186,10 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(repo, "broken", identity_model("FP32", (-1, 4)))
     write_model(repo, "misreshaped", identity_model("FP32", (-1, -1)))
     write_model(repo, "rows", identity_model("FP32", (-1, 2, 2)))
+    (repo / "renamed" / "2").mkdir(parents=True)
+    (repo / "renamed" / "2" / "model_a.onnx").write_bytes(
+        identity_model("INT64", (-1, 3)).SerializeToString()
+    )
     write_model(repo, "both", identity_model("FP32", (-1, 4)), config={"max_batch_size": 4})
     texts = {
         "simple": SIMPLE,
@@ -198,6 +202,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "misreshaped": 'max_batch_size: 8 input [ { name: "INPUT0" dims: [ 4 ] reshape { shape: [ 3 ] } } ]',
         "both": 'name: "both"\nmax_batch_size: 4\n',
         "rows": ROWS,
+        "renamed": 'default_model_filename: "model_a.onnx"\nmax_batch_size: 2',
     }
     for name, text in texts.items():
         (repo / name / "config.pbtxt").write_text(text)
@@ -260,6 +265,15 @@ def test_reshape_keeps_the_batch_dimension(client: httpclient.InferenceServerCli
     tensor = httpclient.InferInput("INPUT0", [3, 4], "FP32")
     tensor.set_data_from_numpy(rows)
     np.testing.assert_array_equal(client.infer("rows", [tensor]).as_numpy("OUTPUT0"), rows)
+
+
+def test_default_model_filename_names_the_graph_file(client: httpclient.InferenceServerClient) -> None:
+    assert client.is_model_ready("renamed", "2")
+    config = client.get_model_config("renamed")
+    assert (config["default_model_filename"], config["input"][0]["data_type"]) == (
+        "model_a.onnx",
+        "TYPE_INT64",
+    )
 
 
 def test_config_fields_are_honoured(client: httpclient.InferenceServerClient) -> None:
