@@ -23,8 +23,13 @@ $(VENV)/.serve.stamp: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[client]'
 	@touch $@
 
+# tensorflow-serving-api (the TF Serving tests' client) requires the full `tensorflow` package; its code runs
+# on the tensorflow-cpu that [tensorflow] installs, so it comes without its dependencies, pinned to that TF.
+TF_SERVING_API := tensorflow-serving-api==2.21.0
+
 $(VENV)/.all.stamp: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[all]'
+	$(PIP) install --no-deps '$(TF_SERVING_API)'
 	@touch $@ $(VENV)/.serve.stamp
 
 # Listeners on loopback: a first run on a laptop must not put the models on the network (make serve

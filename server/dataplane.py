@@ -206,12 +206,17 @@ class DataPlane:
                         request.inputs,
                         output_names,
                         lambda: loaded.executor.infer(
-                            request.inputs, output_names=output_names, deadline=deadline
+                            loaded.spec.config.to_graph_shapes(request.inputs),
+                            output_names=output_names,
+                            deadline=deadline,
                         ),
                     )
             finally:
                 loaded.exit()
-            in_shared_memory = shared.place(result.outputs)
+            outputs = loaded.spec.config.to_client_shapes(
+                {name: result.outputs[name] for name in output_names}
+            )
+            in_shared_memory = shared.place(outputs)
         except Exception as error:
             failure = error
         finally:
@@ -238,7 +243,7 @@ class DataPlane:
         return InferResponse(
             model_name=request.model_name,
             model_version=str(loaded.spec.version),
-            outputs={name: result.outputs[name] for name in output_names},
+            outputs=outputs,
             id=request.id,
             in_shared_memory=in_shared_memory,
         )

@@ -8,11 +8,14 @@ first dimension of every input and output is the batch and ``dims`` leave it out
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy.typing as npt
 import pydantic
 import yaml
 
@@ -27,11 +30,12 @@ from .config_files import (
     resolve_inside,
 )
 from .datatypes import DATATYPES
-from .inference import TensorSpec
+from .inference import Tensors, TensorSpec
 from .settings import InstanceKind
 from .warmup import WarmupError, WarmupSample, WarmupSampleConfig, build_samples
 
 __all__ = [
+    "DEFAULT_MODEL_FILE",
     "DynamicBatchingConfig",
     "InstancesConfig",
     "ModelConfig",
@@ -49,6 +53,7 @@ __all__ = [
 ]
 
 _DATATYPE_NAMES = tuple(d.name for d in DATATYPES)
+DEFAULT_MODEL_FILE = "model.onnx"  # in each version folder, unless model_filename names another
 ExecutionProviderName = Literal["tensorrt", "cuda", "rocm", "migraphx", "openvino", "dml", "coreml", "cpu"]
 
 
@@ -87,6 +92,9 @@ class TensorConfig(_Strict):
     name: str = pydantic.Field(min_length=1)
     datatype: str | None = None
     dims: tuple[int, ...] | None = None
+    # Triton's reshape: the graph's shape (without the batch dimension when batching) where clients send and
+    # get ``dims``; the element counts must agree.
+    reshape: tuple[int, ...] | None = None
     labels: str | None = None  # outputs only: a file in the model's folder, one label per line
 
     @pydantic.field_validator("datatype")
@@ -96,7 +104,7 @@ class TensorConfig(_Strict):
             raise ValueError(f"'{value}' is not one of {', '.join(_DATATYPE_NAMES)}")
         return value
 
-    @pydantic.field_validator("dims")
+    @pydantic.field_validator("dims", "reshape")
     @classmethod
     def _valid_dims(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value is None:
@@ -204,9 +212,18 @@ class ResponseCacheConfig(_Strict):
     enable: bool = False
 
 
+def _file_name(value: str) -> str:
+    check_relative_path(value)
+    if "/" in value:
+        raise ValueError(f"'{value}': give a file name in the version folder, not a path")
+    return value
+
+
 class ModelConfig(_Strict):
     """The contents of ``config.yaml``; ``None`` = derive from the graph or use the default."""
 
+    # The graph's file in each version folder (Triton's default_model_filename).
+    model_filename: Annotated[str, pydantic.AfterValidator(_file_name)] = DEFAULT_MODEL_FILE
     max_batch_size: Annotated[int, _within(0, limits.MAX_BATCH_SIZE)] | None = None
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()
@@ -314,6 +331,30 @@ class ResolvedConfig:
     outputs: tuple[TensorSpec, ...]
     labels: dict[str, tuple[str, ...]]  # output name -> labels
     warmup: tuple[WarmupSample, ...] = ()  # config.model_warmup's tensors
+    # tensor name -> the graph's shape for it (per row when batching), where config.yaml reshapes it
+    reshapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    def to_graph_shapes(self, inputs: Tensors) -> Tensors:
+        """``inputs`` (named arrays, as clients sent them) with every reshaped one in the graph's shape
+        (``inputs`` itself when nothing is reshaped: the common case costs nothing)."""
+        if not self.reshapes:
+            return inputs
+        return {name: self._reshaped(array, self.reshapes.get(name)) for name, array in inputs.items()}
+
+    def to_client_shapes(self, outputs: Tensors) -> Tensors:
+        """``outputs`` (named arrays from the graph) with every reshaped one in the shape clients get."""
+        if not self.reshapes:
+            return outputs
+        dims = {spec.name: spec.shape[1:] if self.max_batch_size > 0 else spec.shape for spec in self.outputs}
+        return {
+            name: self._reshaped(array, dims[name] if name in self.reshapes else None)
+            for name, array in outputs.items()
+        }
+
+    def _reshaped(self, array: npt.NDArray[Any], shape: tuple[int, ...] | None) -> npt.NDArray[Any]:
+        if shape is None:
+            return array
+        return array.reshape((array.shape[0], *shape) if self.max_batch_size > 0 else shape)
 
     @property
     def dynamic_batching(self) -> DynamicBatchingConfig | None:
@@ -365,8 +406,9 @@ def resolve_config(
             f"{source}: dynamic_batching.preferred_batch_sizes: {too_large} exceed max_batch_size "
             f"({max_batch_size}); {allowed}"
         )
-    inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source)
-    outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source)
+    reshapes: dict[str, tuple[int, ...]] = {}
+    inputs = _merge("inputs", config.inputs, graph_inputs, max_batch_size, source, reshapes=reshapes)
+    outputs = _merge("outputs", config.outputs, graph_outputs, max_batch_size, source, reshapes=reshapes)
     for index, tensor in enumerate(config.inputs):
         if tensor.labels is not None:
             raise ModelConfigError(f"{source}: inputs[{index}].labels: labels belong to outputs only")
@@ -379,7 +421,7 @@ def resolve_config(
         warmup = build_samples(config.model_warmup, inputs, max_batch_size, folder=Path(source).parent)
     except WarmupError as error:
         raise ModelConfigError(f"{source}: {error}") from None
-    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels, warmup)
+    return ResolvedConfig(name, config, max_batch_size, inputs, outputs, labels, warmup, reshapes)
 
 
 def _merge(
@@ -388,6 +430,8 @@ def _merge(
     graph: Sequence[TensorSpec],
     max_batch_size: int,
     source: str,
+    *,
+    reshapes: dict[str, tuple[int, ...]],
 ) -> tuple[TensorSpec, ...]:
     by_name = {t.name: (i, t) for i, t in enumerate(declared)}
     graph_names = {t.name for t in graph}
@@ -409,8 +453,36 @@ def _merge(
                 f"{where}.datatype: {tensor.datatype} does not match the graph's {spec.datatype} for "
                 f"'{spec.name}'"
             )
-        merged.append(TensorSpec(spec.name, spec.datatype, _merge_dims(tensor, spec, max_batch_size, where)))
+        if tensor.reshape is not None:
+            shape = _reshape(tensor, spec, max_batch_size, where)
+            reshapes[spec.name] = tensor.reshape
+        else:
+            shape = _merge_dims(tensor, spec, max_batch_size, where)
+        merged.append(TensorSpec(spec.name, spec.datatype, shape))
     return tuple(merged)
+
+
+def _reshape(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, where: str) -> tuple[int, ...]:
+    """The shape clients use for a tensor the graph takes as ``tensor.reshape``: ``tensor.dims`` (with the
+    batch dimension when batching), once reshape fits the graph and holds as many elements as dims."""
+    if tensor.dims is None or tensor.reshape is None:
+        raise ModelConfigError(f"{where}.reshape: give dims too (the shape clients send and get)")
+    _merge_dims(tensor.model_copy(update={"dims": tensor.reshape}), spec, max_batch_size, f"{where} reshape")
+    for key, dims in (("dims", tensor.dims), ("reshape", tensor.reshape)):
+        if list(dims).count(-1) > 1:
+            raise ModelConfigError(
+                f"{where}.{key}: {list(dims)} has more than one -1; reshaping needs at most one"
+            )
+    if (
+        -1 not in tensor.dims
+        and -1 not in tensor.reshape
+        and math.prod(tensor.dims) != math.prod(tensor.reshape)
+    ):
+        raise ModelConfigError(
+            f"{where}.reshape: {list(tensor.reshape)} holds {math.prod(tensor.reshape)} elements but dims "
+            f"{list(tensor.dims)} hold {math.prod(tensor.dims)}; they must hold the same number"
+        )
+    return (-1, *tensor.dims) if max_batch_size > 0 else tensor.dims
 
 
 def _merge_dims(tensor: TensorConfig, spec: TensorSpec, max_batch_size: int, where: str) -> tuple[int, ...]:

@@ -69,8 +69,8 @@ LAYERS: dict[str, list[list[str]]] = {
         ],
         ["frontends."],
         ["quantize."],
-        ["api"],
-        ["cli", "__init__"],
+        ["api", "tfserving_repository"],
+        ["cli", "tfserving_cli", "__init__"],
     ],
 }
 

@@ -51,6 +51,7 @@ from .grpc_infer_message import lenient_infer_deserializer
 from .grpc_reflection import enable_reflection
 from .grpc_servicer import InferenceServicer
 from .grpc_status import lenient_deserializer
+from .tfserving_grpc import TFSERVING_SERVICES, tfserving_handlers
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
@@ -265,11 +266,16 @@ def build_grpc_server(
         management_token=settings.management_token,
     )
     server.add_generic_rpc_handlers((_service_handler(servicer, in_flight),))
+    server.add_generic_rpc_handlers(
+        tfserving_handlers(dataplane, max_tensor_bytes=limit, track=in_flight.track)
+    )
     health = _ReadinessHealth(dataplane)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _register_for_reflection(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
     enable_reflection(
-        server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), POOL
+        server,
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, *TFSERVING_SERVICES),
+        POOL,
     )
     port = settings.grpc_port
     for host in _hosts(settings.host):

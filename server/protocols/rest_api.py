@@ -49,6 +49,8 @@ from .rest_infer import (
 from .rest_infer import JSON as _JSON
 from .rest_openapi import ROUTE_DOCS, without_validation_errors
 from .settings_codec import log_update_from_json, trace_update_from_json
+from .tfserving_json import loads_with_non_finite
+from .tfserving_rest import add_tfserving_routes
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
@@ -124,7 +126,9 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+async def _json_body(
+    request: Request, limit: int, loads: Callable[[bytes], Any] = orjson.loads
+) -> dict[str, Any]:
     headers = request.headers
     body = decompress_body(
         await _read_body(request.receive, headers.get("content-length"), limit),
@@ -134,8 +138,8 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        data = loads(body)
+    except (ValueError, RecursionError) as error:  # orjson's JSONDecodeError is a ValueError
         raise InvalidInput(f"request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise InvalidInput("request body: expected a JSON object")
@@ -451,5 +455,7 @@ def create_rest_app(
             response_class=Response,
             **ROUTE_DOCS[path],
         )
+    tfserving_json = functools.partial(_json_body, limit=e.limit, loads=loads_with_non_finite)
+    add_tfserving_routes(app, dataplane, read_json=tfserving_json)
     app.endpoints = e
     return app

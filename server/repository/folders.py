@@ -1,4 +1,5 @@
-"""The model repository on disk: Triton's layout ``REPO/MODEL/VERSION/model.onnx`` + optional ``config.yaml``.
+"""The model repository on disk: Triton's layout ``REPO/MODEL/VERSION/model.onnx`` + an optional
+``config.yaml``, or Triton's own ``config.pbtxt`` in its place (a folder with both is refused, naming both).
 
 Scanning reads only directory entries, file stats and ``config.yaml`` (parsed again only when the file
 changed: a poll of an unchanged repository does no YAML work); ONNX files are opened by the model manager.
@@ -12,6 +13,7 @@ unavailable, with a reason that says which (links that stay inside the repositor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -20,18 +22,17 @@ from pathlib import Path
 
 from ..model_config import ModelConfig, ModelConfigError, load_model_config
 from ..names import MAX_VERSION_DIGITS, is_model_name
-from .triton_pbtxt import PBTXT_FILE, load_pbtxt
+from .layout import CONFIG_FILE, MODEL_FILE, TRITON_CONFIG_FILE
+from .triton_pbtxt import load_triton_config
 
-__all__ = ["CONFIG_FILE", "MODEL_FILE", "ModelSource", "Repository", "VersionSource"]
-
-CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.onnx"
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "TRITON_CONFIG_FILE", "ModelSource", "Repository", "VersionSource"]
 # Triton's rule: version directories are numbers that do not start with 0; ours also keeps the version rule's
 # digit bound, so every version fits int64.
 _VERSION_DIR = re.compile(rf"[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}")
 
 Stamp = tuple[int, int]  # (mtime_ns, size); _MISSING when the file is missing
 _MISSING: Stamp = (0, -1)
+_BOTH: Stamp = (-1, -1)  # config.yaml and config.pbtxt side by side: removing either changes the stamp
 _Identity = tuple[int, int, int, int]  # (inode, mtime_ns, ctime_ns, size): ctime catches a chmod too
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class VersionSource:
 class ModelSource:
     """One model directory as found on disk.
 
-    ``config`` is None exactly when ``config_error`` says why ``config.yaml`` was refused.
+    ``config`` is None exactly when ``config_error`` says why the config file was refused; ``config_name``
+    is the file read (``config.yaml``, or ``config.pbtxt`` when only that one exists).
     """
 
     name: str
@@ -60,11 +62,21 @@ class ModelSource:
     config_stamp: Stamp
     versions: dict[int, VersionSource]
     refused: str | None = None  # why the model cannot serve whatever its config (a link leading outside)
-    config_name: str = CONFIG_FILE  # or Triton's config.pbtxt, read when there is no config.yaml
+    config_name: str = CONFIG_FILE
 
     @property
     def config_file(self) -> Path:
         return self.directory / self.config_name
+
+    def with_config(self, config: ModelConfig) -> ModelSource:
+        """This model with ``config`` in place of its folder's (a load request's), its versions' files the
+        ones ``config`` names."""
+        versions = self.versions
+        if any(v.path.name != config.model_filename for v in versions.values()):
+            versions = _versions([v.path.parent for v in versions.values()], config.model_filename)
+        return dataclasses.replace(
+            self, config=config, config_error=None, config_stamp=(0, 0), versions=versions
+        )
 
     def served_versions(self) -> list[int]:
         """The versions the version policy selects (none when the config is broken)."""
@@ -79,6 +91,22 @@ def _stamp(path: Path) -> Stamp:
     except OSError:
         return _MISSING
     return (stat.st_mtime_ns, stat.st_size)
+
+
+def _versions(entries: list[Path], filename: str) -> dict[int, VersionSource]:
+    return {int(e.name): VersionSource(int(e.name), e / filename, _stamp(e / filename)) for e in entries}
+
+
+def _escaped(  # noqa: PLR0917  (a ModelSource's fields)
+    name: str,
+    directory: Path,
+    escaping: str,
+    stamp: Stamp,
+    versions: dict[int, VersionSource],
+    config_name: str,
+) -> ModelSource:
+    refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
+    return ModelSource(name, directory, None, refused, stamp, versions, refused, config_name)
 
 
 class Repository:
@@ -135,22 +163,27 @@ class Repository:
         directory = self.root / name
         if not directory.is_dir():
             raise FileNotFoundError(f"no model directory '{name}'")
-        config_file = directory / CONFIG_FILE
-        if not os.path.lexists(config_file) and os.path.lexists(directory / PBTXT_FILE):
-            config_file = directory / PBTXT_FILE  # a repository moved from Triton
+        yaml_file, triton_file = directory / CONFIG_FILE, directory / TRITON_CONFIG_FILE
+        has_yaml, has_triton = os.path.lexists(yaml_file), os.path.lexists(triton_file)
+        config_file = triton_file if has_triton and not has_yaml else yaml_file
         entries = [e for e in directory.iterdir() if _VERSION_DIR.fullmatch(e.name) and e.is_dir()]
-        versions = {
-            int(entry.name): VersionSource(int(entry.name), entry / MODEL_FILE, _stamp(entry / MODEL_FILE))
-            for entry in entries
-        }
-        # Checked before config.yaml is read: a link to a file outside is never opened.
-        escaping = self._escaping([directory, config_file, *entries, *(e / MODEL_FILE for e in entries)])
+        versions = _versions(entries, MODEL_FILE)
+        # Checked before the config is read: a link to a file outside is never opened.
+        escaping = self._escaping([directory, config_file, *entries])
         if escaping is not None:
-            refused = f"{escaping} is a link that leads outside the model repository; links must stay inside"
-            return ModelSource(
-                name, directory, None, refused, _stamp(config_file), versions, refused, config_file.name
+            return _escaped(name, directory, escaping, _stamp(config_file), versions, config_file.name)
+        if has_yaml and has_triton:
+            both = (
+                f"model directory '{name}' has both {CONFIG_FILE} and {TRITON_CONFIG_FILE}; keep one "
+                f"({CONFIG_FILE} is modelport's schema, {TRITON_CONFIG_FILE} Triton's ModelConfig)"
             )
+            return ModelSource(name, directory, None, both, _BOTH, versions)
         config, error, config_stamp = self._read_config(config_file)
+        if config is not None and config.model_filename != MODEL_FILE:
+            versions = _versions(entries, config.model_filename)
+        escaping = self._escaping([version.path for version in versions.values()])
+        if escaping is not None:
+            return _escaped(name, directory, escaping, config_stamp, versions, config_file.name)
         return ModelSource(name, directory, config, error, config_stamp, versions, None, config_file.name)
 
     def _escaping(self, paths: list[Path]) -> str | None:
@@ -182,10 +215,12 @@ class Repository:
             return cached[1], cached[2], stamp
         config: ModelConfig | None
         try:
-            if path.name == PBTXT_FILE:
-                config, error = load_pbtxt(path, model=path.parent.name), None
+            if path.name == TRITON_CONFIG_FILE:
+                config, error = load_triton_config(path, model=path.parent.name), None
             else:
                 config, error = load_model_config(path), None
+        except FileNotFoundError:  # config.pbtxt removed between the listing and the read
+            config, error = ModelConfig(), None
         except ModelConfigError as refused:
             config, error = None, str(refused)
         if identity is None:

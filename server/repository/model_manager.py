@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -142,7 +141,7 @@ class ModelManager:
         if source.refused is not None:  # no config given with the request makes it servable
             raise ModelLoadFailed(f"failed to load '{name}': {source.refused}")
         if config is not None:
-            source = dataclasses.replace(source, config=config, config_error=None, config_stamp=(0, 0))
+            source = source.with_config(config)
         await self._apply(name, source, force=True)
         model = self._models[name]
         if not model.versions:

@@ -56,6 +56,9 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
         {**_tensor(t, batching), "label_filename": "labels.txt" if t.name in resolved.labels else ""}
         for t in resolved.outputs
     ]
+    for tensor in (*inputs, *outputs):
+        if tensor["name"] in resolved.reshapes:
+            tensor["reshape"] = {"shape": list(resolved.reshapes[tensor["name"]])}
     result: dict[str, Any] = {
         "name": spec.name,
         "platform": PLATFORM,
@@ -72,7 +75,7 @@ def triton_model_config(spec: VersionSpec) -> dict[str, Any]:
                 "gpus": [],
             }
         ],
-        "default_model_filename": spec.path.name,  # the repository's model.onnx
+        "default_model_filename": config.model_filename,
         "optimization": {
             "graph": {"level": _GRAPH_LEVELS[config.session.graph_optimization_level]},
             "execution_accelerators": {

@@ -32,6 +32,7 @@ _TRITON_ONLY = {
     "parameters",
     "optimization",
     "model_transaction_policy",
+    "model_operations",
     "sequence_batching",
     "ensemble_scheduling",
 }
@@ -39,7 +40,6 @@ _BY_TRITON = {d.triton: d.name for d in DATATYPES}
 _GRAPH_LEVELS = {-1: "disable", 0: "all", 1: "extended"}
 # Keys that only restate this server's defaults: accepted when they hold exactly this value.
 _NEUTRAL_TENSOR = {
-    "format": "FORMAT_NONE",
     "is_shape_tensor": False,
     "allow_ragged_batch": False,
     "optional": False,
@@ -64,6 +64,8 @@ TRITON_KEY_NAMES: Mapping[str, str] = {
     "max": "count (summed over the groups)",
     "session": "parameters",
     "intra_op_threads": "intra_op_thread_count",
+    "custom_op_libraries": "model_operations.op_library_filename",
+    "model_filename": "default_model_filename",
     "inter_op_threads": "inter_op_thread_count",
 }
 
@@ -104,7 +106,7 @@ def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> di
         "name": lambda v, at: _same_name(v, model, at),
         "platform": lambda v, at: _allowed(v, (PLATFORM, ""), at),
         "backend": lambda v, at: _allowed(v, ("onnxruntime", ""), at),
-        "default_model_filename": lambda v, at: _allowed(v, ("model.onnx", ""), at),
+        "default_model_filename": lambda v, at: result.__setitem__("model_filename", v) if v else None,
         "max_batch_size": lambda v, at: result.__setitem__("max_batch_size", _int(v, at)),
         "input": lambda v, at: result.__setitem__("inputs", _tensors(v, at, output=False)),
         "output": lambda v, at: result.__setitem__("outputs", _tensors(v, at, output=True)),
@@ -113,6 +115,15 @@ def from_triton_config(data: Mapping[str, Any], *, model: str, where: str) -> di
         "instance_group": lambda v, at: _instances(v, at, result),
         "optimization": lambda v, at: _optimization(v, at, result),
         "parameters": lambda v, at: _parameters(v, at, result),
+        "model_operations": lambda v, at: _keys(
+            v,
+            at,
+            {
+                "op_library_filename": lambda n, a: result.setdefault("session", {}).__setitem__(
+                    "custom_op_libraries", _list(n, a)
+                )
+            },
+        ),
         "model_transaction_policy": lambda v, at: _keys(
             v, at, {"decoupled": lambda d, a: _allowed(d, (False,), a)}
         ),
@@ -177,7 +188,19 @@ def _tensor(raw: Any, at: str, *, output: bool) -> dict[str, Any]:
         if v:
             tensor["labels"] = v
 
-    handlers: dict[str, Callable[[Any, str], None]] = {"name": name, "data_type": datatype, "dims": dims}
+    def reshape(v: Any, a: str) -> None:
+        # reshape { shape: [ ] } (a scalar per row) is written without its empty list
+        _keys(v, a, {"shape": _ignore})
+        tensor["reshape"] = [_int(d, f"{a}.shape") for d in _list(v.get("shape", []), f"{a}.shape")]
+
+    handlers: dict[str, Callable[[Any, str], None]] = {
+        "name": name,
+        "data_type": datatype,
+        "dims": dims,
+        "reshape": reshape,
+    }
+    # An image layout, for Triton only a check of the dims: the graph's shape is the check here.
+    handlers["format"] = lambda v, a: _allowed(v, ("FORMAT_NONE", "FORMAT_NCHW", "FORMAT_NHWC"), a)
     handlers.update({key: _only(want) for key, want in _NEUTRAL_TENSOR.items()})
     if output:
         handlers["label_filename"] = labels

@@ -1,11 +1,12 @@
-"""A model folder's Triton ``config.pbtxt`` (protobuf text format), read as config.yaml's schema.
+"""A Triton model repository's ``config.pbtxt`` (protobuf text format of Triton's ModelConfig), read into
+``config.yaml``'s schema.
 
-A repository moved from Triton keeps its ``config.pbtxt`` files: a model folder without a ``config.yaml``
-is configured by its ``config.pbtxt`` if it has one. The text is parsed into our ModelConfig message (the
-subset of Triton's this server reads: a key it lacks is refused, naming the line), written as protobuf's
-JSON form and translated as a load request's Triton ModelConfig JSON is (:mod:`.triton_model_config_in`),
-then validated as config.yaml is (:func:`~..model_config.parse_model_config`, with Triton's key names in
-the messages). Blocking (reads the file): call it off the event loop.
+The text is parsed against our copy of Triton's ModelConfig (proto/model_config.proto, which declares every
+field Triton has), turned into the ModelConfig JSON that ``tritonclient``'s ``load_model(config=...)``
+sends, and translated by :func:`~.triton_model_config_in.from_triton_config`: one translation for both
+forms, so a field this server does not do (``sequence_batching``, ``ensemble_scheduling``, a platform that
+is not ONNX Runtime) refuses the model naming that field, as a JSON load request would be refused.
+Blocking: call it off the event loop.
 """
 
 from __future__ import annotations
@@ -20,26 +21,29 @@ from ..model_config import ModelConfig, ModelConfigError, parse_model_config
 from ..protocols.generated import model_config_pb2
 from .triton_model_config_in import TRITON_KEY_NAMES, from_triton_config
 
-__all__ = ["PBTXT_FILE", "load_pbtxt"]
-
-PBTXT_FILE = "config.pbtxt"
+__all__ = ["load_triton_config"]
 
 
-def load_pbtxt(path: Path, *, model: str) -> ModelConfig:
-    """The config of ``model`` in the ``config.pbtxt`` at ``path``; :class:`ModelConfigError` naming the
-    file (and the line or key) when it cannot be read, parsed or honoured."""
+def load_triton_config(path: Path, *, model: str) -> ModelConfig:
+    """The configuration ``path`` (a ``config.pbtxt``) gives model ``model``; :class:`ModelConfigError`
+    naming the file, the line or the field otherwise. ``FileNotFoundError`` when it does not exist."""
     try:
         text = read_text(path, limit=CONFIG_MAX_BYTES)
-    except (UnreadableFile, OSError) as error:
+    except UnreadableFile as error:
         raise ModelConfigError(f"{path}: {error}") from None
     message = model_config_pb2.ModelConfig()
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as error:
-        raise ModelConfigError(f"{path}: not a Triton model config this server reads ({error})") from None
+        raise ModelConfigError(
+            f"{path}: not a Triton ModelConfig in protobuf text format ({error})"
+        ) from None
     data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # proto3 writes no default: a max_batch_size left out (or 0) is Triton's "does not batch", not ours
+    # "read it from the graph".
+    data["max_batch_size"] = message.max_batch_size
     try:
         translated = from_triton_config(data, model=model, where=str(path))
     except InvalidInput as error:
-        raise ModelConfigError(error.message) from None
-    return parse_model_config(translated, source=str(path), names=TRITON_KEY_NAMES)
+        raise ModelConfigError(str(error)) from None
+    return parse_model_config(translated, source=f"{path} (Triton ModelConfig)", names=TRITON_KEY_NAMES)

@@ -336,6 +336,7 @@ def test_the_cuda_provider_requested_in_the_cpu_image_falls_back_to_cpu_with_one
         ("quantize", "modelport[convert]"),
         ("export-mobile", "modelport[convert]"),
         ("bench", "modelport[bench]"),
+        ("convert-repository", "modelport[tensorflow]"),
     ],
 )
 def test_converter_commands_answer_help_and_name_their_extra_in_the_serving_image(

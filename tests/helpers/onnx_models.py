@@ -20,6 +20,8 @@ __all__ = [
     "ALL_DATATYPES",
     "NUMERIC_DATATYPES",
     "add_sub_model",
+    "densenet_like_model",
+    "half_plus_three_model",
     "identity_all_model",
     "identity_model",
     "matmul_chain_model",
@@ -27,6 +29,7 @@ __all__ = [
     "mlp_model",
     "mlp_reference",
     "slow_model",
+    "tag_signal_sensor_model",
     "write_config",
     "write_corrupt_model",
     "write_model",
@@ -115,6 +118,66 @@ def add_sub_model(datatype: str = "FP32", dims: Dims = (-1, 16)) -> onnx.ModelPr
             helper.make_tensor_value_info("OUTPUT0", elem, shape),
             helper.make_tensor_value_info("OUTPUT1", elem, shape),
         ],
+    )
+    return _model(graph)
+
+
+def densenet_like_model(weights: np.ndarray[Any, Any]) -> onnx.ModelProto:
+    """The signature of Triton's ``densenet_onnx`` example: ``data_0`` FP32 [1, 3, 224, 224] ->
+    ``fc6_1`` FP32 [1, 1000, 1, 1], here the channel means times ``weights`` [1000, 3] (a 1x1 Conv)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["data_0"], ["pooled"]),
+            helper.make_node("Conv", ["pooled", "weights"], ["fc6_1"]),
+        ],
+        "densenet_like",
+        [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("fc6_1", TensorProto.FLOAT, [1, 1000, 1, 1])],
+        initializer=[numpy_helper.from_array(weights.astype(np.float32).reshape(1000, 3, 1, 1), "weights")],
+    )
+    return _model(graph)
+
+
+def half_plus_three_model() -> onnx.ModelProto:
+    """TF Serving's ``saved_model_half_plus_three`` test model: ``y = 0.5 * x + 3``, x and y FP32 [-1]."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "half"], ["half_x"]),
+            helper.make_node("Add", ["half_x", "three"], ["y"]),
+        ],
+        "half_plus_three",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+        initializer=[
+            numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+            numpy_helper.from_array(np.array(3.0, np.float32), "three"),
+        ],
+    )
+    return _model(graph)
+
+
+def tag_signal_sensor_model() -> onnx.ModelProto:
+    """The three named inputs of TF Serving's REST docs (``tag`` string, ``signal`` INT32 [5], ``sensor``
+    FP32 [2, 2], each with a batch dimension), answered back as ``tag_bytes`` (a ``_bytes`` name: base64 in
+    TF Serving's JSON), ``signal_sum`` (INT32, the sum of each row) and ``sensor_twice`` (2 x sensor)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["tag"], ["tag_bytes"]),
+            helper.make_node("ReduceSum", ["signal", "axes"], ["signal_sum"], keepdims=0),
+            helper.make_node("Add", ["sensor", "sensor"], ["sensor_twice"]),
+        ],
+        "tag_signal_sensor",
+        [
+            helper.make_tensor_value_info("tag", TensorProto.STRING, ["batch"]),
+            helper.make_tensor_value_info("signal", TensorProto.INT32, ["batch", 5]),
+            helper.make_tensor_value_info("sensor", TensorProto.FLOAT, ["batch", 2, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("tag_bytes", TensorProto.STRING, ["batch"]),
+            helper.make_tensor_value_info("signal_sum", TensorProto.INT32, ["batch"]),
+            helper.make_tensor_value_info("sensor_twice", TensorProto.FLOAT, ["batch", 2, 2]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([1], np.int64), "axes")],
     )
     return _model(graph)
 

@@ -5,8 +5,11 @@ tritonclient registers Triton's definitions of the same ``inference.*`` names th
 to live in one process.
 """
 
-from google.protobuf import descriptor_pool
+from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
 
 __all__ = ["POOL"]
 
 POOL = descriptor_pool.DescriptorPool()
+# The well-known types TF Serving's messages use (Any, Int64Value), so that they resolve in POOL too.
+for _module in (any_pb2, wrappers_pb2):
+    POOL.AddSerializedFile(_module.DESCRIPTOR.serialized_pb)

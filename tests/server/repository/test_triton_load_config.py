@@ -107,10 +107,15 @@ def test_get_config_output_loads_back(client: Client) -> None:
         (
             {
                 "input": [
-                    {"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [16], "reshape": {"shape": [4, 4]}}
+                    {
+                        "name": "INPUT0",
+                        "data_type": "TYPE_FP32",
+                        "dims": [16],
+                        "is_non_linear_format_io": True,
+                    }
                 ]
             },
-            "input[0]: key 'reshape' is not supported",
+            "input[0]: key 'is_non_linear_format_io' is not supported",
         ),
         (
             {"input": [{"name": "INPUT0", "data_type": "TYPE_FLOAT", "dims": [16]}]},
@@ -128,3 +133,12 @@ def test_unsupported_triton_keys_are_refused_naming_them(
         client.load_model("addsub", config=json.dumps({**TRITON_CONFIG, **change}))
     assert message in caught.value.message(), caught.value.message()
     assert "parameters.config" in caught.value.message()
+
+
+def test_default_model_filename_on_load_names_the_file_read(client: Client) -> None:
+    renamed = {**TRITON_CONFIG, "default_model_filename": "elsewhere.onnx"}
+    with pytest.raises(InferenceServerException, match=r"elsewhere\.onnx"):
+        client.load_model("addsub", config=json.dumps(renamed))
+    assert client.is_model_ready("addsub")  # the version loaded before still serves
+    client.load_model("addsub", config=json.dumps({**TRITON_CONFIG, "default_model_filename": "model.onnx"}))
+    assert config_of(client)["default_model_filename"] == "model.onnx"

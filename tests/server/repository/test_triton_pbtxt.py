@@ -1,6 +1,7 @@
 """A model folder with Triton's ``config.pbtxt`` and no ``config.yaml``: configured by it (batching,
 instances, warm-up with a file in ``warmup/``, the response cache), and refused naming the file and the line
-or key when it cannot be honoured; ``config.yaml`` wins when both exist."""
+or key when it cannot be honoured; a folder with both is refused naming both (test_triton_repository.py has
+the layouts of Triton's own documentation)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (root / "simple" / "warmup" / "ones.bin").write_bytes(np.ones((2, 16), np.float32).tobytes())
     write_model(root, "unknown_key", add_sub_model("FP32", (-1, 16)))
     (root / "unknown_key" / "config.pbtxt").write_text(
-        'max_batch_size: 8\nmodel_operations { op_library_filename: "x.so" }\n'
+        "max_batch_size: 8\nsequence_batching { max_sequence_idle_microseconds: 5000000 }\n"
     )
     write_model(root, "bad_value", add_sub_model("FP32", (-1, 16)))
     (root / "bad_value" / "config.pbtxt").write_text(BAD_BATCH)
@@ -108,12 +109,12 @@ def test_a_config_pbtxt_configures_its_model(server: ServerProcess) -> None:
 def test_a_config_pbtxt_that_cannot_be_honoured_names_the_file_and_what(server: ServerProcess) -> None:
     index = _index(server)
     state, reason = index["unknown_key"]
-    assert state == "UNAVAILABLE" and "unknown_key/config.pbtxt" in reason and "model_operations" in reason
+    assert state == "UNAVAILABLE" and "unknown_key/config.pbtxt" in reason and "sequence_batching" in reason
     state, reason = index["bad_value"]
     assert state == "UNAVAILABLE" and "bad_value/config.pbtxt" in reason
     assert "model_warmup[0] 'w'" in reason and "batch_size 99" in reason
 
 
-def test_config_yaml_wins_over_config_pbtxt(server: ServerProcess) -> None:
-    assert _config(server, "both")["max_batch_size"] == 4
-    assert _index(server)["both"][0] == "READY"
+def test_a_folder_with_both_configs_is_refused_naming_both(server: ServerProcess) -> None:
+    state, reason = _index(server)["both"]
+    assert state == "UNAVAILABLE" and "config.yaml" in reason and "config.pbtxt" in reason
