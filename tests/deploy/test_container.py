@@ -33,6 +33,7 @@ from tests.deploy.conftest import BuiltImage
 from tests.deploy.container_engine import Container, ca_bundle
 from tests.docs.markdown_blocks import code_blocks
 from tests.helpers.onnx_models import (
+    slow_infer,
     slow_iterations,
     slow_model,
     write_config,
@@ -233,21 +234,12 @@ def test_podman_stop_drains_the_request_in_flight_and_exits_0(
         with _serving(serving_image, *READ_ONLY, "-v", f"{repository}:/models:ro") as container:
             url = container.address(8000)
 
-            def infer(iterations: int) -> Any:
-                client = httpclient.InferenceServerClient(url, network_timeout=60.0)
-                tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
-                tensor.set_data_from_numpy(np.array([iterations], dtype=np.int64))
-                try:
-                    return client.infer("slow", [tensor]).as_numpy("OUTPUT0")
-                finally:
-                    client.close()
-
-            iterations = slow_iterations(infer, 2.0)
+            iterations = slow_iterations(lambda n: slow_infer(url, n), 2.0)
             outcome: dict[str, Any] = {}
 
             def in_flight() -> None:
                 try:
-                    outcome["result"] = infer(iterations)
+                    outcome["result"] = slow_infer(url, iterations)
                 except Exception as error:
                     outcome["error"] = error
 

@@ -291,6 +291,20 @@ def slow_model(size: int = 128) -> onnx.ModelProto:
     return _model(graph)
 
 
+def slow_infer(url: str, iterations: int) -> Any:
+    """One request of ``iterations`` to the :func:`slow_model` served as ``slow`` at ``url`` (REST), with its
+    own client; the output."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url, network_timeout=60.0)
+    tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
+    tensor.set_data_from_numpy(np.array([iterations], dtype=np.int64))
+    try:
+        return client.infer("slow", [tensor]).as_numpy("OUTPUT0")
+    finally:
+        client.close()
+
+
 def slow_iterations(infer: Callable[[int], object], seconds: float) -> int:
     """How many ``ITERATIONS`` keep :func:`slow_model` busy for about ``seconds`` where it is served.
 

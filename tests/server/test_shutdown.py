@@ -13,29 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import onnx
 import pytest
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import slow_iterations, slow_model, write_model
+from tests.helpers.onnx_models import slow_infer, slow_iterations, slow_model, write_model
 from tests.helpers.server_process import ServerProcess, server_command, start_server
 from tests.helpers.waiting import wait_for
 
 
-def _slow_infer(server: ServerProcess, iterations: int) -> Any:
-    client = httpclient.InferenceServerClient(server.http_url, network_timeout=60.0)
-    tensor = httpclient.InferInput("ITERATIONS", [1], "INT64")
-    tensor.set_data_from_numpy(np.array([iterations], dtype=np.int64))
-    try:
-        return client.infer("slow", [tensor]).as_numpy("OUTPUT0")
-    finally:
-        client.close()
-
-
 def _iterations_for(server: ServerProcess, seconds: float) -> int:
-    return slow_iterations(lambda n: _slow_infer(server, n), seconds)
+    return slow_iterations(lambda n: slow_infer(server.http_url, n), seconds)
 
 
 def _infer_in_background(server: ServerProcess, iterations: int) -> tuple[threading.Thread, dict[str, Any]]:
@@ -44,7 +32,7 @@ def _infer_in_background(server: ServerProcess, iterations: int) -> tuple[thread
 
     def in_flight() -> None:
         try:
-            outcome["result"] = _slow_infer(server, iterations)
+            outcome["result"] = slow_infer(server.http_url, iterations)
         except Exception as error:
             outcome["error"] = error
 
