@@ -22,7 +22,11 @@ from tests.converters.conftest import ParityTable
 pytestmark = pytest.mark.slow
 
 CASE_SECONDS_LIMIT = 60.0
-FRESH_ATOL = 1e-4
+FRESH_ATOL, FRESH_RTOL = 1e-4, 1e-3  # the converter's defaults
+# EfficientNetB0 with random weights amplifies float32 rounding (TensorFlow's kernels vs ONNX Runtime's) block
+# by block: 4e-6 after the stem, 2e-4 in block 6's squeeze-excite gate, up to 1.7e-3 relative on a logit of
+# fresh data (measured layer by layer; the same with TF_ENABLE_ONEDNN_OPTS=0). No op is mistranslated.
+FRESH_RTOL_BY_CASE = {"EfficientNetB0": 5e-3}
 Arrays = dict[str, npt.NDArray[Any]]
 
 
@@ -53,14 +57,14 @@ def _onnx_run(report: ConversionReport, feeds: Mapping[str, npt.NDArray[Any]]) -
     return dict(zip(names, session.run(names, dict(feeds)), strict=True))
 
 
-def _assert_same(got: Arrays, expected: Mapping[str, npt.NDArray[Any]]) -> None:
+def _assert_same(got: Arrays, expected: Mapping[str, npt.NDArray[Any]], rtol: float = FRESH_RTOL) -> None:
     """ONNX Runtime's outputs match the framework's, and the framework's vary with the input: a parity check
     of a network whose outputs are all ~0 (dead random weights) would pass whatever the graph computes."""
     assert sorted(got) == sorted(expected)
     for name, value in expected.items():
         assert got[name].dtype == value.dtype, name
         assert value.dtype.kind != "f" or np.ptp(value, axis=0).max() > 1e-3, f"{name}: outputs barely vary"
-        np.testing.assert_allclose(got[name], value, atol=FRESH_ATOL, rtol=1e-3, err_msg=name)
+        np.testing.assert_allclose(got[name], value, atol=FRESH_ATOL, rtol=rtol, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +193,11 @@ def _convert_keras(
     framework = "Keras (legacy .h5)" if suffix == ".h5" else "Keras (.keras)"
     _check_report(report, case, framework, parity_table, [t.name for t in model.inputs], outputs)
     feeds = _keras_feeds(model, 3)
-    _assert_same(_onnx_run(report, feeds), _keras_outputs(model, feeds))
+    rtol = FRESH_RTOL_BY_CASE.get(case, FRESH_RTOL)
+    _assert_same(_onnx_run(report, feeds), _keras_outputs(model, feeds), rtol)
 
 
-@pytest.mark.parametrize("case", ["MobileNetV3Small", "MobileNetV2"])
+@pytest.mark.parametrize("case", ["MobileNetV3Small", "MobileNetV2", "EfficientNetB0"])
 def test_keras_application(case: str, tmp_path: Path, parity_table: ParityTable) -> None:
     _convert_keras(case, tmp_path, parity_table)
 
