@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["KERAS_REAL_CASES", "SAVED_MODEL_SIGNATURES", "save_two_signatures"]
+__all__ = ["KERAS_REAL_CASES", "SAVED_MODEL_SIGNATURES", "lambda_activation_block", "save_two_signatures"]
 
 SIDE, CLASSES, STEPS, MODEL_DIM, VOCAB = 32, 5, 6, 16, 11
 layers = keras.layers
@@ -100,6 +100,15 @@ def _legacy_cnn() -> keras.Model:
     x = layers.MaxPooling2D(2)(layers.ReLU()(x))
     x = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
     return keras.Model(image, layers.Dense(CLASSES, name="logits")(layers.GlobalAveragePooling2D()(x)))
+
+
+def lambda_activation_block() -> keras.Model:
+    """A feed-forward block whose tanh GELU is an ``Activation(lambda ...)``, as tutorials write it: Keras
+    saves the lambda as bytecode and will not load it back in safe mode."""
+    sequence = keras.Input((STEPS, MODEL_DIM), name="sequence")
+    hidden = layers.Dense(32, name="ffn_in")(sequence)
+    gelu = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True), name="tanh_gelu")
+    return keras.Model(sequence, layers.Dense(MODEL_DIM, name="ffn_out")(gelu(hidden)))
 
 
 KERAS_REAL_CASES: dict[str, Callable[[], keras.Model]] = {

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from modelport.converters import ConversionReport, SavedModelOptions, VerifyOptions, convert
+from modelport.converters.errors import CorruptSource
 
 from tests.converters.conftest import ParityTable
 
@@ -205,6 +206,29 @@ def test_keras_application(case: str, tmp_path: Path, parity_table: ParityTable)
 @pytest.mark.parametrize("case", ["transformer_block", "embedding_mask_lstm", "encoder_decoder_dict"])
 def test_keras_architecture(case: str, tmp_path: Path, parity_table: ParityTable) -> None:
     _convert_keras(case, tmp_path, parity_table)
+
+
+def test_keras_lambda_activation_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """Not convertible from a file (Keras will not load a lambda in safe mode, and we keep safe mode): the
+    error names the layer and says what to write instead; nothing is written."""
+    from tests.converters.real_keras_models import lambda_activation_block
+
+    source = tmp_path / "block.keras"
+    with pytest.warns(UserWarning, match="includes a `lambda`"):
+        lambda_activation_block().save(source)
+
+    with pytest.raises(CorruptSource) as raised:
+        convert(source, repository=tmp_path / "repo", name="block")
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"{source}: the model holds a Python lambda (layer 'tanh_gelu', class Activation)"
+    )
+    assert "@keras.saving.register_keras_serializable()" in message
+    assert "keras.ops" in message
+    assert "modelport convert package.module:function" in message
+    assert "\n" not in message
+    assert not (tmp_path / "repo" / "block").exists()
 
 
 def test_keras_legacy_h5(tmp_path: Path, parity_table: ParityTable) -> None:
