@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["KERAS_REAL_CASES", "SAVED_MODEL_SIGNATURES", "lambda_activation_block", "save_two_signatures"]
+__all__ = ["KERAS_REAL_CASES", "SAVED_MODEL_SIGNATURES", "lambda_block", "save_two_signatures"]
 
 SIDE, CLASSES, STEPS, MODEL_DIM, VOCAB = 32, 5, 6, 16, 11
 layers = keras.layers
@@ -102,12 +102,14 @@ def _legacy_cnn() -> keras.Model:
     return keras.Model(image, layers.Dense(CLASSES, name="logits")(layers.GlobalAveragePooling2D()(x)))
 
 
-def lambda_activation_block() -> keras.Model:
-    """A feed-forward block whose tanh GELU is an ``Activation(lambda ...)``, as tutorials write it: Keras
-    saves the lambda as bytecode and will not load it back in safe mode."""
+def lambda_block(kind: str) -> keras.Model:
+    """A feed-forward block whose tanh GELU is a Python lambda, as tutorials write it: ``kind`` "Activation"
+    (``Activation(lambda ...)``) or "Lambda" (a ``Lambda`` layer). Keras saves the lambda as bytecode and will
+    not load it back in safe mode."""
     sequence = keras.Input((STEPS, MODEL_DIM), name="sequence")
     hidden = layers.Dense(32, name="ffn_in")(sequence)
-    gelu = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True), name="tanh_gelu")
+    make = layers.Activation if kind == "Activation" else layers.Lambda
+    gelu = make(lambda t: keras.activations.gelu(t, approximate=True), name="tanh_gelu")
     return keras.Model(sequence, layers.Dense(MODEL_DIM, name="ffn_out")(gelu(hidden)))
 
 

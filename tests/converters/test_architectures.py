@@ -208,22 +208,25 @@ def test_keras_architecture(case: str, tmp_path: Path, parity_table: ParityTable
     _convert_keras(case, tmp_path, parity_table)
 
 
-def test_keras_lambda_activation_is_refused_with_the_way_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["Activation", "Lambda"])
+def test_keras_lambda_is_refused_with_the_way_out(kind: str, tmp_path: Path) -> None:
     """Not convertible from a file (Keras will not load a lambda in safe mode, and we keep safe mode): the
     error names the layer and says what to write instead; nothing is written."""
-    from tests.converters.real_keras_models import lambda_activation_block
+    from tests.converters.real_keras_models import lambda_block
 
     source = tmp_path / "block.keras"
-    with pytest.warns(UserWarning, match="includes a `lambda`"):
-        lambda_activation_block().save(source)
+    model = lambda_block(kind)
+    if kind == "Activation":
+        with pytest.warns(UserWarning, match="includes a `lambda`"):
+            model.save(source)
+    else:
+        model.save(source)
 
     with pytest.raises(CorruptSource) as raised:
         convert(source, repository=tmp_path / "repo", name="block")
 
     message = str(raised.value)
-    assert message.startswith(
-        f"{source}: the model holds a Python lambda (layer 'tanh_gelu', class Activation)"
-    )
+    assert message.startswith(f"{source}: the model holds a Python lambda (layer 'tanh_gelu', class {kind})")
     assert "@keras.saving.register_keras_serializable()" in message
     assert "keras.ops" in message
     assert "modelport convert package.module:function" in message
