@@ -99,7 +99,8 @@ class MobileNetV3Style(nn.Module):
 
 
 class MaskedEncoder(nn.Module):
-    """``nn.TransformerEncoder`` over embedded sequences; ``padding`` is True where a step is padding."""
+    """``nn.TransformerEncoder`` over embedded sequences; ``padding`` is True (or 1, as an int64 mask) where a
+    step is padding."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,6 +109,7 @@ class MaskedEncoder(nn.Module):
         self.head = nn.Linear(MODEL_DIM, CLASSES)
 
     def forward(self, sequence: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        padding = padding.bool()  # an int mask (1 = padding) works too
         encoded = self.encoder(sequence, src_key_padding_mask=padding)
         keep = (~padding).unsqueeze(-1).to(encoded.dtype)
         pooled = (encoded * keep).sum(dim=1) / keep.sum(dim=1)
@@ -145,19 +147,21 @@ def _randomise_batch_norm(module: nn.Module) -> None:
             norm.bias.data.copy_(torch.randn(size, generator=generator) * 0.1)
 
 
-def padding_mask_samples(rows: int, seed: int = 0) -> dict[str, npt.NDArray[np.generic]]:
-    """Sequences with a random length each (at least one real step), padding True after it."""
+def padding_mask_samples(
+    rows: int, seed: int = 0, mask_dtype: type[np.generic] = np.bool_
+) -> dict[str, npt.NDArray[np.generic]]:
+    """Sequences with a random length each (at least one real step), padding True (1) after it."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, STEPS + 1, size=rows)
     return {
         "sequence": rng.standard_normal((rows, STEPS, MODEL_DIM)).astype(np.float32),
-        "padding": np.arange(STEPS)[None, :] >= lengths[:, None],
+        "padding": (np.arange(STEPS)[None, :] >= lengths[:, None]).astype(mask_dtype),
     }
 
 
-def save_padding_mask_samples(path: Path, rows: int = 16) -> Path:
+def save_padding_mask_samples(path: Path, rows: int = 16, mask_dtype: type[np.generic] = np.bool_) -> Path:
     """:func:`padding_mask_samples` as an ``.npz`` for ``VerifyOptions(samples=...)``."""
-    arrays = padding_mask_samples(rows)
+    arrays = padding_mask_samples(rows, mask_dtype=mask_dtype)
     np.savez(path, sequence=arrays["sequence"], padding=arrays["padding"])
     return path
 
@@ -168,6 +172,11 @@ def _examples_image() -> tuple[torch.Tensor, ...]:
 
 def _examples_masked() -> tuple[torch.Tensor, ...]:
     arrays = padding_mask_samples(2, seed=1)
+    return (torch.from_numpy(arrays["sequence"]), torch.from_numpy(arrays["padding"]))
+
+
+def _examples_int_masked() -> tuple[torch.Tensor, ...]:
+    arrays = padding_mask_samples(2, seed=1, mask_dtype=np.int64)
     return (torch.from_numpy(arrays["sequence"]), torch.from_numpy(arrays["padding"]))
 
 
@@ -184,5 +193,11 @@ TORCH_REAL_CASES: dict[str, TorchRealCase] = {
     "resnet_basic_blocks": (ResNet, _examples_image, ("image",), ("output",)),
     "mobilenetv3_bneck": (MobileNetV3Style, _examples_image, ("image",), ("output",)),
     "transformer_encoder_masked": (MaskedEncoder, _examples_masked, ("sequence", "padding"), ("output",)),
+    "transformer_encoder_int_mask": (
+        MaskedEncoder,
+        _examples_int_masked,
+        ("sequence", "padding"),
+        ("output",),
+    ),
     "gru_lstm_seq2seq": (Seq2Seq, _examples_tokens, ("source", "target"), ("logits", "state")),
 }

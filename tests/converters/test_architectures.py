@@ -86,7 +86,13 @@ def _torch_case(name: str) -> Any:
 
 @pytest.mark.parametrize(
     "case",
-    ["resnet_basic_blocks", "mobilenetv3_bneck", "transformer_encoder_masked", "gru_lstm_seq2seq"],
+    [
+        "resnet_basic_blocks",
+        "mobilenetv3_bneck",
+        "transformer_encoder_masked",
+        "transformer_encoder_int_mask",
+        "gru_lstm_seq2seq",
+    ],
 )
 def test_pytorch_architecture(case: str, tmp_path: Path, parity_table: ParityTable) -> None:
     import torch
@@ -102,13 +108,17 @@ def test_pytorch_architecture(case: str, tmp_path: Path, parity_table: ParityTab
     source = tmp_path / f"{case}.pt2"
     torch.export.save(program, str(source))
     verification = None
-    if case == "transformer_encoder_masked":
+    if case.startswith("transformer_encoder"):
         # Real padding (each sequence keeps a step): a generated all-padding row has no defined output.
-        verification = VerifyOptions(samples=save_padding_mask_samples(tmp_path / "samples.npz"))
+        mask_dtype = np.int64 if case.endswith("int_mask") else np.bool_
+        samples = save_padding_mask_samples(tmp_path / "samples.npz", mask_dtype=mask_dtype)
+        verification = VerifyOptions(samples=samples)
 
     report = convert(source, repository=tmp_path / "repo", name=case, verification=verification)
 
     _check_report(report, case, "PyTorch (.pt2)", parity_table, input_names, output_names)
+    if case.startswith("transformer_encoder"):
+        assert report.inputs[1].dtype == ("int64" if case.endswith("int_mask") else "bool")
     # Fresh data at a third batch size: the ONNX file computes what the module computes.
     torch.manual_seed(5)
     fresh = [torch.cat([examples()[i] for _ in range(2)])[:3] for i in range(len(input_names))]
