@@ -297,3 +297,20 @@ def test_saved_model_signature(
     if "label" in outputs:
         assert got["label"].dtype == np.int64
         np.testing.assert_array_equal(got["label"], np.argmax(got["probabilities"], axis=-1))
+
+
+def test_saved_model_second_signature_from_the_cli(two_signatures: Path, tmp_path: Path) -> None:
+    """``modelport convert DIR --signature embed`` publishes the second signature, not the default."""
+    import json
+
+    from tests.converters.test_cli import run_cli
+
+    result = run_cli(
+        two_signatures, "--name", "embedder", "--repository", tmp_path / "repo", "--signature", "embed"
+    )
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "repo" / "embedder" / "1" / "conversion.json").read_text())
+    assert [output["name"] for output in document["signature"]["outputs"]] == ["embedding"]
+    assert [output["datatype"] for output in document["signature"]["outputs"]] == ["FP32"]
+    assert all(row["passed"] for row in document["verification"]["outputs"])
