@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptSource, ExportFailed, InvalidOption, MissingInputSpec
+from ..errors import ExportFailed, InvalidOption, MissingInputSpec
 from ..exported import Arrays, ExportedModel
 from ..options import KerasOptions
 from ..samples import generate
 from ..tensor_specs import DYNAMIC, TensorSpec
+from .keras_errors import unreadable_keras_file
 from .tensorflow_env import import_tensorflow
 
 __all__ = ["DEFAULT_TF_OPSET", "export_keras_model", "load_keras"]
@@ -33,11 +34,7 @@ def load_keras(path: Path, options: KerasOptions) -> ExportedModel:
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorruptSource(
-            f"{path}: not a readable Keras model ({type(error).__name__}: {detail[:200]}); "
-            "save it with model.save('model.keras')"
-        ) from error
+        raise unreadable_keras_file(path, error) from error
     return export_keras_model(model, inputs=options.inputs, opset=options.opset, source=str(path))
 
 
