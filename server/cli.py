@@ -25,6 +25,10 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Check this machine and a model repository before serving; exit 1 on a problem.",
     ),
     "convert": ("modelport.converters.cli:convert", "Convert a Keras, TensorFlow or PyTorch model to ONNX."),
+    "import-mar": (
+        "modelport.converters.mar_cli:import_mar",
+        "Convert a TorchServe model archive (.mar) to ONNX in a model repository.",
+    ),
     "quantize": ("modelport.converters.quantize.cli:quantize", "Quantize a model to INT8 or FP16."),
     "export-mobile": (
         "modelport.converters.quantize.cli:export_mobile",
@@ -39,6 +43,7 @@ _EXTRAS = {
         "pip install 'modelport[torch]' (PyTorch models) or 'modelport[tensorflow]' (Keras and TensorFlow "
         "models)"
     ),
+    "import-mar": "pip install 'modelport[torch]'",
     "quantize": "pip install 'modelport[convert]'",
     "bench": "pip install 'modelport[bench]'",
     "export-mobile": "pip install 'modelport[convert]'",
