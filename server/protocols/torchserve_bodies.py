@@ -9,6 +9,8 @@ client sent one instance (its answer is that instance's output) or a list of the
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,8 @@ def decode_body(body: bytes, content_type: str, inputs: list[TensorSpec], batchi
     """The model inputs ``body`` holds (``inputs``: the model's signature; ``batching``: its first dimension
     is the batch). :class:`InvalidInput` saying what to send instead when it fits none of the forms."""
     kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        return _form(body, content_type, inputs, batching)
     if not body:
         raise InvalidInput("request body is empty: send a JSON array or object, an .npy array or an image")
     if body.startswith(NPY_MAGIC) or kind in _NPY_TYPES:
@@ -67,6 +71,26 @@ def decode_body(body: bytes, content_type: str, inputs: list[TensorSpec], batchi
         batching,
         "the JSON body",
     )
+
+
+def _form(body: bytes, content_type: str, inputs: list[TensorSpec], batching: bool) -> Decoded:
+    """``curl -F data=@kitten.jpg``: each ``data`` (or ``body``) field one instance, as TorchServe's handlers
+    read them; several fields are several instances."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts = [
+        part
+        for part in (message.iter_parts() if message.is_multipart() else ())
+        if part.get_param("name", header="content-disposition") in _WRAPPERS
+    ]
+    if not parts:
+        raise InvalidInput('multipart body: no "data" field; send the file as -F "data=@FILE"')
+    decoded = []
+    for part in parts:
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        decoded.append(decode_body(data, part.get_content_type(), inputs, batching))
+    return decoded[0] if len(decoded) == 1 else _stack(decoded, inputs, batching, "multipart body: fields")
 
 
 def _names(inputs: list[TensorSpec]) -> str:
@@ -153,17 +177,19 @@ def _named(data: dict[str, Any], inputs: list[TensorSpec], batching: bool) -> De
 
 
 def _named_instances(data: list[dict[str, Any]], inputs: list[TensorSpec], batching: bool) -> Decoded:
+    return _stack([_named(item, inputs, batching) for item in data], inputs, batching, "a list of instances")
+
+
+def _stack(rows: list[Decoded], inputs: list[TensorSpec], batching: bool, what: str) -> Decoded:
+    """Single instances as one request of their rows."""
     if not batching:
-        raise InvalidInput(
-            "a list of instances needs a batching model (max_batch_size > 0); send one instance"
-        )
-    rows = [_named(item, inputs, batching) for item in data]
+        raise InvalidInput(f"{what}: several instances need a batching model (max_batch_size > 0); send one")
     if any(not row.single for row in rows):
-        raise InvalidInput("a list of instances: each instance must be one row per input, not a list")
+        raise InvalidInput(f"{what}: each instance must be one row per input, not a list")
     try:
         tensors = {t.name: np.concatenate([row.inputs[t.name] for row in rows]) for t in inputs}
     except ValueError as error:
         raise InvalidInput(
-            f"the instances' shapes differ ({error}); every instance must have the same shape"
+            f"{what}: the instances' shapes differ ({error}); give them all the same shape"
         ) from None
     return Decoded(tensors, single=False)

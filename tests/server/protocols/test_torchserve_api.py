@@ -157,6 +157,27 @@ def test_an_image_is_decoded_and_resized(client: httpx.Client, model: str, kind:
     np.testing.assert_allclose(response.json(), [1.0, 128 / 255, 0.0], atol=tolerance)
 
 
+def test_a_form_upload_as_curl_dash_f(client: httpx.Client) -> None:
+    # TorchServe's docs: curl http://localhost:8080/predictions/M -F "data=@kitten_small.jpg"
+    one = client.post(
+        "/predictions/nchw", files={"data": ("kitten.png", _image((0, 255, 0), (16, 16), "PNG"))}
+    )
+    assert one.status_code == 200, one.text
+    np.testing.assert_allclose(one.json(), [0.0, 1.0, 0.0], atol=0.02)
+    # -F 'data=@a' -F 'data=@b': two instances, answered in order.
+    files = [
+        ("data", ("a.png", _image((255, 0, 0), (8, 8), "PNG"))),
+        ("data", ("b.png", _image((0, 0, 255), (8, 8), "PNG"))),
+    ]
+    two = client.post("/predictions/nchw", files=files)
+    assert two.status_code == 200, two.text
+    np.testing.assert_allclose(two.json(), [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], atol=0.02)
+    nameless = client.post(
+        "/predictions/nchw", files={"picture": ("a.png", _image((1, 1, 1), (8, 8), "PNG"))}
+    )
+    _error(nameless, 400, "BadRequestException", '"data"')
+
+
 def test_versions_and_the_version_written_as_torchserve_does(client: httpx.Client) -> None:
     features = _features(1, seed=6)
     v1 = mlp_reference(MLP, features)[0]
