@@ -136,7 +136,8 @@ def import_mar(
             imported = ""
         else:
             python = [m for m in archive.members if m.endswith(".py") and "/" not in m and m != handler_file]
-            placed = extract(archive, [archive.serialized_file, *python], folder)
+            wanted = dict.fromkeys([archive.serialized_file, archive.model_file, *python])
+            placed = extract(archive, list(wanted), folder)
             class_name = _model_class(archive, placed[archive.model_file].read_bytes())
             imported = f"mar_model_{uuid.uuid4().hex[:12]}"
             placed[archive.model_file].rename(folder / f"{imported}.py")
