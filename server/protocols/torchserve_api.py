@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -168,17 +169,46 @@ def add_torchserve_routes(
 ) -> None:
     """Add TorchServe's inference routes to ``app`` (``limit``: the largest body, in bytes). Left out of the
     Open Inference Protocol's OpenAPI document; :func:`create_torchserve_app` documents them."""
-    _add(app, _Routes(dataplane, defaults, limit), in_schema=False)
+    _add(app, _Routes(dataplane, defaults, limit))
 
 
-def _add(app: FastAPI, routes: _Routes, *, in_schema: bool) -> None:
-    common: dict[str, Any] = {"response_class": Response, "include_in_schema": in_schema}
-    app.add_api_route(
-        "/ping", routes.ping, methods=["GET"], summary="Health: Healthy (200) or Unhealthy (500)", **common
-    )
+_SUMMARIES = {
+    "ping": "Health: Healthy (200) or Unhealthy (500)",
+    "predictions": "TorchServe predictions",
+    "explanations": "TorchServe explanations: 501",
+}
+
+
+def _paths(routes: _Routes) -> list[tuple[str, list[str], Callable[..., Awaitable[Response]], str]]:
+    """(path, methods, endpoint, summary) of every route."""
+    found: list[tuple[str, list[str], Callable[..., Awaitable[Response]], str]] = [
+        ("/ping", ["GET"], routes.ping, _SUMMARIES["ping"])
+    ]
     for kind, endpoint in (("predictions", routes.predictions), ("explanations", routes.explanations)):
         for path in (f"/{kind}/{{model_name}}", f"/{kind}/{{model_name}}/{{model_version}}"):
-            app.add_api_route(path, endpoint, methods=["POST", "PUT"], summary=f"TorchServe {kind}", **common)
+            found.append((path, ["POST", "PUT"], endpoint, _SUMMARIES[kind]))
+    return found
+
+
+def _plain(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return await endpoint(request, **request.path_params)
+
+    return handle
+
+
+def _add(app: FastAPI, routes: _Routes) -> None:
+    # Starlette routes, not FastAPI's: no parameter injection to pay for (benchmarks/torchserve_api.py).
+    for path, methods, endpoint, _ in _paths(routes):
+        app.add_route(path, _plain(endpoint), methods=methods, include_in_schema=False)
+
+
+def _document(routes: _Routes, version: str) -> dict[str, Any]:
+    """The OpenAPI document of the routes (FastAPI's, from an application that only describes them)."""
+    described = FastAPI(title="modelport: TorchServe inference API", version=version)
+    for path, methods, endpoint, summary in _paths(routes):
+        described.add_api_route(path, endpoint, methods=methods, summary=summary, response_class=Response)
+    return described.openapi()
 
 
 def create_torchserve_app(dataplane: DataPlane, defaults: DefaultVersions, *, limit: int) -> FastAPI:
@@ -187,10 +217,12 @@ def create_torchserve_app(dataplane: DataPlane, defaults: DefaultVersions, *, li
     app = FastAPI(
         title="modelport: TorchServe inference API", docs_url=None, redoc_url=None, openapi_url=None
     )
-    _add(app, _Routes(dataplane, defaults, limit), in_schema=True)
+    routes = _Routes(dataplane, defaults, limit)
+    _add(app, routes)
+    document = _document(routes, dataplane.server_metadata().version)
 
     async def description(request: Request) -> Response:
-        return _json(app.openapi())
+        return _json(document)
 
     app.add_api_route("/api-description", description, methods=["GET"], include_in_schema=False)
     app.add_api_route("/", description, methods=["OPTIONS"], include_in_schema=False)

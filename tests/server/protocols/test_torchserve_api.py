@@ -67,6 +67,15 @@ def client(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[ht
         yield http
 
 
+def _pickled() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+PICKLED = _pickled()
+
+
 def _features(rows: int, seed: int = 1) -> np.ndarray[Any, Any]:
     return np.random.default_rng(seed).standard_normal((rows, 16)).astype(np.float32)
 
@@ -116,6 +125,19 @@ def test_a_list_of_instances_is_one_list_per_instance(client: httpx.Client) -> N
     np.testing.assert_allclose(answer, mlp_reference(MLP, features), rtol=1e-4, atol=1e-6)
     named = client.post("/predictions/mlp", json=[{"features": row.tolist()} for row in features])
     np.testing.assert_allclose(named.json(), answer, rtol=1e-6)
+
+
+def test_a_list_of_instances_is_one_data_plane_request(server: ServerProcess, client: httpx.Client) -> None:
+    """Its rows go to the batcher together: one request of 5 rows in Triton's statistics of the model."""
+
+    def counts() -> tuple[int, int]:
+        [entry] = httpx.get(f"http://{server.http_url}/v2/models/mlp/versions/1/stats").json()["model_stats"]
+        return entry["inference_stats"]["success"]["count"], entry["inference_count"]
+
+    requests, rows = counts()
+    assert client.post("/predictions/mlp", json=_features(5, seed=9).tolist()).status_code == 200
+    after_requests, after_rows = counts()
+    assert (after_requests - requests, after_rows - rows) == (1, 5)
 
 
 @pytest.mark.parametrize("content_type", ["application/x-npy", "application/octet-stream"])
@@ -209,6 +231,13 @@ def test_versions_and_the_version_written_as_torchserve_does(client: httpx.Clien
         ("/predictions/mlp", b'{"pixels": [1]}', (400, "BadRequestException"), ("pixels", "features")),
         ("/predictions/mlp", b"", (400, "BadRequestException"), ("empty",)),
         ("/predictions/mlp", b"\x93NUMPY broken", (400, "BadRequestException"), (".npy",)),
+        (
+            "/predictions/mlp",
+            _npy(np.zeros((2, 16), np.float32))[:-8],
+            (400, "BadRequestException"),
+            ("truncated",),
+        ),
+        ("/predictions/mlp", PICKLED, (400, "BadRequestException"), ("pickle",)),
         ("/predictions/nchw", b"\x89PNG\r\n\x1a\ntruncated", (400, "BadRequestException"), ("PNG/JPEG",)),
         ("/explanations/mlp", b"[1]", (501, "NotImplementedException"), ("explanations",)),
         ("/explanations/nope", b"[1]", (404, "ModelNotFoundException"), ("nope",)),
@@ -223,6 +252,8 @@ def test_versions_and_the_version_written_as_torchserve_does(client: httpx.Clien
         "unknown-input-name",
         "empty",
         "broken-npy",
+        "truncated-npy",
+        "pickled-npy",
         "truncated-png",
         "explanations",
         "explanations-unknown",
