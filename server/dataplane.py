@@ -154,6 +154,12 @@ class DataPlane:
                 return None
             raise
 
+    async def servable(self, name: str, version: str = "") -> Servable:
+        """:meth:`check_servable`, a ``--load-on-demand`` model loaded first: for an adapter that needs the
+        version's signature to decode the request (TorchServe's bodies)."""
+        found = self.check_servable(name, version)
+        return found or await self._manager.get_on_demand(name, version, deadline=None)
+
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
             self._manager.get(name, version)

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..dataplane import DataPlane
+from ..dataplane import DataPlane, Servable
 from ..errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -99,32 +99,32 @@ class _Routes:
 
     async def explanations(self, request: Request, model_name: str, model_version: str = "") -> Response:
         try:
-            self._servable(model_name, model_version)
-            raise Unsupported(
+            await self._servable(model_name, model_version)  # an unknown model is a 404 first
+        except (Exception, asyncio.CancelledError) as error:
+            return torchserve_error(error)
+        return torchserve_error(
+            Unsupported(
                 "explanations (TorchServe's Captum handlers) are not served: an ONNX model has no gradients "
                 f"here; POST /predictions/{model_name} for predictions"
             )
-        except ModelportError as error:
-            return torchserve_error(error)
+        )
 
-    def _servable(self, model_name: str, model_version: str) -> tuple[str, Any]:
+    async def _servable(self, model_name: str, model_version: str) -> tuple[str, Servable]:
         version = self._defaults.version_for(model_name, model_version)
         check_path_names(model_name.encode(), version.encode() if version else None)
         try:
-            servable = self._dataplane.check_servable(model_name, version)
+            servable = await self._dataplane.servable(model_name, version)
         except ModelNotFound:
             if version and self._dataplane.model_ready(model_name):
                 raise ModelNotFound(
                     f"Model version {model_version} does not exist for model {model_name}"
                 ) from None
             raise ModelNotFound(f"Model not found: {model_name}") from None
-        if servable is None:  # --load-on-demand: the data plane loads it, then it has a signature
-            self._dataplane.model_metadata(model_name, version)
         return version, servable
 
     async def _predict(self, request: Request, model_name: str, model_version: str) -> Response:
-        version, servable = self._servable(model_name, model_version)
         body = await self._body(request)
+        version, servable = await self._servable(model_name, model_version)
         config = servable.spec.config
         batching = config.max_batch_size > 0
         content_type = request.headers.get("content-type", "")

@@ -289,3 +289,14 @@ def test_the_torchserve_port_answers_unknown_paths_as_torchserve(server: ServerP
     document = httpx.get(f"{base}/api-description").json()
     assert {"/ping", "/predictions/{model_name}", "/explanations/{model_name}"} <= set(document["paths"])
     assert httpx.options(f"{base}/").json()["paths"] == document["paths"]
+
+
+def test_a_model_loaded_on_demand_answers_its_first_prediction(repository: Path) -> None:
+    args = ("--model-control", "explicit", "--load-on-demand")
+    with start_server(repository, *args) as server:
+        features = _features(1, seed=11)
+        response = httpx.post(
+            f"http://{server.http_url}/predictions/mlp", json=features[0].tolist(), timeout=60
+        )
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json(), mlp_reference(MLP, features)[0], rtol=1e-4, atol=1e-6)
