@@ -116,5 +116,7 @@ def import_mar(
     out.print(f"  left to you: {handler.instead}", soft_wrap=True)
     if done.labels_path is not None:
         out.print(f"  labels: {done.labels_path} (from index_to_name.json)")
+    if done.unused:
+        out.print(f"  not used (the handler's own files): {', '.join(done.unused)}", soft_wrap=True)
     for note in done.report.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)

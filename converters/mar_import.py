@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .api import DEFAULT_MAX_BATCH_SIZE, Progress, convert
 from .errors import CorruptSource, MissingInputSpec
-from .mar_archive import MarArchive, extract, read_archive, read_member
+from .mar_archive import MANIFEST, MarArchive, extract, read_archive, read_member
 from .mar_handlers import HandlerReport, describe_handler, labels_from_index_to_name
 from .options import FactoryOptions, SourceOptions, TorchExportOptions, TorchScriptOptions, VerifyOptions
 from .report import ConversionReport
@@ -43,6 +43,7 @@ class MarImport:
     path: str  # "torchscript", "torch.export" or "eager (factory)"
     handler: HandlerReport
     labels_path: Path | None
+    unused: tuple[str, ...]  # members nothing read (extra files: vocabularies, configs, requirements.txt)
 
 
 def _version(text: str) -> int | None:
@@ -159,7 +160,17 @@ def import_mar(
                 quiet=quiet,
             )
     labels = _write_labels(archive, report.model_path.parent.parent)
-    return MarImport(report=report, archive=archive, path=kind, handler=handler, labels_path=labels)
+    used = {MANIFEST, archive.serialized_file, archive.model_file, handler_file}
+    unused = tuple(
+        sorted(
+            m
+            for m in archive.members
+            if m not in used and not m.endswith(".py") and Path(m).name not in _LABEL_FILES
+        )
+    )
+    return MarImport(
+        report=report, archive=archive, path=kind, handler=handler, labels_path=labels, unused=unused
+    )
 
 
 @contextmanager

@@ -84,6 +84,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "model.py").write_text(MODEL_PY)
     (folder / "index_to_name.json").write_text(json.dumps(LABELS))
     (folder / "handler.py").write_text(HANDLER_PY)
+    (folder / "vocab.txt").write_text("hello\nworld\n")
     sys.path.insert(0, str(folder))
     try:
         import model as source  # type: ignore[import-not-found]  # the file written above
@@ -154,6 +155,8 @@ def test_an_eager_archive_converts_through_the_factory_path(sources: Path, tmp_p
         "weights.pth",
         "--handler",
         "handler.py",
+        "--extra-files",
+        "vocab.txt",
     )
     repository = tmp_path / "repo"
     result = run(mar, "--repository", repository, "--input", INPUT, "--name", "imported")
@@ -162,6 +165,7 @@ def test_an_eager_archive_converts_through_the_factory_path(sources: Path, tmp_p
     # The custom handler was read, not run; its steps and calls are reported.
     assert "custom handler handler.py (not run): defines postprocess, preprocess" in result.stdout
     assert "Normalize" in result.stdout and "softmax" in result.stdout
+    assert "not used (the handler's own files): vocab.txt" in result.stdout
     assert not list(tmp_path.rglob("HANDLER_RAN")) and not (sources / "HANDLER_RAN").exists()
     import onnxruntime as ort
 
