@@ -116,6 +116,11 @@ class DataPlane:
         """
         return self._ready
 
+    def healthy(self) -> bool:
+        """Ready, and no loaded version's executor has failed (its workers crash-looped past their restarts):
+        TorchServe's ``/ping``, which is Unhealthy while a model has fewer live workers than its minimum."""
+        return self._ready and all(loaded.failure is None for loaded in self._manager.serving())
+
     def server_metadata(self) -> ServerMetadata:
         return self._metadata
 

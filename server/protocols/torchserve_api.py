@@ -89,7 +89,7 @@ class _Routes:
         self._limit = limit
 
     async def ping(self, request: Request) -> Response:
-        return _HEALTHY if self._dataplane.ready() else _UNHEALTHY
+        return _HEALTHY if self._dataplane.healthy() else _UNHEALTHY
 
     async def predictions(self, request: Request, model_name: str, model_version: str = "") -> Response:
         try:
