@@ -46,6 +46,8 @@ from .protocols.large_requests import map_large_allocations
 from .protocols.management_api import create_management_app
 from .protocols.rest_api import create_rest_app
 from .protocols.rest_fast_infer import FastInfer
+from .protocols.torchserve_api import create_torchserve_app
+from .protocols.torchserve_defaults import DefaultVersions
 from .repository.explicit import ExplicitControl
 from .repository.folders import Repository
 from .repository.model_manager import ModelManager
@@ -311,7 +313,8 @@ class _Server:
     async def open_listeners(self) -> dict[str, Any]:
         """Bind and start every listener; the ports they got (and this process's pid) for the ready file."""
         settings, ports = self.settings, {"pid": os.getpid()}
-        rest_app = create_rest_app(self.dataplane, settings, explicit=self.explicit)
+        defaults = DefaultVersions(self.manager)  # TorchServe's set-default, shared by its two adapters
+        rest_app = create_rest_app(self.dataplane, settings, explicit=self.explicit, defaults=defaults)
         self.console.install(rest_app)
         ports["http_port"] = self.listeners.start_uvicorn(
             rest_app,
@@ -340,12 +343,21 @@ class _Server:
         # Management API (TorchServe-shaped); settings refused a non-loopback host without a token.
         ports["management_port"] = self.listeners.start_uvicorn(
             create_management_app(
-                self.manager, token=settings.management_token, console_port=ports["http_port"]
+                self.manager,
+                token=settings.management_token,
+                console_port=ports["http_port"],
+                defaults=defaults,
             ),
             settings.management_host,
             settings.management_port,
         )
         self.console.management_port = ports["management_port"]
+        if settings.torchserve_port is not None:
+            ports["torchserve_port"] = self.listeners.start_uvicorn(
+                create_torchserve_app(self.dataplane, defaults, limit=settings.http_max_body_bytes),
+                settings.host,
+                settings.torchserve_port,
+            )
         return ports
 
     async def announce_ready(self, ports: dict[str, Any], started: float) -> None:

@@ -29,6 +29,10 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "modelport.converters.tfserving_cli:convert_repository",
         "Convert a TF Serving model base path (every model and version) into a repository.",
     ),
+    "import-mar": (
+        "modelport.converters.mar_cli:import_mar",
+        "Convert a TorchServe model archive (.mar) to ONNX in a model repository.",
+    ),
     "quantize": ("modelport.converters.quantize.cli:quantize", "Quantize a model to INT8 or FP16."),
     "export-mobile": (
         "modelport.converters.quantize.cli:export_mobile",
@@ -44,6 +48,7 @@ _EXTRAS = {
         "models)"
     ),
     "convert-repository": "pip install 'modelport[tensorflow]'",
+    "import-mar": "pip install 'modelport[torch]'",
     "quantize": "pip install 'modelport[convert]'",
     "bench": "pip install 'modelport[bench]'",
     "export-mobile": "pip install 'modelport[convert]'",

@@ -116,6 +116,11 @@ class DataPlane:
         """
         return self._ready
 
+    def healthy(self) -> bool:
+        """Ready, and no loaded version's executor has failed (its workers crash-looped past their restarts):
+        TorchServe's ``/ping``, which is Unhealthy while a model has fewer live workers than its minimum."""
+        return self._ready and all(loaded.failure is None for loaded in self._manager.serving())
+
     def server_metadata(self) -> ServerMetadata:
         return self._metadata
 
@@ -153,6 +158,12 @@ class DataPlane:
             if self._manager.loads_on_demand(name):
                 return None
             raise
+
+    async def servable(self, name: str, version: str = "") -> Servable:
+        """:meth:`check_servable`, a ``--load-on-demand`` model loaded first: for an adapter that needs the
+        version's signature to decode the request (TorchServe's bodies)."""
+        found = self.check_servable(name, version)
+        return found or await self._manager.get_on_demand(name, version, deadline=None)
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:

@@ -65,6 +65,14 @@ class ServerSettings:
         "127.0.0.1", "Address of the management API (any but loopback needs --management-token)."
     )
     management_port: int = port(8081, "Management API port (0 = any free port).")
+    torchserve_port: int | None = setting(
+        None,
+        "TorchServe's inference API (/ping, /predictions) on a port of its own too, as TorchServe's 8080 "
+        "(0 = any free port); it is on the REST port either way. Default: off.",
+        minimum=0,
+        maximum=65535,
+        noun="a port number",
+    )
     management_token: str | None = setting(
         None,
         "Bearer token that the management API and REST/gRPC repository load/unload require; without it "

@@ -66,11 +66,14 @@ LAYERS: dict[str, list[list[str]]] = {
             "op_rewrites",
             "custom_ops",
             "verify",
+            "mar_archive",
+            "mar_handlers",
         ],
         ["frontends."],
         ["quantize."],
         ["api", "tfserving_repository"],
-        ["cli", "tfserving_cli", "__init__"],
+        ["mar_import"],
+        ["cli", "tfserving_cli", "__init__", "mar_cli"],
     ],
 }
 

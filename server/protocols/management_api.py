@@ -49,6 +49,8 @@ from ..observability.recording import internal_error
 from ..repository.model_manager import LoadedVersion, ModelManager
 from .management_access import ManagementAccess
 from .management_cors import allow_console
+from .torchserve_defaults import DefaultVersions, normalise_version
+from .torchserve_management import model_page, torchserve_fields
 
 __all__ = ["MANAGEMENT_STATUS", "create_management_app", "management_status"]
 
@@ -83,6 +85,8 @@ def _check_path_names(method: str, raw_path: bytes) -> None:
     if match is None:
         return
     name, version = match.groups()
+    if version is not None:  # TorchServe writes version 2 as 2.0
+        version = normalise_version(version.decode("latin-1")).encode("latin-1")
     check_path_names(name, version, also_versions=("all",) if method == "GET" else ())
 
 
@@ -157,12 +161,13 @@ def _version_json(loaded: LoadedVersion) -> dict[str, Any]:
         entry.update(memoryBytes=loaded.memory_bytes)
     if state.failure is not None:
         entry.update(status="UNAVAILABLE", reason=state.failure)
-    return entry
+    return torchserve_fields(entry, loaded)
 
 
 class _Routes:
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, defaults: DefaultVersions) -> None:
         self._manager = manager
+        self._defaults = defaults
 
     def _versions(self, name: str, version: str = "") -> list[LoadedVersion]:
         """The serving versions of ``name``, only ``version`` when given; :class:`ModelNotFound` if none."""
@@ -175,6 +180,7 @@ class _Routes:
                 f"model '{name}' has no serving version: {'; '.join(r for r in reasons if r)}"
             )
         if version:
+            version = normalise_version(version)
             versions = [v for v in versions if str(v.spec.version) == version]
             if not versions:
                 raise ModelNotFound(f"model '{name}' has no serving version {version}")
@@ -182,10 +188,25 @@ class _Routes:
 
     async def list_models(self, request: Request) -> Response:
         names = sorted({entry.name for entry in self._manager.index()})
-        return _json({"models": [{"modelName": n, "modelUrl": n} for n in names]})
+        limit = _int_param(request, "limit")
+        return _json(model_page(names, limit, request.query_params.get("next_page_token")))
+
+    async def set_default(self, request: Request, model_name: str, model_version: str) -> Response:
+        self._versions(model_name)
+        version = self._defaults.set(model_name, model_version)
+        return _json(
+            {"status": f'Default version successfully updated for model "{model_name}" to "{version}"'}
+        )
 
     async def describe(self, request: Request, model_name: str, model_version: str = "") -> Response:
-        versions = self._versions(model_name, "" if model_version == "all" else model_version)
+        # TorchServe: /models/M describes the default version, /models/M/all every one.
+        if model_version == "all":
+            wanted = ""
+        elif model_version:
+            wanted = model_version
+        else:
+            wanted = str(self._defaults.default_of(model_name) or "")
+        versions = self._versions(model_name, wanted)
         unavailable = [
             {"modelName": e.name, "modelVersion": e.version, "status": e.state, "reason": e.reason}
             for e in self._manager.index()
@@ -264,19 +285,30 @@ def _check_workers(minimum: int, maximum: int, source: str, names: tuple[str, st
         raise InvalidInput(str(error)) from None
 
 
+def _description(app: FastAPI) -> Any:
+    async def description(request: Request) -> Response:
+        return _json(app.openapi())  # TorchServe's API description: the OpenAPI document
+
+    return description
+
+
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("scaling workers failed: %s", error, exc_info=error)
 
 
 def create_management_app(
-    manager: ModelManager, *, token: str | None, console_port: int | None = None
+    manager: ModelManager,
+    *,
+    token: str | None,
+    console_port: int | None = None,
+    defaults: DefaultVersions | None = None,
 ) -> FastAPI:
     """The management FastAPI application; ``token`` (if any) is required as a Bearer token, and without
     one only loopback clients are answered (:class:`ManagementAccess`, the rule REST and gRPC repository
     load and unload follow too)."""
     app = FastAPI(title="modelport management", docs_url=None, redoc_url=None)
-    routes = _Routes(manager)
+    routes = _Routes(manager, defaults if defaults is not None else DefaultVersions(manager))
     access = ManagementAccess(token)
 
     @app.middleware("http")
@@ -306,6 +338,9 @@ def create_management_app(
     app.add_api_route("/models/{model_name}/{model_version}", routes.describe, methods=["GET"])
     app.add_api_route("/models/{model_name}", routes.scale, methods=["PUT"])
     app.add_api_route("/models/{model_name}/{model_version}", routes.scale, methods=["PUT"])
+    app.add_api_route("/models/{model_name}/{model_version}/set-default", routes.set_default, methods=["PUT"])
+    app.add_api_route("/api-description", _description(app), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", _description(app), methods=["OPTIONS"], include_in_schema=False)
     app.add_api_route("/models/{model_name}", routes.unregister, methods=["DELETE"])
     app.add_api_route("/models/{model_name}/{model_version}", routes.unregister, methods=["DELETE"])
     allow_console(app, token=token is not None, console_port=console_port)  # the console on console_port

@@ -51,6 +51,8 @@ from .rest_openapi import ROUTE_DOCS, without_validation_errors
 from .settings_codec import log_update_from_json, trace_update_from_json
 from .tfserving_json import loads_with_non_finite
 from .tfserving_rest import add_tfserving_routes
+from .torchserve_api import add_torchserve_routes
+from .torchserve_defaults import DefaultVersions
 
 __all__ = ["HTTP_STATUS", "create_rest_app"]
 
@@ -376,10 +378,15 @@ class _RestApp(FastAPI):
 
 
 def create_rest_app(
-    dataplane: DataPlane, settings: ServerSettings, *, explicit: ExplicitControl | None = None
+    dataplane: DataPlane,
+    settings: ServerSettings,
+    *,
+    explicit: ExplicitControl | None = None,
+    defaults: DefaultVersions | None = None,
 ) -> FastAPI:
     """The REST application over ``dataplane``; repository load and unload go to ``explicit`` (without it
-    they are refused as not available)."""
+    they are refused as not available). With ``defaults`` (the versions TorchServe's set-default chose),
+    TorchServe's inference API is served beside it (``torchserve_api``)."""
     app = _RestApp(
         title="modelport",
         summary="Open Inference Protocol (KServe v2) over ONNX Runtime, as Triton speaks it",
@@ -457,5 +464,7 @@ def create_rest_app(
         )
     tfserving_json = functools.partial(_json_body, limit=e.limit, loads=loads_with_non_finite)
     add_tfserving_routes(app, dataplane, read_json=tfserving_json)
+    if defaults is not None:
+        add_torchserve_routes(app, dataplane, defaults, limit=settings.http_max_body_bytes)
     app.endpoints = e
     return app

@@ -184,7 +184,8 @@ def test_register_with_initial_workers_then_unregister(server: ServerProcess, ki
 def test_unregister_one_of_several_versions_is_refused(server: ServerProcess) -> None:
     with api(server) as client:
         assert client.post("/models", params={"url": "two"}).status_code == 200
-        assert [e["modelVersion"] for e in client.get("/models/two").json()] == ["1", "2"]
+        # As TorchServe: no version describes the default one (the highest, unless set-default chose one).
+        assert [e["modelVersion"] for e in client.get("/models/two").json()] == ["2"]
         # A version in the path selects that serving version ("all": every one); one not serving is a 404.
         assert [e["modelVersion"] for e in client.get("/models/two/2").json()] == ["2"]
         assert [e["modelVersion"] for e in client.get("/models/two/all").json()] == ["1", "2"]

@@ -99,6 +99,8 @@ def test_sigkill_of_a_worker_under_load_fails_no_request(server: ServerProcess) 
 def test_crash_looping_model_is_unavailable_with_its_cause_while_another_serves(
     server: ServerProcess,
 ) -> None:
+    ping = f"http://{server.http_url}/ping"  # TorchServe's health: Unhealthy once a model's workers are gone
+    assert httpx.get(ping, timeout=10).json() == {"status": "Healthy"}
     killed: set[int] = set()
     deadline = time.monotonic() + 60
     entry = describe(server, "victim")
@@ -114,6 +116,8 @@ def test_crash_looping_model_is_unavailable_with_its_cause_while_another_serves(
     assert "killed by signal 9 (SIGKILL)" in entry["reason"]
     assert "last stderr: modelport worker" in entry["reason"]  # the worker's own last lines
     assert len(killed) >= 5
+    unhealthy = httpx.get(ping, timeout=10)
+    assert unhealthy.status_code == 500 and unhealthy.json() == {"status": "Unhealthy"}
 
     async def scenario() -> tuple[Any, list[Any]]:
         client = httpclient.InferenceServerClient(server.http_url)
