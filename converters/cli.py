@@ -18,11 +18,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .api import DEFAULT_MAX_BATCH_SIZE
 from .api import convert as convert_model
+from .cli_options import ATOL, MAX_BATCH_SIZE, OPSET, RTOL, VERBOSE, repository_option
 from .custom_ops import parse_custom_op
 from .errors import ConversionError, VerificationFailed
-from .options import DEFAULT_ATOL, DEFAULT_RTOL, Framework, SavedModelOptions, SourceOptions, VerifyOptions
+from .options import Framework, SavedModelOptions, SourceOptions, VerifyOptions
 from .report import ConversionReport
 from .sources import SourceKind, default_options, detect_kind
 from .tensor_specs import check_unique, parse_input_spec
@@ -125,14 +125,7 @@ def _options(
 @click.command("convert")
 @click.argument("source")
 @click.option("--name", "-n", help="Model name in the repository (default: the source's file name).")
-@click.option(
-    "--repository",
-    "-r",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Model repository folder.",
-)
+@repository_option()
 @click.option(
     "--version", "version", type=click.IntRange(min=1), help="Version number (default: highest + 1)."
 )
@@ -154,7 +147,7 @@ def _options(
 @click.option(
     "--signature", default="serving_default", show_default=True, help="SavedModel signature to convert."
 )
-@click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
+@OPSET
 @click.option(
     "--custom-op",
     "custom_ops",
@@ -165,19 +158,13 @@ def _options(
         " operator (ns::op) or an op an exporter left undefined (e.g. Lgamma). Repeatable."
     ),
 )
-@click.option("--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True)
-@click.option("--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True)
+@ATOL
+@RTOL
 @click.option(
     "--samples", type=click.Path(path_type=Path), help="An .npz of verification inputs keyed by input name."
 )
-@click.option(
-    "--max-batch-size",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_BATCH_SIZE,
-    show_default=True,
-    help="max_batch_size for a newly created config.yaml (when the batch axis is dynamic).",
-)
-@click.option("--verbose", "-v", is_flag=True, help="Show the frameworks' output and tracebacks.")
+@MAX_BATCH_SIZE
+@VERBOSE
 def convert(
     *,
     source: str,

@@ -11,9 +11,9 @@ import click
 from rich.console import Console
 
 from . import cli
-from .api import DEFAULT_MAX_BATCH_SIZE
+from .cli_options import ATOL, MAX_BATCH_SIZE, OPSET, RTOL, VERBOSE, repository_option
 from .mar_import import import_mar as import_archive
-from .options import DEFAULT_ATOL, DEFAULT_RTOL, VerifyOptions
+from .options import VerifyOptions
 from .tensor_specs import check_unique, parse_input_spec
 
 __all__ = ["import_mar"]
@@ -21,14 +21,7 @@ __all__ = ["import_mar"]
 
 @click.command("import-mar")
 @click.argument("archive", type=click.Path(path_type=Path))
-@click.option(
-    "--repository",
-    "-r",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Model repository folder.",
-)
+@repository_option()
 @click.option("--name", "-n", help="Model name in the repository (default: the manifest's modelName).")
 @click.option(
     "--version",
@@ -44,17 +37,11 @@ __all__ = ["import_mar"]
     metavar="NAME:DTYPE:DIMS",
     help="An input spec, image:float32:-1,3,224,224 (-1 = dynamic), in forward() order: required.",
 )
-@click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
-@click.option("--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True)
-@click.option("--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True)
-@click.option(
-    "--max-batch-size",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_BATCH_SIZE,
-    show_default=True,
-    help="max_batch_size for a newly created config.yaml (when the batch axis is dynamic).",
-)
-@click.option("--verbose", "-v", is_flag=True, help="Show the frameworks' output and tracebacks.")
+@OPSET
+@ATOL
+@RTOL
+@MAX_BATCH_SIZE
+@VERBOSE
 def import_mar(
     *,
     archive: Path,

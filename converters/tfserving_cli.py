@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .cli_options import repository_option
 from .errors import ConversionError
 from .tfserving_repository import convert_tfserving, models_from_config, models_in_base
 
@@ -27,14 +28,7 @@ __all__ = ["convert_repository"]
     required=True,
     help="The server the repository comes from: tfserving (BASE/MODEL/VERSION/saved_model.pb).",
 )
-@click.option(
-    "--repository",
-    "-r",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="The modelport repository to write.",
-)
+@repository_option("The modelport repository to write.")
 @click.option(
     "--model-config-file",
     type=click.Path(dir_okay=False, path_type=Path),

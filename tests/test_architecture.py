@@ -72,7 +72,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["frontends."],
         ["quantize."],
         ["api", "tfserving_repository"],
-        ["mar_import"],
+        ["mar_import", "cli_options"],
         ["cli", "tfserving_cli", "__init__", "mar_cli"],
     ],
 }
