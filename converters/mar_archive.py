@@ -4,7 +4,9 @@
 ``model.handler``, ``model.modelVersion``) and :func:`extract` writes the members the conversion needs into
 a folder. Every refusal is a :class:`CorruptSource` naming the archive and the manifest field or member:
 a truncated or non-zip file, a missing or unreadable manifest, a field naming a member that is not in the
-archive or a path that leaves it (absolute, ``..``, a drive).
+archive or a path that leaves it (absolute, ``..``, a drive), and a zip bomb: a member that would unpack to
+more than :data:`MAX_UNPACK_RATIO` times its packed size (weights pack to about their own size), or a
+manifest over :data:`MANIFEST_MAX_BYTES`, is refused before anything is decompressed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from .errors import CorruptSource
 __all__ = ["MANIFEST", "MarArchive", "extract", "read_archive", "read_member"]
 
 MANIFEST = "MAR-INF/MANIFEST.json"
+MANIFEST_MAX_BYTES = 1 << 20
+MAX_UNPACK_RATIO = 100
+# Members smaller than this unpack to no harm whatever their ratio (a config of zeros packs 1000x too).
+_RATIO_FLOOR_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,22 @@ def _safe_member(archive: Path, field: str, value: str, members: frozenset[str])
     return name
 
 
+def _check_sizes(archive: Path, zipped: zipfile.ZipFile) -> None:
+    """Refuse a zip bomb from the sizes the archive declares (zipfile never unpacks past them)."""
+    for info in zipped.infolist():
+        packed = max(info.compress_size, 1)
+        if info.file_size > _RATIO_FLOOR_BYTES and info.file_size > MAX_UNPACK_RATIO * packed:
+            raise CorruptSource(
+                f"{archive}: member {info.filename!r} would unpack to {info.file_size:,} bytes from "
+                f"{packed:,} ({info.file_size // packed}x, over {MAX_UNPACK_RATIO}x): refused as a zip bomb"
+            )
+        if info.filename == MANIFEST and info.file_size > MANIFEST_MAX_BYTES:
+            raise CorruptSource(
+                f"{archive}: {MANIFEST} is {info.file_size:,} bytes, over {MANIFEST_MAX_BYTES:,}; "
+                "a manifest is a few hundred bytes"
+            )
+
+
 def _manifest(archive: Path, zipped: zipfile.ZipFile) -> dict[str, Any]:
     try:
         raw = zipped.read(MANIFEST)
@@ -74,6 +96,7 @@ def read_archive(path: Path) -> MarArchive:
     """The checked manifest of the ``.mar`` at ``path``; :class:`CorruptSource` naming what is wrong."""
     try:
         with zipfile.ZipFile(path) as zipped:
+            _check_sizes(path, zipped)
             bad = zipped.testzip()
             if bad is not None:
                 raise CorruptSource(

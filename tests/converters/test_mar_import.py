@@ -250,6 +250,21 @@ def test_a_truncated_or_foreign_archive_is_refused(sources: Path, tmp_path: Path
     assert_untouched(repository)
 
 
+def test_a_zip_bomb_is_refused_before_it_unpacks(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.mar"
+    manifest = {"model": {"modelName": "bomb", "serializedFile": "model.pt", "handler": "base_handler"}}
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("MAR-INF/MANIFEST.json", json.dumps(manifest))
+        with archive.open("model.pt", "w") as member:  # 96 MiB of zeros pack to about 100 kB
+            for _ in range(96):
+                member.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    repository = tmp_path / "repo"
+    line = assert_one_line_error(run(bomb, "-r", repository, "--input", INPUT), "bomb.mar", "'model.pt'")
+    assert "refused as a zip bomb" in line
+    assert_untouched(repository)
+
+
 def test_the_input_spec_is_required(sources: Path, tmp_path: Path) -> None:
     mar = archiver(
         sources, "noinput", "--version", "1.0", "--serialized-file", "traced.pt", "--handler", "base_handler"
