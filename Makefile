@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint lint-docker typecheck proto proto-check models bench image image-cuda-check clean help
+.PHONY: serve test system-packages lint lint-docker typecheck proto proto-check models bench image image-cuda-check clean help
 
 help:
 	@echo "make serve   serve the example models in models/ (REST :8000, gRPC :8001, metrics :8002)"
@@ -64,7 +64,12 @@ proto: $(VENV)/.all.stamp
 proto-check: $(VENV)/.all.stamp
 	$(BIN)/python proto/generate.py --check
 
-test: $(VENV)/.all.stamp lint lint-docker typecheck proto-check
+# The Debian packages the tests drive (nginx, chromium, wrk, h2load, podman, runc, mmdebstrap), installed
+# when missing and apt-get can run; elsewhere the script names what is missing.
+system-packages:
+	sh tests/system_packages.sh
+
+test: system-packages $(VENV)/.all.stamp lint lint-docker typecheck proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 models: $(VENV)/.all.stamp

@@ -27,7 +27,8 @@ def podman() -> Engine:
         podman = engine()
         podman.ensure_base()
     except EngineMissing as error:
-        # .ci/run installs them; a developer's machine without podman runs the rest of the suite.
+        # make test installs them as root (tests/system_packages.sh); a developer's machine without
+        # podman runs the rest of the suite.
         pytest.skip(str(error))
     return podman
 

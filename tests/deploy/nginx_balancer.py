@@ -108,7 +108,9 @@ def run_nginx(folder: Path, http: Sequence[str], grpc_: Sequence[str]) -> Iterat
     """Run nginx balancing REST over ``http`` and gRPC over ``grpc_`` (``host:port`` each) until exit."""
     binary = nginx_binary()
     if binary is None:
-        raise FileNotFoundError("nginx is not installed (.ci/run installs Debian's nginx)")
+        raise FileNotFoundError(
+            "nginx is not installed (make test installs Debian's nginx as root: tests/system_packages.sh)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     http_port, grpc_port = _free_port(), _free_port()
     config = folder / "nginx.conf"

@@ -31,7 +31,10 @@ from tests.deploy.nginx_balancer import Balancer, nginx_binary, run_nginx
 from tests.helpers.scrape import scrape
 from tests.helpers.server_process import ServerProcess, start_server
 
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    nginx_binary() is None,
+    reason="nginx is not installed (make test installs it as root: tests/system_packages.sh)",
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mlp"

@@ -36,7 +36,9 @@ def _csp_violation(text: str, problems: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: .ci/run installs Debian's chromium"
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: make test installs Debian's chromium (tests/system_packages.sh)"
+    )
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     with chromium() as running:
         yield running
