@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from .errors import UnsupportedOperator, VerificationFailed
+from .graph_walk import graph_nodes
 from .op_rewrites import KNOWN_REWRITES, REWRITE_MIN_OPSET
 from .tensor_specs import DYNAMIC, TensorSpec
 
@@ -27,18 +28,6 @@ __all__ = [
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
 
-def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node, including those of subgraphs (Loop and If bodies)."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _nodes(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    yield from _nodes(subgraph)
-
-
 def strip_debug_info(model: onnx.ModelProto) -> None:
     """Drop every node's doc string and metadata, in place (subgraphs included).
 
@@ -46,7 +35,7 @@ def strip_debug_info(model: onnx.ModelProto) -> None:
     model's bytes, and the paths of the machine that converted it. The operator checks run before this.
     """
     model.graph.doc_string = ""
-    for node in _nodes(model.graph):
+    for node in graph_nodes(model.graph):
         node.doc_string = ""
         del node.metadata_props[:]
 
@@ -84,7 +73,7 @@ def check_graph(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     :class:`VerificationFailed` with the checker's message.
     """
     opset = opset_of(model)
-    for node in _nodes(model.graph):
+    for node in graph_nodes(model.graph):
         if node.domain not in _STANDARD_DOMAINS:
             continue
         hint = _unsupported_hint(node.op_type, opset)
@@ -133,7 +122,7 @@ def graph_signature(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tup
 def _gathered_tables(model: onnx.ModelProto) -> Iterator[tuple[str, tuple[int, ...]]]:
     """(indices value, table dims) of every ``Gather`` that reads an initializer, subgraphs included."""
     shapes = {initializer.name: tuple(initializer.dims) for initializer in model.graph.initializer}
-    for node in _nodes(model.graph):
+    for node in graph_nodes(model.graph):
         if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in shapes:
             yield node.input[1], shapes[node.input[0]]
 

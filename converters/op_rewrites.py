@@ -8,11 +8,13 @@ A ``--custom-op`` the user gives for the same op wins over these (it is attached
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from .graph_walk import graphs
 
 __all__ = ["KNOWN_REWRITES", "REWRITE_MIN_OPSET", "rewrite_known_ops"]
 
@@ -24,46 +26,51 @@ REWRITE_MIN_OPSET = 15
 Rewrite = Callable[[onnx.NodeProto, Callable[[str], str]], list[onnx.NodeProto]]
 
 
+def _like(
+    value: float, like: str, owner: onnx.NodeProto, fresh: Callable[[str], str]
+) -> tuple[list[onnx.NodeProto], str]:
+    """Nodes making the scalar ``value`` in the type of ``like`` (a Constant, then CastLike), and its name."""
+    constant, typed = fresh("constant"), fresh("typed")
+    tensor = numpy_helper.from_array(np.array(value, dtype=np.float32), name=constant)
+    return [
+        helper.make_node("Constant", [], [constant], value=tensor, name=f"{owner.name}/{constant}"),
+        helper.make_node("CastLike", [constant, like], [typed], name=f"{owner.name}/CastLike"),
+    ], typed
+
+
 def _erfc(node: onnx.NodeProto, fresh: Callable[[str], str]) -> list[onnx.NodeProto]:
-    # erfc(x) = 1 - erf(x); the constant takes the input's type through CastLike.
-    erf, one, typed = fresh("erf"), fresh("one"), fresh("one_typed")
+    # erfc(x) = 1 - erf(x)
+    erf = fresh("erf")
+    one_nodes, one = _like(1.0, node.input[0], node, fresh)
     return [
         helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}/Erf"),
-        _constant(one, 1.0, node.name),
-        helper.make_node("CastLike", [one, node.input[0]], [typed], name=f"{node.name}/CastLike"),
-        helper.make_node("Sub", [typed, erf], [node.output[0]], name=f"{node.name}/Sub"),
+        *one_nodes,
+        helper.make_node("Sub", [one, erf], [node.output[0]], name=f"{node.name}/Sub"),
     ]
 
 
 def _expm1(node: onnx.NodeProto, fresh: Callable[[str], str]) -> list[onnx.NodeProto]:
-    exp, one, typed = fresh("exp"), fresh("one"), fresh("one_typed")
+    exp = fresh("exp")
+    one_nodes, one = _like(1.0, node.input[0], node, fresh)
     return [
         helper.make_node("Exp", [node.input[0]], [exp], name=f"{node.name}/Exp"),
-        _constant(one, 1.0, node.name),
-        helper.make_node("CastLike", [one, node.input[0]], [typed], name=f"{node.name}/CastLike"),
-        helper.make_node("Sub", [exp, typed], [node.output[0]], name=f"{node.name}/Sub"),
+        *one_nodes,
+        helper.make_node("Sub", [exp, one], [node.output[0]], name=f"{node.name}/Sub"),
     ]
 
 
 def _xlogy(node: onnx.NodeProto, fresh: Callable[[str], str]) -> list[onnx.NodeProto]:
     # xlogy(x, y) = 0 where x == 0, else x * log(y) (TensorFlow's definition: 0 even where y is 0).
     x, y = node.input[0], node.input[1]
-    zero, typed, is_zero, log, product = (
-        fresh(n) for n in ("zero", "zero_typed", "is_zero", "log", "product")
-    )
+    is_zero, log, product = fresh("is_zero"), fresh("log"), fresh("product")
+    zero_nodes, zero = _like(0.0, x, node, fresh)
     return [
-        _constant(zero, 0.0, node.name),
-        helper.make_node("CastLike", [zero, x], [typed], name=f"{node.name}/CastLike"),
-        helper.make_node("Equal", [x, typed], [is_zero], name=f"{node.name}/Equal"),
+        *zero_nodes,
+        helper.make_node("Equal", [x, zero], [is_zero], name=f"{node.name}/Equal"),
         helper.make_node("Log", [y], [log], name=f"{node.name}/Log"),
         helper.make_node("Mul", [x, log], [product], name=f"{node.name}/Mul"),
-        helper.make_node("Where", [is_zero, typed, product], [node.output[0]], name=f"{node.name}/Where"),
+        helper.make_node("Where", [is_zero, zero, product], [node.output[0]], name=f"{node.name}/Where"),
     ]
-
-
-def _constant(name: str, value: float, owner: str) -> onnx.NodeProto:
-    tensor = numpy_helper.from_array(np.array(value, dtype=np.float32), name=name)
-    return helper.make_node("Constant", [], [name], value=tensor, name=f"{owner}/{name}")
 
 
 # What each rewrite computes, for the notes and the docs.
@@ -72,16 +79,6 @@ KNOWN_REWRITES: dict[str, tuple[str, Rewrite]] = {
     "Expm1": ("Exp(x) - 1", _expm1),
     "Xlogy": ("Where(x == 0, 0, x * Log(y))", _xlogy),
 }
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _graphs(subgraph)
 
 
 def rewrite_known_ops(model: onnx.ModelProto) -> list[str]:
@@ -96,7 +93,7 @@ def rewrite_known_ops(model: onnx.ModelProto) -> list[str]:
     def fresh(stem: str) -> str:
         return f"_modelport_rewrite_{stem}_{next(serial)}"
 
-    for graph in _graphs(model.graph):
+    for graph in graphs(model.graph):
         rebuilt: list[onnx.NodeProto] = []
         for node in graph.node:
             known = KNOWN_REWRITES.get(node.op_type) if node.domain in _STANDARD_DOMAINS else None

@@ -17,6 +17,7 @@ import onnx
 
 from .errors import InvalidOption
 from .exported import Arrays, ExportedModel
+from .graph_walk import graphs
 from .tensor_specs import DYNAMIC, TensorSpec
 
 __all__ = ["apply_given_inputs", "reconcile"]
@@ -60,16 +61,12 @@ def reconcile(own: Sequence[TensorSpec], given: Sequence[TensorSpec], source: st
 
 def _rename_everywhere(graph: onnx.GraphProto, renames: Mapping[str, str]) -> None:
     """Rename values read by nodes, subgraphs included (a subgraph may read an outer graph's input)."""
-    for node in graph.node:
-        node.input[:] = [renames.get(name, name) for name in node.input]
-        node.output[:] = [renames.get(name, name) for name in node.output]
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                _rename_everywhere(attribute.g, renames)
-            for subgraph in attribute.graphs:
-                _rename_everywhere(subgraph, renames)
-    for value in (*graph.output, *graph.value_info):
-        value.name = renames.get(value.name, value.name)
+    for each in graphs(graph):
+        for node in each.node:
+            node.input[:] = [renames.get(name, name) for name in node.input]
+            node.output[:] = [renames.get(name, name) for name in node.output]
+        for value in (*each.output, *each.value_info):
+            value.name = renames.get(value.name, value.name)
 
 
 def _taken_names(graph: onnx.GraphProto) -> set[str]:

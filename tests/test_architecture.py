@@ -53,6 +53,7 @@ LAYERS: dict[str, list[list[str]]] = {
         [
             "errors",
             "dotted_names",
+            "graph_walk",
             "tensor_specs",
             "options",
             "exported",
