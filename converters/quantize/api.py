@@ -227,9 +227,10 @@ def _exclusion_notes(
 
 def _eight_bit_io(
     target: Path, options: QuantizeOptions, validation: SampleSet, candidate: dict[str, Any]
-) -> tuple[list[IoQuantization], list[str]]:
+) -> tuple[list[IoQuantization], list[str], SampleSet]:
     """Rewrite ``target`` to take and give 8-bit tensors; check on the validation samples that it computes
-    what it computed with float IO (``candidate``), to within one step of each output's scale."""
+    what it computed with float IO (``candidate``), to within one step of each output's scale. Returns what
+    changed, the notes on what could not, and the validation samples as the rewritten model takes them."""
     import numpy as np
     import onnx
 
@@ -238,15 +239,14 @@ def _eight_bit_io(
     model = _load(target)
     io, notes = int8_io(model)
     onnx.save(model, str(target))
-    again = dequantize(
-        run_model(target, replace(validation, arrays=quantize_feed(validation.arrays, io))), io
-    )
+    quantized = replace(validation, arrays=quantize_feed(validation.arrays, io))
+    again = dequantize(run_model(target, quantized), io)
     for entry in io:
         if entry.kind == "output":
             error = float(np.max(np.abs(again[entry.name] - candidate[entry.name]), initial=0.0))
             if error > entry.scale * 1.01:
                 raise QuantizeError(f"--int8-io changed output '{entry.name}' by {error:.3g}; report this")
-    return io, notes
+    return io, notes, quantized
 
 
 def quantize_model(
@@ -297,8 +297,10 @@ def quantize_model(
         _strip(target, options, how)
         candidate, accuracy = run_model(target, validation), explained.accuracy
 
-    io, io_notes = _eight_bit_io(target, options, validation, candidate) if options.int8_io else ([], [])
-    io_validation = replace(validation, arrays=quantize_feed(validation.arrays, io))
+    # io_validation: the samples as the converted model takes them (8-bit inputs with --int8-io).
+    io, io_notes, io_validation = (
+        _eight_bit_io(target, options, validation, candidate) if options.int8_io else ([], [], validation)
+    )
     exported = None
     ort_error = None
     if options.ort_style is not None:
